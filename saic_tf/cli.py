@@ -15,53 +15,55 @@ BACKBONES = ("resnet18", "vgg16", "resnet50", "mobilenet_v2", "efficientnet_b0")
 _DEFAULT = TrainConfig()
 
 
-def define_train_flags():
+def define_train_flags(flag_values=FLAGS):
   """Flags of bin/train; defaults come from TrainConfig (the paper's settings)."""
+  fv = dict(flag_values=flag_values)
   flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, checkpoints of "
-                      "each stage, TensorBoard logs.", required=True)
+                      "each stage, TensorBoard logs.", required=True, **fv)
   flags.DEFINE_enum("dataset", _DEFAULT.dataset, data.DATASETS,
                     "sample / sample_cifar10: the real images shipped in the package; "
                     "imagefolder: --data_dir=ROOT with ROOT/{train,val|test}/CLASS/*.jpg|png; "
                     "stl10, cifar10, imagenette, imagenet2012: tensorflow-datasets (stl10 also "
-                    "reads the original stl10_binary/ files in --data_dir).")
+                    "reads the original stl10_binary/ files in --data_dir).", **fv)
   flags.DEFINE_string("data_dir", _DEFAULT.data_dir, "Root of an image folder, or tfds' data "
-                      "directory, or a folder holding stl10_binary/.")
+                      "directory, or a folder holding stl10_binary/.", **fv)
   flags.DEFINE_integer("image_size", _DEFAULT.image_size, "Images are resized to this square "
-                       "size (96: STL-10's size).", lower_bound=1)
+                       "size (96: STL-10's size).", lower_bound=1, **fv)
   flags.DEFINE_enum("loss", _DEFAULT.loss, ("tdic", "apic", "saic"), "Objective: tdic = pixel "
-                    "MSE (Eq. 5); apic / saic = feature losses (not implemented yet).")
+                    "MSE (Eq. 5); apic / saic = feature losses (not implemented yet).", **fv)
   flags.DEFINE_float("tau", _DEFAULT.tau, "GSW temperature τ in W' = r·softmax(τW) (Eq. 4); "
-                     "not implemented yet.")
+                     "not implemented yet.", **fv)
   flags.DEFINE_float("r", _DEFAULT.r, "GSW scale r in W' = r·softmax(τW) (Eq. 4); not "
-                     "implemented yet.")
+                     "implemented yet.", **fv)
   flags.DEFINE_enum("backbone", _DEFAULT.backbone, BACKBONES, "Downstream network for "
-                    "apic/saic (not implemented yet).")
+                    "apic/saic (not implemented yet).", **fv)
   flags.DEFINE_float("bpp", _DEFAULT.bpp, "Nominal rate: C = bpp·stride² binary latent "
-                     "channels; must give a whole C (0.125, 0.25, 0.5 at stride 8).")
-  flags.DEFINE_integer("stride", _DEFAULT.stride, "Total stride s of the codec, a power of 2.")
+                     "channels; must give a whole C (0.125, 0.25, 0.5 at stride 8).", **fv)
+  flags.DEFINE_integer("stride", _DEFAULT.stride, "Total stride s of the codec, a power of 2.",
+                       **fv)
   flags.DEFINE_integer("filters", _DEFAULT.filters, "Width of the codec's convolutions.",
-                       lower_bound=1)
+                       lower_bound=1, **fv)
   flags.DEFINE_integer("steps", _DEFAULT.steps, "Total training steps of the stage (a resumed "
-                       "run stops here too).", lower_bound=1)
-  flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.", lower_bound=1)
-  flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam learning rate.")
+                       "run stops here too).", lower_bound=1, **fv)
+  flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.", lower_bound=1, **fv)
+  flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam learning rate.", **fv)
   flags.DEFINE_string("init_from", _DEFAULT.init_from, "Reuse another run's downstream network "
-                      "and TDIC stage (not implemented yet).")
-  flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of weights, data order and augmentation.")
+                      "and TDIC stage (not implemented yet).", **fv)
+  flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of weights, data order and augmentation.", **fv)
   flags.DEFINE_bool("deterministic", _DEFAULT.deterministic, "Enable TensorFlow op determinism "
-                    "(same seed, same weights).")
+                    "(same seed, same weights).", **fv)
   flags.DEFINE_integer("checkpoint_every", _DEFAULT.checkpoint_every, "Save a checkpoint every "
-                       "this many steps.", lower_bound=1)
+                       "this many steps.", lower_bound=1, **fv)
   flags.DEFINE_integer("log_every", _DEFAULT.log_every, "Print progress and write TensorBoard "
-                       "scalars every this many steps.", lower_bound=1)
+                       "scalars every this many steps.", lower_bound=1, **fv)
   flags.DEFINE_integer("image_every", _DEFAULT.image_every, "Write original|reconstruction "
-                       "images to TensorBoard every this many steps.", lower_bound=1)
-  flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be > 0")
+                       "images to TensorBoard every this many steps.", lower_bound=1, **fv)
+  flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be > 0", **fv)
 
 
-def train_config_from_flags():
+def train_config_from_flags(flag_values=FLAGS):
   names = {f.name for f in dataclasses.fields(TrainConfig)}
-  return TrainConfig(**{name: FLAGS[name].value for name in names})
+  return TrainConfig(**{name: flag_values[name].value for name in names})
 
 
 def run(main):

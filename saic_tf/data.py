@@ -1,4 +1,4 @@
-"""Image data: sources (embedded sample, image folders, STL-10 binaries, tfds) and tf.data pipelines.
+"""Image data: sources (embedded sample, image folders, STL-10 binaries, tfds), tf.data pipelines.
 
 Every source yields `(raw, label)` pairs in a fixed order plus a `decode(raw)` function giving a
 uint8 RGB image; `train_dataset` and `eval_dataset` turn a source into batches of float images in

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny real-image folders with awkward images, and paths of the repository."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_CIFAR = os.path.join(ROOT, "saic_tf", "sample_data", "cifar10")
+
+
+@pytest.fixture
+def awkward_folder(tmp_path):
+  """An imagefolder of real CIFAR images saved as greyscale, RGBA, palette and odd sizes."""
+  sources = sorted(os.listdir(os.path.join(SAMPLE_CIFAR, "train", "cat")))[:3]
+  real = [Image.open(os.path.join(SAMPLE_CIFAR, "train", "cat", f)) for f in sources]
+  variants = {
+      "train/cat/grey.png": real[0].convert("L").resize((17, 23)),
+      "train/cat/rgba.png": real[1].convert("RGBA").resize((40, 30)),
+      "train/dog/palette.png": real[2].convert("P").resize((9, 64)),
+      "train/dog/plain.jpg": real[0],
+      "val/cat/tiny.png": real[1].resize((1, 1)),
+      "val/dog/grey.jpg": real[2].convert("L"),
+  }
+  for name, image in variants.items():
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+  (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image, not listed")
+  return str(tmp_path)
+
+
+def write_stl10_binary(directory, split, images, labels):
+  """Writes STL-10's original format: uint8 (N, 3, 96, 96) with each channel column-major."""
+  os.makedirs(directory, exist_ok=True)
+  column_major = np.asarray(images, np.uint8).transpose(0, 3, 2, 1)  # (N, C, W, H)
+  column_major.tofile(os.path.join(directory, f"{split}_X.bin"))
+  (np.asarray(labels, np.uint8) + 1).tofile(os.path.join(directory, f"{split}_y.bin"))

@@ -1,0 +1,74 @@
+"""The bin/ commands as a user runs them (subprocesses), and the flagfiles."""
+import dataclasses
+import glob
+import os
+import subprocess
+import sys
+
+from absl import flags
+import pytest
+
+from saic_tf import cli, codec
+from saic_tf.config import TrainConfig
+from conftest import ROOT
+
+
+def run_bin(*args, env=None, timeout=300):
+  environment = dict(os.environ, **(env or {}))
+  return subprocess.run([os.path.join(ROOT, "bin", args[0]), *args[1:]], capture_output=True,
+                        text=True, timeout=timeout, env=environment, cwd=ROOT, check=False)
+
+
+def error_lines(stderr):
+  return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_helpfull_lists_every_flag():
+  result = run_bin("train", "--helpfull")
+  assert "Traceback" not in result.stderr  # absl exits with 1 after printing the help
+  for field in dataclasses.fields(TrainConfig):
+    assert f"--{field.name}" in result.stdout, field.name
+  assert "--flagfile" in result.stdout
+
+
+def test_offline_tfds_download_is_one_line(tmp_path):
+  result = run_bin("train", "--dataset=stl10", f"--data_dir={tmp_path / 'tfds'}",
+                   f"--model_dir={tmp_path / 'run'}", "--steps=1",
+                   env={"SAIC_NETWORK_PROBE": "127.0.0.1:9"}, timeout=120)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1, result.stderr
+  for hint in ("--data_dir", "--dataset=imagefolder", "--dataset=sample"):
+    assert hint in lines[0]
+
+
+@pytest.mark.parametrize("flag,needle", [("--bpp=0.3", "--bpp=0.3"),
+                                         ("--loss=saic", "not implemented yet")])
+def test_bad_flags_are_one_line(tmp_path, flag, needle):
+  result = run_bin("train", flag, f"--model_dir={tmp_path}", "--steps=1")
+  assert result.returncode == 2
+  assert "Traceback" not in result.stderr
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_demo_trains_on_the_sample_and_says_where_outputs_are(tmp_path):
+  result = run_bin("demo", f"--model_dir={tmp_path}", "--steps=3", "--image_size=32",
+                   "--log_every=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "tdic step 3/3" in result.stderr and "img/s" in result.stderr
+  assert "ETA" in result.stderr
+  for output in ("config.json", "tdic", "logs"):
+    assert os.path.join(str(tmp_path), output) in result.stdout
+  assert os.path.exists(tmp_path / "tdic" / "ckpt-3.index")
+
+
+@pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "flags", "*.cfg"))))
+def test_every_flagfile_parses_to_a_valid_config(flagfile):
+  flag_values = flags.FlagValues()
+  cli.define_train_flags(flag_values)
+  flag_values(["train", f"--flagfile={flagfile}", "--model_dir=unused"])
+  config = cli.train_config_from_flags(flag_values)
+  assert codec.channels_for_bpp(config.bpp, config.stride) >= 1
+  assert config.loss == "tdic"
