@@ -27,7 +27,8 @@ def test_helpfull_lists_every_flag():
   result = run_bin("train", "--helpfull")
   assert "Traceback" not in result.stderr  # absl exits with 1 after printing the help
   for field in dataclasses.fields(TrainConfig):
-    assert f"--{field.name}" in result.stdout, field.name
+    prefix = "--[no]" if field.type is bool else "--"
+    assert f"{prefix}{field.name}" in result.stdout, field.name
   assert "--flagfile" in result.stdout
 
 
