@@ -6,12 +6,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from saic_tf import backbones
 from saic_tf import data
-from saic_tf.config import TrainConfig
+from saic_tf.config import LOSSES, TrainConfig
 from saic_tf.errors import UserError
 
 FLAGS = flags.FLAGS
-BACKBONES = ("resnet18", "vgg16", "resnet50", "mobilenet_v2", "efficientnet_b0")
 _DEFAULT = TrainConfig()
 
 
@@ -29,26 +29,50 @@ def define_train_flags(flag_values=FLAGS):
                       "directory, or a folder holding stl10_binary/.", **fv)
   flags.DEFINE_integer("image_size", _DEFAULT.image_size, "Images are resized to this square "
                        "size (96: STL-10's size).", lower_bound=1, **fv)
-  flags.DEFINE_enum("loss", _DEFAULT.loss, ("tdic", "apic", "saic"), "Objective: tdic = pixel "
-                    "MSE (Eq. 5); apic / saic = feature losses (not implemented yet).", **fv)
+  flags.DEFINE_enum("loss", _DEFAULT.loss, LOSSES, "Objective of the last stage: tdic = pixel "
+                    "MSE only (Eq. 5); apic = TDIC then feature MSE with uniform channel "
+                    "weights; saic = TDIC then feature MSE weighted by GSW (Eq. 10). Default: "
+                    "saic when --tau is given, else tdic.", **fv)
   flags.DEFINE_float("tau", _DEFAULT.tau, "GSW temperature τ in W' = r·softmax(τW) (Eq. 4); "
-                     "not implemented yet.", **fv)
-  flags.DEFINE_float("r", _DEFAULT.r, "GSW scale r in W' = r·softmax(τW) (Eq. 4); not "
-                     "implemented yet.", **fv)
-  flags.DEFINE_enum("backbone", _DEFAULT.backbone, BACKBONES, "Downstream network for "
-                    "apic/saic (not implemented yet).", **fv)
+                     "giving it selects --loss=saic.", **fv)
+  flags.DEFINE_float("r", _DEFAULT.r, "GSW scale r in W' = r·softmax(τW) (Eq. 4). Default: "
+                     "K, the number of feature channels, so uniform weights are all 1 (APIC).",
+                     **fv)
+  flags.DEFINE_enum("backbone", _DEFAULT.backbone, backbones.BACKBONES, "Downstream network "
+                    "(resnet18 is built here; the others are keras.applications).", **fv)
+  flags.DEFINE_string("backbone_weights", _DEFAULT.backbone_weights, "none: train the "
+                      "downstream classifier from scratch on the dataset; imagenet: Keras' "
+                      "pre-trained weights (needs the network); PATH: a local weights file.",
+                      **fv)
+  flags.DEFINE_string("feature_layer", _DEFAULT.feature_layer, "Layer that splits the "
+                      "downstream network into F (features f_1..f_K) and the head. Default: "
+                      "the backbone's last block (see saic_tf/backbones.py).", **fv)
+  flags.DEFINE_integer("gsw_batches", _DEFAULT.gsw_batches, "Training batches GSW's W is "
+                       "averaged over.", lower_bound=1, **fv)
+  flags.DEFINE_enum("gsw_output", _DEFAULT.gsw_output, ("probs", "logits"), "Outputs y_c "
+                    "whose gradients GSW averages: softmax confidence scores (the paper's) or "
+                    "logits. With probs the class mean cancels exactly (see README).", **fv)
+  flags.DEFINE_integer("downstream_epochs", _DEFAULT.downstream_epochs, "Epochs of training "
+                       "the downstream classifier (AdamW, cosine decay).", lower_bound=1, **fv)
+  flags.DEFINE_float("downstream_learning_rate", _DEFAULT.downstream_learning_rate, "Peak "
+                     "learning rate of the downstream classifier.", **fv)
+  flags.DEFINE_float("downstream_weight_decay", _DEFAULT.downstream_weight_decay, "AdamW "
+                     "weight decay of the downstream classifier.", **fv)
   flags.DEFINE_float("bpp", _DEFAULT.bpp, "Nominal rate: C = bpp·stride² binary latent "
                      "channels; must give a whole C (0.125, 0.25, 0.5 at stride 8).", **fv)
   flags.DEFINE_integer("stride", _DEFAULT.stride, "Total stride s of the codec, a power of 2.",
                        **fv)
   flags.DEFINE_integer("filters", _DEFAULT.filters, "Width of the codec's convolutions.",
                        lower_bound=1, **fv)
-  flags.DEFINE_integer("steps", _DEFAULT.steps, "Total training steps of the stage (a resumed "
-                       "run stops here too).", lower_bound=1, **fv)
+  flags.DEFINE_integer("steps", _DEFAULT.steps, "Total TDIC steps (stage 1; a resumed run "
+                       "stops here too).", lower_bound=1, **fv)
+  flags.DEFINE_integer("finetune_steps", _DEFAULT.finetune_steps, "Total APIC/SAIC fine-tune "
+                       "steps (stage 2).", lower_bound=1, **fv)
   flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.", lower_bound=1, **fv)
   flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam learning rate.", **fv)
-  flags.DEFINE_string("init_from", _DEFAULT.init_from, "Reuse another run's downstream network "
-                      "and TDIC stage (not implemented yet).", **fv)
+  flags.DEFINE_string("init_from", _DEFAULT.init_from, "MODEL_DIR of another run whose "
+                      "downstream network and TDIC stage this apic/saic run reuses, so that "
+                      "TDIC, APIC and SAIC compare on the same base.", **fv)
   flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of weights, data order and augmentation.", **fv)
   flags.DEFINE_bool("deterministic", _DEFAULT.deterministic, "Enable TensorFlow op determinism "
                     "(same seed, same weights).", **fv)
@@ -58,7 +82,8 @@ def define_train_flags(flag_values=FLAGS):
                        "scalars every this many steps.", lower_bound=1, **fv)
   flags.DEFINE_integer("image_every", _DEFAULT.image_every, "Write original|reconstruction "
                        "images to TensorBoard every this many steps.", lower_bound=1, **fv)
-  flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be > 0", **fv)
+  for name in ("learning_rate", "downstream_learning_rate"):
+    flags.register_validator(name, lambda v: v > 0, f"--{name} must be > 0", **fv)
 
 
 def train_config_from_flags(flag_values=FLAGS):

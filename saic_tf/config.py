@@ -9,8 +9,9 @@ from saic_tf.errors import UserError
 CONFIG_FILE = "config.json"
 # Settings that may change between a run and its resumption; any other difference is refused,
 # since it would silently mix two different experiments in one MODEL_DIR.
-RESUMABLE_CHANGES = frozenset(
-    {"steps", "model_dir", "data_dir", "checkpoint_every", "log_every", "image_every"})
+RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir",
+                               "checkpoint_every", "log_every", "image_every"})
+LOSSES = ("tdic", "apic", "saic")
 
 
 @dataclasses.dataclass
@@ -20,14 +21,22 @@ class TrainConfig:
   dataset: str = "sample"
   data_dir: str = ""
   image_size: int = 96
-  loss: str = "tdic"
+  loss: Optional[str] = None  # None: saic when tau is given, else tdic
   tau: Optional[float] = None
-  r: Optional[float] = None
+  r: Optional[float] = None  # None: K, the number of feature channels
   backbone: str = "resnet18"
+  backbone_weights: str = "none"
+  feature_layer: str = ""  # "": the backbone's default (saic_tf/backbones.py)
+  gsw_batches: int = 10
+  gsw_output: str = "probs"
+  downstream_epochs: int = 15
+  downstream_learning_rate: float = 2e-3
+  downstream_weight_decay: float = 0.05
   bpp: float = 0.125
   stride: int = 8
   filters: int = 96
   steps: int = 300_000
+  finetune_steps: int = 20_000
   batch_size: int = 32
   learning_rate: float = 1e-5
   init_from: str = ""
@@ -37,6 +46,34 @@ class TrainConfig:
   log_every: int = 100
   image_every: int = 1000
 
+  @property
+  def semantic(self):
+    """True for apic/saic: the run needs the downstream network and a fine-tune stage."""
+    return self.resolved_loss != "tdic"
+
+  @property
+  def resolved_loss(self):
+    return self.loss or ("saic" if self.tau is not None else "tdic")
+
+  def validate(self):
+    """One-line errors for settings that contradict each other."""
+    loss = self.resolved_loss
+    if loss not in LOSSES:
+      raise UserError(f"--loss={loss}: must be one of {', '.join(LOSSES)}")
+    if loss == "saic" and self.tau is None:
+      raise UserError("--loss=saic needs --tau (GSW temperature, e.g. --tau=400)")
+    if loss != "saic" and (self.tau is not None or self.r is not None):
+      raise UserError(f"--tau and --r are GSW settings, used by --loss=saic only, not "
+                      f"--loss={loss}")
+    if self.tau is not None and self.tau <= 0:
+      raise UserError(f"--tau={self.tau:g}: must be > 0")
+    if self.r is not None and self.r <= 0:
+      raise UserError(f"--r={self.r:g}: must be > 0")
+    if self.init_from and not self.semantic:
+      raise UserError("--init_from reuses another run's downstream network and TDIC stage for "
+                      "an apic/saic fine-tune; with --loss=tdic there is nothing to reuse")
+    return self
+
   def to_dict(self):
     return dataclasses.asdict(self)
 
@@ -44,6 +81,17 @@ class TrainConfig:
   def from_dict(cls, values):
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items() if k in known})
+
+  @classmethod
+  def read(cls, model_dir):
+    path = os.path.join(model_dir, CONFIG_FILE)
+    try:
+      with open(path) as f:
+        return cls.from_dict(json.load(f))
+    except FileNotFoundError:
+      raise UserError(f"{path}: missing; is {model_dir} a saic-tf run directory?") from None
+    except (OSError, ValueError, TypeError) as e:
+      raise UserError(f"{path}: unreadable ({e})") from None
 
   def write_or_check(self):
     """Writes MODEL_DIR/config.json, or checks this run against the one already there."""

@@ -7,3 +7,22 @@ import tensorflow as tf
 def pixel_mse(images, reconstructions):
   """TDIC distortion (paper Eq. 5): mean squared pixel error of each image, on [0, 1] values."""
   return tf.reduce_mean(tf.math.squared_difference(images, reconstructions), axis=[1, 2, 3])
+
+
+def feature_distortion(features_model, channel_weights):
+  """APIC / SAIC distortion (paper Eq. 10): Σ_k w'_k ‖f'_k − f_k‖² of each image.
+
+  f = F(x) of the original is a target (no gradient; F is frozen and its variables are not
+  trainable, so the tape records nothing of it); f' = F(x') carries the gradient to the codec.
+  ‖·‖² is taken as the mean over the M×N positions (a constant 1/MN factor, which keeps the loss
+  independent of the image size). APIC is this loss with every w'_k = 1, SAIC with GSW's W'.
+  """
+  weights = tf.constant(channel_weights, tf.float32)
+
+  def objective(images, reconstructions):
+    target = tf.stop_gradient(features_model(images, training=False))
+    features = features_model(reconstructions, training=False)
+    per_channel = tf.reduce_mean(tf.math.squared_difference(features, target), axis=[1, 2])
+    return tf.reduce_sum(per_channel * weights, axis=-1)
+
+  return objective

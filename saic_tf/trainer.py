@@ -1,30 +1,32 @@
-"""Training: the codec's Keras train/test steps and the resumable run loop (paper Algorithm 1).
+"""Training: the codec's Keras train/test steps and the resumable run of paper Algorithm 1.
 
-Stage 1 (TDIC) minimises the pixel MSE of Eq. 5. Checkpoints live in MODEL_DIR/<stage>/
-(tf.train.CheckpointManager) and TensorBoard logs in MODEL_DIR/logs/<stage>/. Running the same
-command again restores the newest checkpoint (weights, optimizer state and step); the data
-pipeline is a function of (seed, step), so training continues on exactly the batches an
-uninterrupted run would have seen and stops at --steps in total.
+  step 1   downstream classifier F∘head trained on the dataset, then frozen  MODEL_DIR/downstream/
+  step 2   GSW on the frozen network: W, W' = r·softmax(τW)                 MODEL_DIR/gsw.json
+  stage 1  TDIC: E → Q → D with pixel MSE (Eq. 5)                           MODEL_DIR/tdic/
+  stage 2  APIC | SAIC fine-tune from TDIC: Σ_k w'_k ‖F_k(x') − F_k(x)‖²     MODEL_DIR/apic|saic/
+
+--loss=tdic runs stage 1 only. Each part is checkpointed (tf.train.CheckpointManager) and
+skipped with a log line once complete, so running the same command again continues where it
+stopped. The data pipeline is a function of (seed, step), so a resumed stage trains on exactly
+the batches an uninterrupted one would have seen and stops at its step count. TensorBoard logs
+go to MODEL_DIR/logs/<part>/.
 """
-import datetime
-import math
+import dataclasses
 import os
-import time
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
 from saic_tf import codec as codec_lib
 from saic_tf import data
+from saic_tf import downstream as downstream_lib
+from saic_tf import gsw
 from saic_tf import losses
+from saic_tf.loop import current_step, fit_resumably, part_dirs, TrainingMonitor
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
-
-
-def current_step(model):
-  """The optimizer's step counter (a MirroredVariable under a strategy) as a Python int."""
-  return int(model.optimizer.iterations.numpy())
 
 
 class CodecTrainer(keras.Model):
@@ -72,132 +74,106 @@ class CodecTrainer(keras.Model):
     return self._update_metrics(images, reconstructions, self.objective(images, reconstructions))
 
 
-class StepCheckpointer(keras.callbacks.Callback):
-  """Saves every `every` steps and at `total_steps`, where it also stops training."""
-
-  def __init__(self, manager, total_steps, every):
-    super().__init__()
-    self.manager, self.total_steps, self.every = manager, total_steps, every
-
-  def on_train_batch_end(self, batch, logs=None):
-    step = current_step(self.model)
-    if step % self.every == 0 or step >= self.total_steps:
-      self.manager.save(checkpoint_number=step)
-    if step >= self.total_steps:
-      self.model.stop_training = True
-
-
-class TrainingMonitor(keras.callbacks.Callback):
-  """Progress lines (step, loss, PSNR, img/s, ETA) and TensorBoard scalars and images."""
-
-  def __init__(self, stage, log_dir, total_steps, batch_size, log_every, image_every,
-               preview_images):
-    super().__init__()
-    self.stage, self.total_steps, self.batch_size = stage, total_steps, batch_size
-    self.log_every, self.image_every = log_every, image_every
-    self.preview_images = preview_images
-    self.writer = tf.summary.create_file_writer(log_dir)
-
-  def on_train_begin(self, logs=None):
-    self._mark = (time.time(), current_step(self.model))
-
-  def on_train_batch_end(self, batch, logs=None):
-    step = current_step(self.model)
-    if step % self.image_every == 0 or step == self.total_steps:
-      self._write_images(step)
-    if step % self.log_every and step < self.total_steps:
-      return
-    now = time.time()
-    last_time, last_step = self._mark
-    self._mark = (now, step)
-    steps_per_second = (step - last_step) / max(now - last_time, 1e-9)
-    images_per_second = steps_per_second * self.batch_size
-    eta = datetime.timedelta(
-        seconds=round((self.total_steps - step) / max(steps_per_second, 1e-9)))
-    learning_rate = float(keras.backend.get_value(self.model.optimizer.learning_rate))
-    logging.info("%s step %d/%d  loss %.5f  PSNR %.2f dB  %.1f img/s  ETA %s", self.stage,
-                 step, self.total_steps, logs["loss"], logs["psnr"], images_per_second, eta)
-    with self.writer.as_default(step=step):
-      for name in ("loss", "psnr", "mse", "bpp"):
-        tf.summary.scalar(name, logs[name])
-      tf.summary.scalar("learning_rate", learning_rate)
-      tf.summary.scalar("images_per_second", images_per_second)
-    for metric in self.model.metrics:  # the next line averages over the next interval only
-      metric.reset_state()
-
-  def _write_images(self, step):
-    reconstructions = self.model.codec(self.preview_images, training=False)
-    side_by_side = tf.concat([self.preview_images, reconstructions], axis=2)
-    with self.writer.as_default(step=step):
-      tf.summary.image("original | reconstruction", side_by_side, max_outputs=4)
-
-  def on_train_end(self, logs=None):
-    self.writer.flush()
-
-
-def stage_dirs(model_dir, stage):
-  return os.path.join(model_dir, stage), os.path.join(model_dir, "logs", stage)
-
-
 def build_codec(config: TrainConfig):
   return codec_lib.BinaryCodec(config.bpp, config.stride, config.filters, name="codec")
 
 
-def train_stage(config: TrainConfig, stage, objective, strategy):
-  """Trains (or resumes) one stage to config.steps; returns test-split metrics and paths."""
-  checkpoint_dir, log_dir = stage_dirs(config.model_dir, stage)
-  train_source = data.load(config.dataset, "train", config.data_dir)
-  test_source = data.load(config.dataset, "test", config.data_dir)
+def latest_complete_checkpoint(stage_dir, steps, what):
+  """The newest checkpoint of a stage that must have reached `steps`, or a UserError."""
+  latest = tf.train.latest_checkpoint(stage_dir)
+  step = int(latest.rsplit("-", 1)[1]) if latest else 0
+  if step < steps:
+    raise UserError(f"{stage_dir}: {what} is not complete (step {step} of {steps})")
+  return latest
+
+
+def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, sources,
+                      init_checkpoint=None):
+  """Trains (or resumes, or skips) one codec stage to `steps`; returns its test metrics."""
+  checkpoint_dir, log_dir = part_dirs(config.model_dir, stage)
+  train_source, test_source = sources
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     codec = build_codec(config)
     model = CodecTrainer(codec, objective, name=f"{stage}_trainer")
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     model.optimizer.build(codec.trainable_variables)
-  checkpoint = tf.train.Checkpoint(codec=codec, optimizer=model.optimizer)
-  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-  start = current_step(model)
-  if start >= config.steps:
-    logging.info("%s: complete at step %d (%s), skipping", stage, start, checkpoint_dir)
-  else:
-    if start:
-      logging.info("%s: resuming from step %d (%s)", stage, start, manager.latest_checkpoint)
-    logging.info("%s: training %d steps on %s (%d images, %dx%d), batch %d, %g bpp nominal",
-                 stage, config.steps - start, config.dataset, train_source.num_examples,
-                 config.image_size, config.image_size, config.batch_size,
-                 codec.nominal_bpp(config.image_size, config.image_size))
-    train_ds = data.train_dataset(train_source, config.image_size, config.batch_size,
-                                  config.seed, start_step=start)
-    preview = next(iter(data.eval_dataset(test_source, config.image_size, 4)))[0]
-    every = min(config.checkpoint_every, config.steps)
-    callbacks = [
-        StepCheckpointer(manager, config.steps, every),
-        TrainingMonitor(stage, log_dir, config.steps, config.batch_size,
-                        min(config.log_every, config.steps), config.image_every, preview),
-    ]
-    model.fit(train_ds, steps_per_epoch=every, initial_epoch=start // every,
-              epochs=math.ceil(config.steps / every), callbacks=callbacks, verbose=0)
+  if init_checkpoint and not tf.train.latest_checkpoint(checkpoint_dir):
+    logging.info("%s: starting from %s", stage, init_checkpoint)
+    tf.train.Checkpoint(codec=codec).restore(
+        init_checkpoint).assert_existing_objects_matched().expect_partial()
+  preview = next(iter(data.eval_dataset(test_source, config.image_size, 4)))[0]
+  monitor = TrainingMonitor(stage, log_dir, steps, config.batch_size, config.log_every,
+                            config.image_every, preview)
+  logging.info("%s: %d steps on %s (%d images, %dx%d), batch %d, %g bpp nominal", stage,
+               steps, config.dataset, train_source.num_examples, config.image_size,
+               config.image_size, config.batch_size,
+               codec.nominal_bpp(config.image_size, config.image_size))
+  make_dataset = lambda start: data.train_dataset(
+      train_source, config.image_size, config.batch_size, config.seed, start_step=start)
+  fit_resumably(model, tf.train.Checkpoint(codec=codec, optimizer=model.optimizer),
+                checkpoint_dir, make_dataset, steps, config.checkpoint_every, monitor)
   test_ds = data.eval_dataset(test_source, config.image_size, config.batch_size)
   metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
   logging.info("%s: test split  loss %.5f  PSNR %.2f dB  MSE %.5f  %.4f bpp nominal", stage,
                metrics["loss"], metrics["psnr"], metrics["mse"], metrics["bpp"])
   return dict(stage=stage, step=current_step(model), checkpoint_dir=checkpoint_dir,
-              log_dir=log_dir, test_metrics={k: float(v) for k, v in metrics.items()}), codec
+              log_dir=log_dir, test_metrics={k: float(v) for k, v in metrics.items()})
+
+
+def semantic_weights(config: TrainConfig, network, train_source):
+  """Per-channel weights of the feature loss: all 1 for APIC, GSW's W' for SAIC (gsw.json)."""
+  num_channels = network.features.output.shape[-1]
+  if config.resolved_loss == "apic":
+    return np.ones(num_channels)
+  settings = dict(backbone=network.backbone, feature_layer=network.feature_layer,
+                  dataset=config.dataset, image_size=config.image_size,
+                  gsw_output=config.gsw_output, gsw_batches=config.gsw_batches,
+                  tau=config.tau, r=float(num_channels if config.r is None else config.r))
+  record = gsw.load(config.model_dir, settings)
+  if record is not None:
+    logging.info("gsw: reusing %s", os.path.join(config.model_dir, gsw.GSW_FILE))
+    return np.asarray(record["W_prime"])
+  batches = data.eval_dataset(train_source, config.image_size, config.batch_size)
+  w = gsw.compute(network.features, network.head, batches, config.gsw_batches,
+                  config.gsw_output)
+  w_prime, _ = gsw.semantic_weights(w, config.tau, settings["r"])
+  cancels = gsw.cancels(w)
+  if cancels:
+    logging.warning("gsw: W is zero up to rounding (max |w_k| = %.3g): with "
+                    "--gsw_output=probs the class mean of the softmax gradients cancels, so "
+                    "W' is uniform and SAIC trains like APIC; --gsw_output=logits avoids it",
+                    np.max(np.abs(w)))
+  path = gsw.save(config.model_dir, w, w_prime, dict(settings, class_mean_cancels=cancels))
+  with tf.summary.create_file_writer(part_dirs(config.model_dir, "gsw")[1]).as_default(step=0):
+    tf.summary.histogram("W", w)
+    tf.summary.histogram("W_prime", w_prime)
+  logging.info("gsw: W' in [%.4g, %.4g] over %d channels (τ=%g, r=%g) -> %s", w_prime.min(),
+               w_prime.max(), num_channels, config.tau, settings["r"], path)
+  return w_prime
+
+
+def check_init_from(config: TrainConfig):
+  """--init_from=DIR must be a run with the same codec and downstream settings."""
+  base = TrainConfig.read(config.init_from)
+  shared = ("dataset", "image_size", "bpp", "stride", "filters", "steps", "backbone",
+            "backbone_weights", "feature_layer", "seed")
+  differences = [f"--{k}={getattr(base, k)!r} there, {getattr(config, k)!r} now"
+                 for k in shared if getattr(base, k) != getattr(config, k)]
+  if differences:
+    raise UserError(f"--init_from={config.init_from}: that run differs "
+                    f"({'; '.join(differences)})")
 
 
 def train(config: TrainConfig, strategy=None):
-  """Algorithm 1 as far as implemented: stage 1 (TDIC). Returns the stage's summary dict."""
-  if config.loss != "tdic" or config.tau is not None or config.r is not None:
-    raise UserError("--loss=apic/saic, --tau and --r need the semantic stage (downstream "
-                    "network, GSW), which is not implemented yet: only --loss=tdic trains")
-  if config.init_from:
-    raise UserError("--init_from is not implemented yet (it comes with the semantic stage)")
+  """Algorithm 1 (see module doc). Returns a summary of the last codec stage."""
+  config = dataclasses.replace(config.validate(), loss=config.resolved_loss)
   try:  # refuse a bad --bpp/--stride before anything is written
     codec_lib.channels_for_bpp(config.bpp, config.stride)
   except ValueError as e:
     raise UserError(str(e)) from None
+  if config.init_from:
+    check_init_from(config)
   config.write_or_check()
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -205,5 +181,32 @@ def train(config: TrainConfig, strategy=None):
   if config.batch_size % strategy.num_replicas_in_sync:
     raise UserError(f"--batch_size={config.batch_size} is not divisible by the "
                     f"{strategy.num_replicas_in_sync} replicas")
-  summary, _ = train_stage(config, "tdic", losses.pixel_mse, strategy)
-  return summary
+  sources = (data.load(config.dataset, "train", config.data_dir),
+             data.load(config.dataset, "test", config.data_dir))
+  base_dir = config.init_from or config.model_dir
+  if config.semantic:
+    network = downstream_lib.train_or_load(config, base_dir, strategy, sources)
+  if config.init_from:
+    logging.info("tdic: reusing %s", os.path.join(base_dir, "tdic"))
+  else:
+    summary = train_codec_stage(config, "tdic", losses.pixel_mse, config.steps, strategy,
+                                sources)
+  if not config.semantic:
+    return summary
+  tdic = latest_complete_checkpoint(os.path.join(base_dir, "tdic"), config.steps, "TDIC")
+  weights = semantic_weights(config, network, sources[0])
+  with strategy.scope():
+    objective = losses.feature_distortion(network.features, weights)
+  return train_codec_stage(config, config.loss, objective, config.finetune_steps, strategy,
+                           sources, init_checkpoint=tdic)
+
+
+def outputs(model_dir):
+  """(what, path) of every artifact a run has written so far, in pipeline order."""
+  candidates = [("run configuration", "config.json"),
+                ("downstream network", os.path.join("downstream", downstream_lib.INFO_FILE)),
+                ("GSW weights", gsw.GSW_FILE), ("TDIC checkpoints", "tdic"),
+                ("APIC checkpoints", "apic"), ("SAIC checkpoints", "saic"),
+                ("TensorBoard logs", "logs")]
+  return [(what, os.path.join(model_dir, path)) for what, path in candidates
+          if os.path.exists(os.path.join(model_dir, path))]

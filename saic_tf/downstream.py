@@ -1,0 +1,106 @@
+"""Algorithm 1, step 1: the downstream classifier, trained on the dataset and then frozen.
+
+Trained from scratch by default (pre-trained weights cannot be downloaded everywhere), with the
+same augmented tf.data stream as the codec, AdamW and a cosine-decayed learning rate. Saved in
+MODEL_DIR/downstream/ (checkpoints + downstream.json with its test accuracy); once
+downstream.json exists the network is only ever loaded, frozen: no trainable weights and
+BatchNorm in inference mode.
+"""
+import dataclasses
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+from tensorflow import keras
+
+from saic_tf import backbones
+from saic_tf import data
+from saic_tf.config import TrainConfig
+from saic_tf.errors import UserError
+from saic_tf.loop import fit_resumably, part_dirs, TrainingMonitor
+
+INFO_FILE = "downstream.json"
+
+
+@dataclasses.dataclass
+class DownstreamNetwork:
+  """The frozen classifier and its split at the feature layer: logits = head(features(x))."""
+  classifier: keras.Model
+  features: keras.Model
+  head: keras.Model
+  backbone: str
+  feature_layer: str
+  info: dict
+
+
+def _train(config: TrainConfig, classifier, directory, log_dir, strategy, sources):
+  train_source, test_source = sources
+  steps_per_epoch = max(1, train_source.num_examples // config.batch_size)
+  total_steps = config.downstream_epochs * steps_per_epoch
+  with strategy.scope():
+    schedule = keras.optimizers.schedules.CosineDecay(config.downstream_learning_rate,
+                                                      total_steps)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.downstream_weight_decay)
+    classifier.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    optimizer.build(classifier.trainable_variables)
+  logging.info("downstream: training %s from %s weights for %d epochs (%d steps) on %s",
+               config.backbone, config.backbone_weights, config.downstream_epochs, total_steps,
+               config.dataset)
+  monitor = TrainingMonitor("downstream", log_dir, total_steps, config.batch_size,
+                            config.log_every)
+  make_dataset = lambda start: data.train_dataset(
+      train_source, config.image_size, config.batch_size, config.seed, start_step=start)
+  fit_resumably(classifier, tf.train.Checkpoint(model=classifier, optimizer=optimizer),
+                directory, make_dataset, total_steps, steps_per_epoch, monitor)
+  test = classifier.evaluate(data.eval_dataset(test_source, config.image_size,
+                                               config.batch_size), return_dict=True, verbose=0)
+  return dict(test_accuracy=float(test["accuracy"]), test_loss=float(test["loss"]),
+              epochs=config.downstream_epochs, steps=total_steps,
+              test_examples=test_source.num_examples)
+
+
+def build(config: TrainConfig, num_classes):
+  """The classifier's architecture (random or --backbone_weights), split at the feature layer."""
+  feature_layer = config.feature_layer or backbones.DEFAULT_FEATURE_LAYERS[config.backbone]
+  classifier = backbones.build_classifier(config.backbone, config.image_size, num_classes,
+                                          config.backbone_weights)
+  features, head = backbones.split(classifier, feature_layer)
+  return classifier, features, head, feature_layer
+
+
+def train_or_load(config: TrainConfig, base_dir, strategy, sources):
+  """The frozen downstream network of `base_dir` (this run, or --init_from), training it first
+  if this run has none yet."""
+  directory, log_dir = part_dirs(base_dir, "downstream")
+  info_path = os.path.join(directory, INFO_FILE)
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    classifier, features, head, feature_layer = build(config, sources[0].num_classes)
+  if os.path.exists(info_path):
+    with open(info_path) as f:
+      info = json.load(f)
+    tf.train.Checkpoint(model=classifier).restore(
+        os.path.join(directory, info["checkpoint"])).assert_existing_objects_matched(
+        ).expect_partial()
+    logging.info("downstream: complete (test accuracy %.4f, %s), skipping",
+                 info["test_accuracy"], directory)
+  elif base_dir != config.model_dir:
+    raise UserError(f"--init_from={base_dir}: has no trained downstream network ({info_path})")
+  else:
+    info = _train(config, classifier, directory, log_dir, strategy, sources)
+    info.update(backbone=config.backbone, backbone_weights=config.backbone_weights,
+                feature_layer=feature_layer, image_size=config.image_size,
+                dataset=config.dataset, class_names=sources[0].class_names,
+                checkpoint=os.path.basename(tf.train.latest_checkpoint(directory)))
+    tmp = info_path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(info, f, indent=2)
+    os.replace(tmp, info_path)
+    logging.info("downstream: test accuracy %.4f on %d images -> %s", info["test_accuracy"],
+                 info["test_examples"], info_path)
+  backbones.freeze(classifier)
+  return DownstreamNetwork(classifier, features, head, config.backbone, feature_layer, info)
