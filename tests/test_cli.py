@@ -45,7 +45,7 @@ def test_offline_tfds_download_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("flag,needle", [("--bpp=0.3", "--bpp=0.3"),
-                                         ("--loss=saic", "not implemented yet")])
+                                         ("--loss=saic", "needs --tau")])
 def test_bad_flags_are_one_line(tmp_path, flag, needle):
   result = run_bin("train", flag, f"--model_dir={tmp_path}", "--steps=1")
   assert result.returncode == 2
@@ -56,13 +56,14 @@ def test_bad_flags_are_one_line(tmp_path, flag, needle):
 
 def test_demo_trains_on_the_sample_and_says_where_outputs_are(tmp_path):
   result = run_bin("demo", f"--model_dir={tmp_path}", "--steps=3", "--image_size=32",
-                   "--log_every=1")
+                   "--log_every=1", "--downstream_epochs=1", "--finetune_steps=2",
+                   "--gsw_batches=1")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "tdic step 3/3" in result.stderr and "img/s" in result.stderr
-  assert "ETA" in result.stderr
-  for output in ("config.json", "tdic", "logs"):
+  assert "ETA" in result.stderr and "saic step 2/2" in result.stderr
+  for output in ("config.json", "downstream", "gsw.json", "tdic", "saic", "logs"):
     assert os.path.join(str(tmp_path), output) in result.stdout
-  assert os.path.exists(tmp_path / "tdic" / "ckpt-3.index")
+  assert os.path.exists(tmp_path / "saic" / "ckpt-2.index")
 
 
 @pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "flags", "*.cfg"))))
@@ -70,6 +71,10 @@ def test_every_flagfile_parses_to_a_valid_config(flagfile):
   flag_values = flags.FlagValues()
   cli.define_train_flags(flag_values)
   flag_values(["train", f"--flagfile={flagfile}", "--model_dir=unused"])
-  config = cli.train_config_from_flags(flag_values)
+  config = cli.train_config_from_flags(flag_values).validate()
   assert codec.channels_for_bpp(config.bpp, config.stride) >= 1
-  assert config.loss == "tdic"
+  if os.path.basename(flagfile) in ("demo.cfg", "smoke.cfg"):
+    assert config.resolved_loss == "saic"
+  else:  # paper configurations: name_<loss>_<bpp>.cfg
+    *_, loss, bpp = os.path.basename(flagfile)[:-4].split("_")
+    assert (config.resolved_loss, config.bpp) == (loss, float(bpp))

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
-from saic_tf import codec, data, losses, trainer
+from saic_tf import backbones, codec, data, losses, trainer
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
 
@@ -83,9 +83,81 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     trainer.train(tiny_config(tmp_path, steps=1, bpp=0.25))
 
 
-@pytest.mark.parametrize("overrides", [dict(loss="saic"), dict(loss="apic"), dict(tau=400.0),
-                                       dict(init_from="elsewhere")])
-def test_semantic_flags_fail_clearly_until_implemented(tmp_path, overrides):
-  with pytest.raises(UserError, match="not implemented yet"):
+@pytest.mark.parametrize("overrides,match", [
+    (dict(loss="saic"), "needs --tau"), (dict(loss="tdic", tau=400.0), "saic only"),
+    (dict(tau=-1.0), "must be > 0"), (dict(init_from="elsewhere"), "nothing to reuse")])
+def test_contradicting_flags_fail_before_anything_is_written(tmp_path, overrides, match):
+  with pytest.raises(UserError, match=match):
     trainer.train(tiny_config(tmp_path, **overrides))
   assert not os.path.exists(tmp_path / "config.json")
+
+
+def test_downstream_network_is_bit_identical_after_fine_tuning():
+  classifier = backbones.freeze(backbones.build_classifier("resnet18", 32, num_classes=10))
+  features, _ = backbones.split(classifier, "stage4")
+  before = [w.copy() for w in classifier.get_weights()]  # includes BatchNorm statistics
+  model = trainer.CodecTrainer(codec.BinaryCodec(0.5, 8, 8),
+                               losses.feature_distortion(features, np.ones(512)))
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  source = data.load("sample_cifar10", "train")
+  codec_before = [w.copy() for w in model.codec.get_weights()]
+  model.fit(data.train_dataset(source, 32, 4, seed=0), steps_per_epoch=2, verbose=0)
+  for a, b in zip(before, classifier.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(codec_before, model.codec.get_weights()))
+
+
+def semantic_config(model_dir, **overrides):
+  settings = dict(dataset="sample", filters=8, downstream_epochs=1, steps=4,
+                  finetune_steps=2, gsw_batches=1, checkpoint_every=2)
+  settings.update(overrides)
+  return tiny_config(model_dir, **settings)
+
+
+@pytest.fixture(scope="module")
+def apic_run(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("apic")
+  summary = trainer.train(semantic_config(model_dir, loss="apic"))
+  return model_dir, summary
+
+
+def test_apic_pipeline_writes_every_artifact(apic_run):
+  model_dir, summary = apic_run
+  assert summary["stage"] == "apic" and summary["step"] == 2
+  info = json.load(open(model_dir / "downstream" / "downstream.json"))
+  assert info["feature_layer"] == "stage4" and 0.0 <= info["test_accuracy"] <= 1.0
+  assert info["class_names"][0] == "n01440764"
+  for path in ("config.json", "tdic/ckpt-4.index", "apic/ckpt-2.index", "logs/downstream",
+               "logs/tdic", "logs/apic"):
+    assert os.path.exists(model_dir / path), path
+  assert not os.path.exists(model_dir / "gsw.json")  # APIC uses uniform weights
+  listed = [what for what, _ in trainer.outputs(str(model_dir))]
+  assert listed == ["run configuration", "downstream network", "TDIC checkpoints",
+                    "APIC checkpoints", "TensorBoard logs"]
+
+
+def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_path, caplog):
+  base, _ = apic_run
+  config = semantic_config(tmp_path, tau=400.0, init_from=str(base), gsw_output="logits")
+  assert trainer.train(config)["stage"] == "saic"
+  assert not os.path.exists(tmp_path / "tdic") and not os.path.exists(tmp_path / "downstream")
+  record = json.load(open(tmp_path / "gsw.json"))
+  assert record["tau"] == 400.0 and record["r"] == 512.0 and len(record["W_prime"]) == 512
+  assert record["class_mean_cancels"] is False
+  assert sum(record["W_prime"]) == pytest.approx(512.0)
+  tags = set()
+  for event_file in glob.glob(str(tmp_path / "logs" / "gsw" / "events.*")):
+    for event in tf.compat.v1.train.summary_iterator(event_file):
+      tags.update(value.tag for value in event.summary.value)
+  assert {"W", "W_prime"} <= tags
+  caplog.set_level("INFO")
+  trainer.train(config)
+  for line in ("downstream: complete", "gsw: reusing", "saic: complete at step 2"):
+    assert line in caplog.text
+  assert "saic step" not in caplog.text
+
+
+def test_init_from_a_different_base_is_refused(apic_run, tmp_path):
+  base, _ = apic_run
+  with pytest.raises(UserError, match="--bpp=0.5 there, 0.25 now"):
+    trainer.train(semantic_config(tmp_path, tau=400.0, init_from=str(base), bpp=0.25))
