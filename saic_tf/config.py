@@ -1,10 +1,10 @@
 """Every setting of a training run, saved as MODEL_DIR/config.json and checked on resume."""
 import dataclasses
-import json
 import os
 from typing import Optional
 
 from saic_tf.errors import UserError
+from saic_tf.files import read_json, write_json
 
 CONFIG_FILE = "config.json"
 # Settings that may change between a run and its resumption; any other difference is refused,
@@ -85,23 +85,13 @@ class TrainConfig:
   @classmethod
   def read(cls, model_dir):
     path = os.path.join(model_dir, CONFIG_FILE)
-    try:
-      with open(path) as f:
-        return cls.from_dict(json.load(f))
-    except FileNotFoundError:
-      raise UserError(f"{path}: missing; is {model_dir} a saic-tf run directory?") from None
-    except (OSError, ValueError, TypeError) as e:
-      raise UserError(f"{path}: unreadable ({e})") from None
+    return cls.from_dict(read_json(path, f"is {model_dir} a saic-tf run directory?"))
 
   def write_or_check(self):
     """Writes MODEL_DIR/config.json, or checks this run against the one already there."""
     path = os.path.join(self.model_dir, CONFIG_FILE)
     if os.path.exists(path):
-      try:
-        with open(path) as f:
-          saved = json.load(f)
-      except (OSError, ValueError) as e:
-        raise UserError(f"{path}: unreadable ({e}); move it away to start a new run") from None
+      saved = read_json(path, "move it away to start a new run")
       differences = [
           f"--{k}={saved.get(k)!r} there, {v!r} now" for k, v in self.to_dict().items()
           if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]
@@ -109,7 +99,4 @@ class TrainConfig:
         raise UserError(f"{path} was written by a different run ({'; '.join(differences)}): "
                         "use the same flags to resume, or another --model_dir")
     os.makedirs(self.model_dir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_json(path, self.to_dict())

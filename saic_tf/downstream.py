@@ -7,7 +7,6 @@ downstream.json exists the network is only ever loaded, frozen: no trainable wei
 BatchNorm in inference mode.
 """
 import dataclasses
-import json
 import os
 
 from absl import logging
@@ -18,6 +17,7 @@ from saic_tf import backbones
 from saic_tf import data
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
+from saic_tf.files import read_json, write_json
 from saic_tf.loop import fit_resumably, part_dirs, TrainingMonitor
 
 INFO_FILE = "downstream.json"
@@ -81,8 +81,7 @@ def train_or_load(config: TrainConfig, base_dir, strategy, sources):
   with strategy.scope():
     classifier, features, head, feature_layer = build(config, sources[0].num_classes)
   if os.path.exists(info_path):
-    with open(info_path) as f:
-      info = json.load(f)
+    info = read_json(info_path, "delete the downstream/ folder to train it again")
     tf.train.Checkpoint(model=classifier).restore(
         os.path.join(directory, info["checkpoint"])).assert_existing_objects_matched(
         ).expect_partial()
@@ -96,10 +95,7 @@ def train_or_load(config: TrainConfig, base_dir, strategy, sources):
                 feature_layer=feature_layer, image_size=config.image_size,
                 dataset=config.dataset, class_names=sources[0].class_names,
                 checkpoint=os.path.basename(tf.train.latest_checkpoint(directory)))
-    tmp = info_path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(info, f, indent=2)
-    os.replace(tmp, info_path)
+    write_json(info_path, info)
     logging.info("downstream: test accuracy %.4f on %d images -> %s", info["test_accuracy"],
                  info["test_examples"], info_path)
   backbones.freeze(classifier)

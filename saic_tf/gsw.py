@@ -13,13 +13,13 @@ input, so ∂(Σ_c p_c)/∂f = 0 and W vanishes up to rounding; W' is then unifo
 exactly like APIC. `compute` reports this (`class_mean_cancels`), and `--gsw_output=logits`
 gives a W that does depend on the network.
 """
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from saic_tf.errors import UserError
+from saic_tf.files import read_json, write_json
 
 GSW_FILE = "gsw.json"
 
@@ -70,13 +70,8 @@ def cancels(w, dtype=np.float32):
 
 
 def save(model_dir, w, w_prime, settings):
-  path = os.path.join(model_dir, GSW_FILE)
   record = dict(settings, W=[float(v) for v in w], W_prime=[float(v) for v in w_prime])
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=1)
-  os.replace(tmp, path)
-  return path
+  return write_json(os.path.join(model_dir, GSW_FILE), record)
 
 
 def load(model_dir, expected_settings):
@@ -84,11 +79,7 @@ def load(model_dir, expected_settings):
   path = os.path.join(model_dir, GSW_FILE)
   if not os.path.exists(path):
     return None
-  try:
-    with open(path) as f:
-      record = json.load(f)
-  except (OSError, ValueError) as e:
-    raise UserError(f"{path}: unreadable ({e}); delete it to recompute GSW") from None
+  record = read_json(path, "delete it to recompute GSW")
   differences = [f"{k}={record.get(k)!r} there, {v!r} now"
                  for k, v in expected_settings.items() if record.get(k) != v]
   if differences:
