@@ -7,6 +7,7 @@ from absl import flags
 from absl import logging
 
 from saic_tf import backbones
+from saic_tf import baselines
 from saic_tf import data
 from saic_tf.config import LOSSES, TrainConfig
 from saic_tf.errors import UserError
@@ -91,10 +92,40 @@ def train_config_from_flags(flag_values=FLAGS):
   return TrainConfig(**{name: flag_values[name].value for name in names})
 
 
-def run(main):
+def define_eval_flags(flag_values=FLAGS):
+  """Flags of bin/evaluate."""
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string("model_dir", None, "The trained run to evaluate.", required=True, **fv)
+  flags.DEFINE_string("dataset", None, "Dataset (default: the run's).", **fv)
+  flags.DEFINE_string("data_dir", None, "Its data directory (default: the run's).", **fv)
+  flags.DEFINE_enum("split", "test", data.SPLITS, "Split to evaluate (never tune on it).", **fv)
+  flags.DEFINE_list("baselines", list(baselines.CODECS), "Pillow codecs evaluated at the "
+                    "run's nominal bpp (empty for none).", **fv)
+  flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1, **fv)
+  flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).",
+                       lower_bound=0, **fv)
+  flags.DEFINE_integer("club_train_images", 1000, "Training images whose (y, y') pairs fit "
+                       "CLUB's q(y'|y).", lower_bound=1, **fv)
+  flags.DEFINE_integer("club_steps", 2000, "Adam steps fitting q(y'|y).", lower_bound=1, **fv)
+  flags.DEFINE_string("downstream_dir", None, "Run whose downstream network to use (default: "
+                      "this run's, or its --init_from's).", **fv)
+
+
+def eval_settings_from_flags(flag_values=FLAGS):
+  from saic_tf import club, evaluate  # pylint: disable=g-import-not-at-top
+  return evaluate.EvalSettings(
+      split=flag_values.split, dataset=flag_values.dataset, data_dir=flag_values.data_dir,
+      baselines=tuple(b for b in flag_values.baselines if b),
+      batch_size=flag_values.batch_size, max_images=flag_values.max_images,
+      club_train_images=flag_values.club_train_images,
+      club=club.ClubSettings(steps=flag_values.club_steps),
+      downstream_dir=flag_values.downstream_dir)
+
+
+def run(main, positional=False):
   """absl's app.run, with UserError printed as one line (exit 2) instead of a traceback."""
   def guarded(argv):
-    if len(argv) > 1:
+    if len(argv) > 1 and not positional:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     try:

@@ -278,8 +278,18 @@ def train_dataset(source: Source, image_size, batch_size, seed, start_step=0):
   return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(source: Source, image_size, batch_size):
-  """The split once, in its fixed order, resized, no augmentation; the last batch may be short."""
+def eval_dataset(source: Source, image_size, batch_size, limit=None, shuffle_seed=None):
+  """The split once, resized, no augmentation; the last batch may be short.
+
+  In its fixed order, or shuffled once by `shuffle_seed` (for a subset that covers every
+  class when `limit` cuts the split short).
+  """
+  examples = source.examples
+  if shuffle_seed is not None:
+    examples = examples.shuffle(min(source.num_examples, STREAM_SHUFFLE_BUFFER),
+                                seed=shuffle_seed, reshuffle_each_iteration=False)
+  if limit:
+    examples = examples.take(limit)
   prepare = lambda raw, label: (resize(source.decode(raw), image_size), label)
-  ds = source.examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

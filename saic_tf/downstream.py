@@ -72,6 +72,27 @@ def build(config: TrainConfig, num_classes):
   return classifier, features, head, feature_layer
 
 
+def _restore(classifier, directory, info_path):
+  info = read_json(info_path, "delete the downstream/ folder to train it again")
+  tf.train.Checkpoint(model=classifier).restore(
+      os.path.join(directory, info["checkpoint"])).assert_existing_objects_matched(
+      ).expect_partial()
+  return info
+
+
+def load(config: TrainConfig, base_dir, num_classes):
+  """The trained, frozen downstream network of the run in `base_dir` (for evaluation)."""
+  directory, _ = part_dirs(base_dir, "downstream")
+  info_path = os.path.join(directory, INFO_FILE)
+  if not os.path.exists(info_path):
+    raise UserError(f"{base_dir}: has no trained downstream network ({info_path}); train one "
+                    "with --loss=apic or saic, or pass --downstream_dir=ANOTHER_RUN")
+  classifier, features, head, feature_layer = build(config, num_classes)
+  info = _restore(classifier, directory, info_path)
+  backbones.freeze(classifier)
+  return DownstreamNetwork(classifier, features, head, config.backbone, feature_layer, info)
+
+
 def train_or_load(config: TrainConfig, base_dir, strategy, sources):
   """The frozen downstream network of `base_dir` (this run, or --init_from), training it first
   if this run has none yet."""
@@ -81,10 +102,7 @@ def train_or_load(config: TrainConfig, base_dir, strategy, sources):
   with strategy.scope():
     classifier, features, head, feature_layer = build(config, sources[0].num_classes)
   if os.path.exists(info_path):
-    info = read_json(info_path, "delete the downstream/ folder to train it again")
-    tf.train.Checkpoint(model=classifier).restore(
-        os.path.join(directory, info["checkpoint"])).assert_existing_objects_matched(
-        ).expect_partial()
+    info = _restore(classifier, directory, info_path)
     logging.info("downstream: complete (test accuracy %.4f, %s), skipping",
                  info["test_accuracy"], directory)
   elif base_dir != config.model_dir:

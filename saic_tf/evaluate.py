@@ -1,0 +1,188 @@
+"""Evaluation of a run: the downstream network on original and compressed images.
+
+For every method — the original images, each trained codec stage of the run (TDIC, and APIC or
+SAIC), and JPEG / WebP / AVIF at the codec's nominal rate — the split goes through the frozen
+downstream network, and the row reports ACC, macro F1, PSNR, SSIM, MSE (per pixel, [0, 1]),
+feature-map MSE (paper Table 1), bpp and SI (CLUB, nats, paper Eq. 11; fitted on pairs from the
+training split, estimated on the evaluated split). PSNR/SSIM/MSE are against the original
+images, so the original row has none. Output: MODEL_DIR/eval.json, eval.md and
+eval_gallery.npz (a few images per method with the predicted labels, for bin/report).
+"""
+import dataclasses
+import os
+from typing import Optional, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from saic_tf import baselines as baselines_lib
+from saic_tf import club as club_lib
+from saic_tf import codec as codec_lib
+from saic_tf import data
+from saic_tf import downstream
+from saic_tf import metrics
+from saic_tf import report
+from saic_tf.config import TrainConfig
+from saic_tf.errors import UserError
+from saic_tf.files import write_json
+
+EVAL_FILE, EVAL_MARKDOWN, GALLERY_FILE = "eval.json", "eval.md", "eval_gallery.npz"
+GALLERY_SIZE = 8
+
+
+@dataclasses.dataclass
+class EvalSettings:
+  split: str = "test"
+  dataset: Optional[str] = None  # None: the run's
+  data_dir: Optional[str] = None  # None: the run's
+  baselines: Tuple[str, ...] = tuple(baselines_lib.CODECS)
+  batch_size: int = 32
+  max_images: int = 0  # 0: the whole split
+  club_train_images: int = 1000
+  club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
+  downstream_dir: Optional[str] = None  # None: the run's (or its --init_from's)
+
+
+def codec_stages(config: TrainConfig, model_dir):
+  """[(stage, checkpoint)] of the run's trained codec stages, in training order."""
+  candidates = [("tdic", os.path.join(config.init_from or model_dir, "tdic"))]
+  if config.semantic:
+    candidates.append((config.loss, os.path.join(model_dir, config.loss)))
+  stages = [(name, tf.train.latest_checkpoint(d)) for name, d in candidates]
+  stages = [(name, checkpoint) for name, checkpoint in stages if checkpoint]
+  if not stages:
+    raise UserError(f"{model_dir}: no trained codec checkpoint (tdic/ or {config.loss}/)")
+  return stages
+
+
+def restore_codec(config: TrainConfig, checkpoint):
+  codec = codec_lib.BinaryCodec(config.bpp, config.stride, config.filters, name="codec")
+  tf.train.Checkpoint(codec=codec).restore(checkpoint).assert_existing_objects_matched(
+      ).expect_partial()
+  return codec
+
+
+def _methods(config, stages, baseline_names):
+  """name -> images -> (reconstructions, bpp per image or None, within-target flags or None)."""
+  nominal = codec_lib.nominal_bpp((1, 1, codec_lib.channels_for_bpp(config.bpp, config.stride)),
+                                  config.stride, config.stride)
+  methods = {"original": lambda images: (images, None, None)}
+  for name, checkpoint in stages:
+    codec = restore_codec(config, checkpoint)
+    def run_codec(images, codec=codec):
+      height, width = images.shape[1:3]
+      bpp = np.full(images.shape[0], codec.nominal_bpp(height, width))
+      return codec(images, training=False).numpy(), bpp, None
+    methods[name] = run_codec
+  for name in baseline_names:
+    if name not in baselines_lib.CODECS:
+      raise UserError(f"--baselines: unknown codec {name!r}; choose from "
+                      f"{', '.join(baselines_lib.CODECS)}")
+    methods[name] = lambda images, name=name: baselines_lib.round_trip(images, name, nominal)
+  return methods, nominal
+
+
+def _pass(methods, network, dataset, details, gallery_indices=()):
+  """Runs every method over the dataset; returns labels, per-method arrays, and the images
+  (uint8) at `gallery_indices`."""
+  out = {name: dict(probs=[], bpp=[], within=[], psnr=[], ssim=[], mse=[], feature_mse=[])
+         for name in methods}
+  labels, gallery = [], {name: [] for name in methods}
+  offset = 0
+  for images, batch_labels in dataset:
+    labels.append(batch_labels.numpy())
+    keep = [i - offset for i in gallery_indices if offset <= i < offset + len(batch_labels)]
+    offset += len(batch_labels)
+    original_features = network.features(images, training=False)
+    for name, method in methods.items():
+      reconstructions, bpp, within = method(images)
+      reconstructions = tf.convert_to_tensor(reconstructions, tf.float32)
+      features = network.features(reconstructions, training=False)
+      logits = network.head(features, training=False)
+      row = out[name]
+      row["probs"].append(tf.nn.softmax(logits).numpy())
+      if bpp is not None:
+        row["bpp"].append(bpp)
+      if within is not None:
+        row["within"].append(within)
+      if details and name != "original":
+        for key, value in metrics.image_metrics(images, reconstructions).items():
+          row[key].append(value)
+        row["feature_mse"].append(metrics.feature_mse(original_features, features))
+      if keep:
+        gallery[name].append(baselines_lib.to_uint8(tf.gather(reconstructions, keep).numpy()))
+  merged = {name: {k: np.concatenate(v) for k, v in row.items() if v}
+            for name, row in out.items()}
+  return np.concatenate(labels), merged, {k: np.concatenate(v) for k, v in gallery.items() if v}
+
+
+def _row(name, labels, result, num_classes, si):
+  predictions = result["probs"].argmax(axis=1)
+  matrix = metrics.confusion_matrix(labels, predictions, num_classes)
+  mean = lambda key: float(np.mean(result[key])) if key in result else None
+  row = dict(accuracy=metrics.accuracy(matrix), f1=metrics.macro_f1(matrix),
+             psnr=mean("psnr"), ssim=mean("ssim"), mse=mean("mse"),
+             feature_mse=mean("feature_mse"), bpp=mean("bpp"), coded_bpp=None, si=si)
+  if "within" in result:
+    row["images_over_target"] = int(np.sum(~result["within"]))
+    row["max_bpp"] = float(np.max(result["bpp"]))
+  return row
+
+
+def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
+  """Evaluates the run in `model_dir`; writes eval.json, eval.md, eval_gallery.npz."""
+  config = TrainConfig.read(model_dir)
+  dataset = settings.dataset or config.dataset
+  data_dir = config.data_dir if settings.data_dir is None else settings.data_dir
+  train_source = data.load(dataset, "train", data_dir)
+  test_source = data.load(dataset, settings.split, data_dir)
+  base = settings.downstream_dir or config.init_from or model_dir
+  base_config = TrainConfig.read(base) if base != model_dir else config
+  if base_config.image_size != config.image_size:
+    raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "
+                    f"images, this run's codec {config.image_size}px")
+  network = downstream.load(base_config, base, train_source.num_classes)
+  stages = codec_stages(config, model_dir)
+  methods, nominal = _methods(config, stages, settings.baselines)
+  logging.info("evaluate: %s on %s/%s (%s images) with %s", model_dir, dataset,
+               settings.split, settings.max_images or test_source.num_examples,
+               ", ".join(methods))
+  count = min(settings.max_images or test_source.num_examples, test_source.num_examples)
+  picks = np.linspace(0, count - 1, min(GALLERY_SIZE, count)).astype(int)
+  test = data.eval_dataset(test_source, config.image_size, settings.batch_size,
+                           limit=settings.max_images or None)
+  labels, results, gallery = _pass(methods, network, test, details=True,
+                                   gallery_indices=picks)
+  club_train = data.eval_dataset(train_source, config.image_size, settings.batch_size,
+                                 limit=settings.club_train_images, shuffle_seed=config.seed)
+  _, train_results, _ = _pass(methods, network, club_train, details=False)
+  rows = {}
+  for name in methods:
+    si = club_lib.mutual_information(
+        (train_results["original"]["probs"], train_results[name]["probs"]),
+        (results["original"]["probs"], results[name]["probs"]), settings.club)
+    rows[name] = _row(name, labels, results[name], train_source.num_classes, si)
+    logging.info("evaluate: %-8s ACC %.4f  F1 %.4f  SI %.3f nats", name, rows[name]["accuracy"],
+                 rows[name]["f1"], si)
+  record = dict(
+      model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
+      num_images=int(len(labels)), image_size=config.image_size, loss=config.loss,
+      tau=config.tau, nominal_bpp=nominal, stages={k: v for k, v in stages},
+      downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
+                      feature_layer=network.feature_layer,
+                      test_accuracy=network.info.get("test_accuracy")),
+      si=dict(estimator="CLUB", units="nats", outputs="softmax probabilities",
+              club_train_images=settings.club_train_images,
+              logvar_range=[club_lib.LOGVAR_MIN, club_lib.LOGVAR_MAX],
+              **dataclasses.asdict(settings.club)),
+      rows=rows)
+  write_json(os.path.join(model_dir, EVAL_FILE), record)
+  with open(os.path.join(model_dir, EVAL_MARKDOWN), "w") as f:
+    f.write(report.eval_markdown(record))
+  np.savez_compressed(
+      os.path.join(model_dir, GALLERY_FILE), labels=labels[picks],
+      class_names=np.array(train_source.class_names), methods=np.array(list(methods)),
+      **{f"images_{name}": gallery[name] for name in methods},
+      **{f"predictions_{name}": results[name]["probs"][picks].argmax(1) for name in methods})
+  return record

@@ -1,0 +1,246 @@
+"""Tables and figures from one or more evaluated runs (their eval.json), in the paper's layout.
+
+Rows Original / TDIC / APIC / SAIC / JPEG / WebP / AVIF, one block per nominal rate; columns SI,
+ACC, F1, PSNR, SSIM, MSE, bpp. Figures: accuracy and PSNR against bpp for every method, the τ
+sweep (ACC and SI against τ, paper Fig. 4), the distribution of W' (paper appendix), and a
+gallery like paper Fig. 3 (originals beside each method's reconstruction with the downstream
+network's predicted label).
+"""
+import csv
+import json
+import os
+
+import numpy as np
+
+METHOD_ORDER = ("original", "tdic", "apic", "saic", "jpeg", "webp", "avif")
+METHOD_NAMES = {"original": "Original", "tdic": "TDIC", "apic": "APIC", "saic": "SAIC",
+                "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+COLUMNS = ("si", "accuracy", "f1", "psnr", "ssim", "mse", "bpp")
+HEADERS = ("SI (nats)", "ACC (%)", "F1 (%)", "PSNR (dB)", "SSIM", "MSE", "bpp")
+FIGURES = ("accuracy_vs_bpp.png", "psnr_vs_bpp.png", "tau_sweep.png", "gsw_weights.png",
+           "gallery.png")
+
+
+def _format(column, value):
+  if value is None:
+    return "—"
+  if column in ("accuracy", "f1"):
+    return f"{100 * value:.2f}"
+  if column in ("psnr", "si"):
+    return f"{value:.2f}"
+  if column == "bpp":
+    return f"{value:.3f}"
+  return f"{value:.4f}"
+
+
+def _label(method, row):
+  label = METHOD_NAMES.get(method, method)
+  if method == "saic" and row.get("tau") is not None:
+    label += f" (τ={row['tau']:g})"
+  return label
+
+
+def _bpp_cell(method, row):
+  cell = _format("bpp", row["bpp"])
+  over = row.get("images_over_target")
+  if over:
+    cell += f" (target not reached for {over} images; up to {row['max_bpp']:.3f})"
+  return cell
+
+
+def _markdown_rows(entries):
+  lines = ["| method | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
+  for method, row in entries:
+    cells = [_format(c, row[c]) for c in COLUMNS[:-1]] + [_bpp_cell(method, row)]
+    lines.append(f"| {_label(method, row)} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def eval_markdown(record):
+  """MODEL_DIR/eval.md: one run's table with its settings."""
+  entries = [(m, dict(r, tau=record["tau"])) for m, r in _sorted(record["rows"].items())]
+  si = record["si"]
+  lines = [f"# Evaluation of {record['model_dir']}", "",
+           f"{record['num_images']} images of {record['dataset']}/{record['split']} at "
+           f"{record['image_size']}×{record['image_size']}; nominal rate "
+           f"{record['nominal_bpp']:g} bpp; downstream {record['downstream']['backbone']} "
+           f"(features: {record['downstream']['feature_layer']}).", ""]
+  lines += _markdown_rows(entries)
+  lines += ["", "PSNR, SSIM and MSE (per pixel, on [0, 1]) are against the original images; "
+            "bpp is the nominal C/s² for the learned codec and the mean file size for "
+            "JPEG/WebP/AVIF, searched per image to the largest file within the nominal rate.",
+            f"SI: {si['estimator']} in {si['units']} between the downstream {si['outputs']} on "
+            f"original and compressed images; q(y'|y) is a {si['hidden']}-unit MLP fitted for "
+            f"{si['steps']} steps (batch {si['batch_size']}, lr {si['learning_rate']:g}) on "
+            f"{si['club_train_images']} training pairs; log-variance kept in "
+            f"{si['logvar_range']}, which bounds the Original row (y against itself).", ""]
+  return "\n".join(lines)
+
+
+def _sorted(items):
+  rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+  return sorted(items, key=lambda item: rank.get(item[0], len(rank)))
+
+
+def gather(records):
+  """{nominal bpp: [(method, row)]} over runs, without repeating a row two runs share."""
+  blocks, seen = {}, set()
+  for record in records:
+    for method, row in _sorted(record["rows"].items()):
+      stage_checkpoint = record.get("stages", {}).get(method)
+      if method in ("original", "jpeg", "webp", "avif"):  # the same images at the same rate
+        key = (method, record["nominal_bpp"], record["dataset"], record["num_images"])
+      elif method == "saic":
+        key = (method, stage_checkpoint, record["tau"])
+      else:
+        key = (method, stage_checkpoint)
+      if key in seen:
+        continue
+      seen.add(key)
+      row = dict(row, tau=record["tau"] if method == "saic" else None,
+                 model_dir=record["model_dir"])
+      blocks.setdefault(record["nominal_bpp"], []).append((method, row))
+  return {bpp: _sorted(entries) for bpp, entries in sorted(blocks.items())}
+
+
+def write_tables(blocks, out_dir):
+  lines = ["# Results", ""]
+  for bpp, entries in blocks.items():
+    lines += [f"## {bpp:g} bpp (nominal)", ""] + _markdown_rows(entries) + [""]
+  with open(os.path.join(out_dir, "results.md"), "w") as f:
+    f.write("\n".join(lines))
+  with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["nominal_bpp", "method", "tau"] + list(COLUMNS) +
+                    ["feature_mse", "images_over_target", "model_dir"])
+    for bpp, entries in blocks.items():
+      for method, row in entries:
+        writer.writerow([bpp, method, row.get("tau")] + [row[c] for c in COLUMNS] +
+                        [row.get("feature_mse"), row.get("images_over_target"),
+                         row["model_dir"]])
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _metric_vs_bpp(blocks, column, ylabel, path):
+  plt = _pyplot()
+  figure, axis = plt.subplots(figsize=(5, 3.5))
+  series = {}
+  for bpp, entries in blocks.items():
+    for method, row in entries:
+      if row[column] is None:
+        continue
+      value = 100 * row[column] if column == "accuracy" else row[column]
+      if method == "original":
+        axis.axhline(value, color="k", linestyle=":", linewidth=1)
+        continue
+      series.setdefault(_label(method, row), []).append((row["bpp"], value))
+  for label, points in series.items():
+    points.sort()
+    axis.plot(*zip(*points), marker="o", label=label)
+  axis.set_xlabel("bpp")
+  axis.set_ylabel(ylabel)
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def _tau_sweep(blocks, path):
+  plt = _pyplot()
+  figure, (acc_axis, si_axis) = plt.subplots(1, 2, figsize=(8, 3.5))
+  for bpp, entries in blocks.items():
+    points = sorted((row["tau"], row["accuracy"], row["si"]) for method, row in entries
+                    if method == "saic" and row.get("tau"))
+    if points:
+      taus, accs, sis = zip(*points)
+      acc_axis.plot(taus, [100 * a for a in accs], marker="o", label=f"{bpp:g} bpp")
+      si_axis.plot(taus, sis, marker="o", label=f"{bpp:g} bpp")
+  for axis, ylabel in ((acc_axis, "ACC (%)"), (si_axis, "SI (nats)")):
+    axis.set_xscale("log")
+    axis.set_xlabel("τ")
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    if axis.get_lines():
+      axis.legend(fontsize=7)
+    else:
+      axis.text(0.5, 0.5, "no SAIC run", ha="center", transform=axis.transAxes)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def _gsw_weights(records, path):
+  plt = _pyplot()
+  figure, axis = plt.subplots(figsize=(5, 3.5))
+  for record in records:
+    gsw_path = os.path.join(record["model_dir"], "gsw.json")
+    if os.path.exists(gsw_path):
+      with open(gsw_path) as f:
+        gsw = json.load(f)
+      axis.hist(gsw["W_prime"], bins=40, alpha=0.6,
+                label=f"τ={gsw['tau']:g}, {record['nominal_bpp']:g} bpp")
+  axis.set_xlabel("w'_k")
+  axis.set_ylabel("channels")
+  if axis.patches:
+    axis.legend(fontsize=7)
+  else:
+    axis.text(0.5, 0.5, "no SAIC run (no gsw.json)", ha="center", transform=axis.transAxes)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def _gallery(records, path, rows=6):
+  plt = _pyplot()
+  galleries = [np.load(os.path.join(r["model_dir"], "eval_gallery.npz")) for r in records
+               if os.path.exists(os.path.join(r["model_dir"], "eval_gallery.npz"))]
+  columns = []  # (title, images, predictions, labels, class names)
+  for gallery in galleries:
+    for method in gallery["methods"]:
+      title = METHOD_NAMES.get(str(method), str(method))
+      if title not in [c[0] for c in columns]:
+        columns.append((title, gallery[f"images_{method}"], gallery[f"predictions_{method}"],
+                        gallery["labels"], gallery["class_names"]))
+  rows = min([rows] + [len(c[1]) for c in columns]) if columns else 1
+  figure, axes = plt.subplots(rows, max(len(columns), 1), squeeze=False,
+                              figsize=(1.6 * max(len(columns), 1), 1.8 * rows))
+  for j, (title, images, predictions, labels, names) in enumerate(columns):
+    for i in range(rows):
+      axis = axes[i, j]
+      axis.imshow(images[i])
+      right = predictions[i] == labels[i]
+      axis.set_xlabel(str(names[predictions[i]])[:14], fontsize=6,
+                      color="green" if right else "red")
+      axis.set_xticks([])
+      axis.set_yticks([])
+      if i == 0:
+        axis.set_title(title, fontsize=8)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def build(model_dirs, out_dir):
+  """Writes results.md, results.csv and the figures of the evaluated runs into `out_dir`."""
+  from saic_tf.errors import UserError  # pylint: disable=g-import-not-at-top
+  from saic_tf.files import read_json  # pylint: disable=g-import-not-at-top
+  records = [read_json(os.path.join(d, "eval.json"), f"run bin/evaluate --model_dir={d} first")
+             for d in model_dirs]
+  if not records:
+    raise UserError("bin/report needs at least one evaluated MODEL_DIR")
+  os.makedirs(out_dir, exist_ok=True)
+  blocks = gather(records)
+  write_tables(blocks, out_dir)
+  _metric_vs_bpp(blocks, "accuracy", "ACC (%)", os.path.join(out_dir, FIGURES[0]))
+  _metric_vs_bpp(blocks, "psnr", "PSNR (dB)", os.path.join(out_dir, FIGURES[1]))
+  _tau_sweep(blocks, os.path.join(out_dir, FIGURES[2]))
+  _gsw_weights(records, os.path.join(out_dir, FIGURES[3]))
+  _gallery(records, os.path.join(out_dir, FIGURES[4]))
+  return [os.path.join(out_dir, name) for name in ("results.md", "results.csv") + FIGURES]
