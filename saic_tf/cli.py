@@ -102,7 +102,8 @@ def define_eval_flags(flag_values=FLAGS):
   flags.DEFINE_list("baselines", list(baselines.CODECS), "Pillow codecs evaluated at the "
                     "run's nominal bpp (empty for none).", **fv)
   flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1, **fv)
-  flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).",
+  flags.DEFINE_integer("max_images", 0, "Evaluate a fixed random subset of N images "
+                       "(0: all).",
                        lower_bound=0, **fv)
   flags.DEFINE_integer("club_train_images", 1000, "Training images whose (y, y') pairs fit "
                        "CLUB's q(y'|y).", lower_bound=1, **fv)

@@ -38,7 +38,7 @@ class EvalSettings:
   data_dir: Optional[str] = None  # None: the run's
   baselines: Tuple[str, ...] = tuple(baselines_lib.CODECS)
   batch_size: int = 32
-  max_images: int = 0  # 0: the whole split
+  max_images: int = 0  # 0: the whole split; else a fixed random subset of this size
   club_train_images: int = 1000
   club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
   downstream_dir: Optional[str] = None  # None: the run's (or its --init_from's)
@@ -150,8 +150,10 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
                ", ".join(methods))
   count = min(settings.max_images or test_source.num_examples, test_source.num_examples)
   picks = np.linspace(0, count - 1, min(GALLERY_SIZE, count)).astype(int)
+  # A subset is drawn at random (fixed by the run's seed): file order is by class.
   test = data.eval_dataset(test_source, config.image_size, settings.batch_size,
-                           limit=settings.max_images or None)
+                           limit=settings.max_images or None,
+                           shuffle_seed=config.seed if settings.max_images else None)
   labels, results, gallery = _pass(methods, network, test, details=True,
                                    gallery_indices=picks)
   club_train = data.eval_dataset(train_source, config.image_size, settings.batch_size,

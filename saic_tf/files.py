@@ -9,7 +9,7 @@ def write_json(path, record):
   """Writes to a temporary file, then renames: a kill mid-write never leaves a half file."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(record, f, indent=1, sort_keys=True)
+    json.dump(record, f, indent=1)
   os.replace(tmp, path)
   return path
 

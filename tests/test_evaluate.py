@@ -1,0 +1,99 @@
+"""bin/evaluate, bin/report and bin/sweep_tau on a tiny trained model: complete outputs."""
+import csv
+import json
+import math
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from saic_tf import club, evaluate, report, sweep, trainer
+from saic_tf.config import TrainConfig
+from saic_tf.errors import UserError
+from test_cli import run_bin
+
+COLUMNS = ("accuracy", "f1", "psnr", "ssim", "mse", "feature_mse", "bpp", "si")
+
+
+def tiny(model_dir, **overrides):
+  settings = dict(model_dir=str(model_dir), dataset="sample_cifar10", image_size=32, bpp=0.5,
+                  filters=8, batch_size=8, learning_rate=1e-3, steps=4, finetune_steps=2,
+                  downstream_epochs=1, gsw_batches=1, gsw_output="logits", tau=400.0,
+                  checkpoint_every=2, log_every=2, image_every=2, seed=3)
+  settings.update(overrides)
+  return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def saic_run(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("saic")
+  trainer.train(tiny(model_dir))
+  return model_dir
+
+
+def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
+  result = run_bin("evaluate", f"--model_dir={saic_run}", "--max_images=24",
+                   "--club_train_images=40", "--club_steps=50")
+  assert result.returncode == 0, result.stderr[-3000:]
+  record = json.load(open(saic_run / "eval.json"))
+  assert list(record["rows"]) == ["original", "tdic", "saic", "jpeg", "webp", "avif"]
+  assert record["num_images"] == 24 and record["nominal_bpp"] == 0.5
+  assert record["si"]["units"] == "nats" and record["si"]["steps"] == 50
+  for method, row in record["rows"].items():
+    for column in COLUMNS:
+      if method == "original" and column not in ("accuracy", "f1", "si"):
+        assert row[column] is None
+      else:
+        assert math.isfinite(row[column]), (method, column)
+  assert record["rows"]["tdic"]["bpp"] == 0.5
+  jpeg = record["rows"]["jpeg"]
+  assert jpeg["images_over_target"] == 24 and jpeg["bpp"] > 0.5  # 32x32 JPEG: header > 64 B
+  markdown = (saic_run / "eval.md").read_text()
+  for name in ("Original", "TDIC", "SAIC (τ=400)", "JPEG", "WebP", "AVIF", "target not reached"):
+    assert name in markdown
+  gallery = np.load(saic_run / "eval_gallery.npz")
+  assert gallery["images_saic"].shape == (8, 32, 32, 3) and len(gallery["labels"]) == 8
+
+  out = tmp_path / "report"
+  result = run_bin("report", str(saic_run), f"--out={out}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  for name in ("results.md", "results.csv") + report.FIGURES:
+    assert str(out / name) in result.stdout
+  for name in report.FIGURES:
+    with Image.open(out / name) as image:
+      assert image.size[0] > 200 and image.size[1] > 200
+  rows = list(csv.DictReader(open(out / "results.csv")))
+  assert [r["method"] for r in rows] == ["original", "tdic", "saic", "jpeg", "webp", "avif"]
+  assert "## 0.5 bpp (nominal)" in (out / "results.md").read_text()
+
+
+def test_report_of_an_unevaluated_run_is_one_line(tmp_path):
+  with pytest.raises(UserError, match="run bin/evaluate"):
+    report.build([str(tmp_path)], str(tmp_path / "out"))
+
+
+def test_report_does_not_repeat_rows_that_runs_share():
+  def record(model_dir, tau, stages):
+    rows = {m: dict(accuracy=0.5, f1=0.5, psnr=None, ssim=None, mse=None, bpp=0.25, si=1.0)
+            for m in ("original", "tdic", "saic", "jpeg")}
+    return dict(model_dir=model_dir, tau=tau, nominal_bpp=0.25, dataset="d", num_images=5,
+                stages=stages, rows=rows)
+  blocks = report.gather([record("a", 10.0, {"tdic": "base/tdic/ckpt-4", "saic": "a/ckpt-2"}),
+                          record("b", 400.0, {"tdic": "base/tdic/ckpt-4", "saic": "b/ckpt-2"})])
+  methods = [(m, r["tau"]) for m, r in blocks[0.25]]
+  assert methods == [("original", None), ("tdic", None), ("saic", 10.0), ("saic", 400.0),
+                     ("jpeg", None)]
+
+
+def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):
+  settings = evaluate.EvalSettings(max_images=8, club_train_images=16,
+                                   club=club.ClubSettings(steps=20), baselines=("webp",))
+  files = sweep.run(tiny(tmp_path, tau=None), [50.0], settings)
+  assert sorted(os.listdir(tmp_path)) == ["apic", "report", "saic_tau_50"]
+  assert not os.path.exists(tmp_path / "saic_tau_50" / "tdic")  # shared from apic/
+  assert all(os.path.exists(f) for f in files)
+  rows = [r["method"] for r in csv.DictReader(open(tmp_path / "report" / "results.csv"))]
+  assert rows == ["original", "tdic", "apic", "saic", "webp"]
+  with pytest.raises(UserError, match="--taus"):
+    sweep.run(tiny(tmp_path, tau=None), [0.0], settings)
