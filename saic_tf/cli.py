@@ -112,6 +112,22 @@ def define_eval_flags(flag_values=FLAGS):
                       "this run's, or its --init_from's).", **fv)
 
 
+def define_quick_eval_flags(flag_values=FLAGS):
+  """The evaluation flags of commands that train first (bin/demo, bin/sweep_tau)."""
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_integer("eval_max_images", 0, "Evaluate on a fixed random subset of N test "
+                       "images (0: all).", lower_bound=0, **fv)
+  flags.DEFINE_integer("club_steps", 2000, "Adam steps fitting CLUB's q(y'|y).", lower_bound=1,
+                       **fv)
+
+
+def quick_eval_settings_from_flags(flag_values=FLAGS, **overrides):
+  from saic_tf import club, evaluate  # pylint: disable=g-import-not-at-top
+  return evaluate.EvalSettings(max_images=flag_values.eval_max_images,
+                               club=club.ClubSettings(steps=flag_values.club_steps),
+                               **overrides)
+
+
 def eval_settings_from_flags(flag_values=FLAGS):
   from saic_tf import club, evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.EvalSettings(
