@@ -49,6 +49,8 @@ class Source:
   class_names: List[str]
   # (raw, labels) tensors indexable by example number; None for streamed sources (tfds).
   arrays: Optional[Tuple[tf.Tensor, tf.Tensor]] = None
+  # Human-readable class names where the dataset has them (e.g. Imagenette's wnid -> name).
+  display_names: Optional[List[str]] = None
 
   @property
   def num_classes(self):
@@ -128,7 +130,18 @@ def image_folder(root, split, name="imagefolder"):
     raise UserError(f"{split_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
   arrays = (tf.constant(paths), tf.constant(labels, tf.int64))
   examples = tf.data.Dataset.from_tensor_slices(arrays)
-  return Source(name, split, examples, decode_image_file, len(paths), class_names, arrays)
+  return Source(name, split, examples, decode_image_file, len(paths), class_names, arrays,
+                _display_names(root, class_names))
+
+
+def _display_names(root, class_names):
+  """ROOT/CLASSES.txt lines "folder<TAB>name" (as in Imagenette), else the folder names."""
+  path = os.path.join(root, "CLASSES.txt")
+  if not os.path.exists(path):
+    return list(class_names)
+  with open(path) as f:
+    names = dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
+  return [names.get(c, c) for c in class_names]
 
 
 def _stl10_binary_dir(data_dir):

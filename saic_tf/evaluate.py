@@ -184,7 +184,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
     f.write(report.eval_markdown(record))
   np.savez_compressed(
       os.path.join(model_dir, GALLERY_FILE), labels=labels[picks],
-      class_names=np.array(train_source.class_names), methods=np.array(list(methods)),
+      class_names=np.array(train_source.display_names or train_source.class_names),
+      methods=np.array(list(methods)),
       **{f"images_{name}": gallery[name] for name in methods},
       **{f"predictions_{name}": results[name]["probs"][picks].argmax(1) for name in methods})
   return record

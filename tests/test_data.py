@@ -19,7 +19,8 @@ def test_embedded_sample_is_real_labelled_imagenette():
   train = data.load("sample", "train")
   test = data.load("sample", "test")
   assert (train.num_examples, test.num_examples, train.num_classes) == (200, 100, 10)
-  assert train.class_names[0] == "n01440764"  # tench
+  assert train.class_names[0] == "n01440764"
+  assert train.display_names[:2] == ["tench", "English springer"]  # from CLASSES.txt
   images, labels = next(iter(data.train_dataset(train, 48, 8, seed=0)))
   assert images.shape == (8, 48, 48, 3) and images.dtype == tf.float32
   assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
