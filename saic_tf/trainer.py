@@ -184,8 +184,9 @@ def train(config: TrainConfig, strategy=None):
   sources = (data.load(config.dataset, "train", config.data_dir),
              data.load(config.dataset, "test", config.data_dir))
   base_dir = config.init_from or config.model_dir
-  if config.semantic:
+  if config.semantic:  # steps 1 and 2, before the long codec stages
     network = downstream_lib.train_or_load(config, base_dir, strategy, sources)
+    weights = semantic_weights(config, network, sources[0])
   if config.init_from:
     logging.info("tdic: reusing %s", os.path.join(base_dir, "tdic"))
   else:
@@ -194,7 +195,6 @@ def train(config: TrainConfig, strategy=None):
   if not config.semantic:
     return summary
   tdic = latest_complete_checkpoint(os.path.join(base_dir, "tdic"), config.steps, "TDIC")
-  weights = semantic_weights(config, network, sources[0])
   with strategy.scope():
     objective = losses.feature_distortion(network.features, weights)
   return train_codec_stage(config, config.loss, objective, config.finetune_steps, strategy,
