@@ -1,0 +1,128 @@
+"""Compress images to .saic files and back with a trained run (bin/compress, bin/decompress).
+
+Images are coded at their own size (padded to the stride inside the codec, cropped back after
+decoding). The entropy model of a stage is fitted once, on the latents of training images, and
+saved beside its checkpoint as entropy_model.json.
+"""
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from saic_tf import baselines
+from saic_tf import bitstream
+from saic_tf import data
+from saic_tf import evaluate
+from saic_tf.config import TrainConfig
+from saic_tf.errors import UserError
+from saic_tf.files import read_json, write_json
+
+ENTROPY_MODEL_FILE = "entropy_model.json"
+
+
+class FileCodec:
+  """A trained codec stage with its entropy model: image <-> .saic bytes."""
+
+  def __init__(self, model_dir, stage=None, fit_images=200):
+    config = TrainConfig.read(model_dir)
+    stages = dict(evaluate.codec_stages(config, model_dir))
+    stage = stage or list(stages)[-1]
+    if stage not in stages:
+      raise UserError(f"--stage={stage}: {model_dir} has only {', '.join(stages)}")
+    self.stage, self.stride = stage, config.stride
+    self.codec = evaluate.restore_codec(config, stages[stage])
+    path = os.path.join(os.path.dirname(stages[stage]), ENTROPY_MODEL_FILE)
+    if os.path.exists(path):
+      self.entropy_model = bitstream.EntropyModel.from_dict(
+          read_json(path, "delete it to fit the entropy model again"))
+    else:
+      self.entropy_model = self._fit(config, fit_images)
+      write_json(path, self.entropy_model.to_dict())
+      logging.info("compression: entropy model of %s fitted on %d training images -> %s",
+                   stage, fit_images, path)
+    self.fingerprint = bitstream.fingerprint(self.codec, self.entropy_model)
+
+  def _fit(self, config, count):
+    source = data.load(config.dataset, "train", config.data_dir)
+    images = data.eval_dataset(source, config.image_size, 32, limit=count,
+                               shuffle_seed=config.seed)
+    latents = [self.codec.encode(batch).numpy() for batch, _ in images]
+    return bitstream.fit_entropy_model(np.concatenate(latents))
+
+  @property
+  def channels(self):
+    return self.codec.channels
+
+  def nominal_bpp(self, height, width):
+    return float(self.codec.nominal_bpp(height, width))
+
+  def compress(self, image):
+    """uint8 [H, W, 3] -> .saic bytes."""
+    height, width = image.shape[:2]
+    if not (0 < height <= bitstream.MAX_SIDE and 0 < width <= bitstream.MAX_SIDE):
+      raise UserError(f"image size {height}x{width} outside 1..{bitstream.MAX_SIDE}")
+    floats = tf.image.convert_image_dtype(tf.constant(image)[None], tf.float32)
+    bits = self.codec.encode(floats)[0].numpy()
+    return bitstream.write(height, width, bits, self.entropy_model, self.fingerprint)
+
+  def decompress(self, data_bytes):
+    """.saic bytes -> uint8 [H, W, 3]."""
+    header = bitstream.parse(data_bytes, self.fingerprint, self.stride, self.channels)
+    bits = bitstream.decode_bits(header.payload, header.latent_shape, self.entropy_model)
+    image = self.codec.decode(tf.constant(bits[None], tf.float32), header.height, header.width)
+    return baselines.to_uint8(image[0].numpy())
+
+
+def _inputs(paths, extensions):
+  """Files named on the command line, and the matching files inside named directories."""
+  files = []
+  for path in paths:
+    if os.path.isdir(path):
+      for directory, _, names in sorted(os.walk(path)):
+        files += [os.path.join(directory, n) for n in sorted(names)
+                  if n.lower().endswith(extensions)]
+    else:
+      files.append(path)
+  return files
+
+
+def _write_atomically(path, content):
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    f.write(content)
+  os.replace(tmp, path)
+
+
+def _target(path, output, single, suffix):
+  if single and not os.path.isdir(output) and output.endswith(suffix):
+    return output
+  os.makedirs(output, exist_ok=True)
+  return os.path.join(output, os.path.splitext(os.path.basename(path))[0] + suffix)
+
+
+def process(paths, output, extensions, suffix, work, report):
+  """Runs `work(path) -> bytes` on every input, writing `output` files atomically. Bad inputs
+  are listed and skipped; returns the list of (path, error)."""
+  files = _inputs(paths, extensions)
+  if not files:
+    raise UserError(f"no input files ({', '.join(extensions)}) in {' '.join(paths)}")
+  failures = []
+  for number, path in enumerate(files, 1):
+    try:
+      content = work(path)
+      target = _target(path, output, len(files) == 1, suffix)
+      _write_atomically(target, content)
+      print(f"[{number}/{len(files)}] {path} -> {target}  {report(path, content)}", flush=True)
+    except UserError as e:
+      failures.append((path, str(e)))
+      print(f"[{number}/{len(files)}] {path}: error: {e}", flush=True)
+  return failures
+
+
+def read_image(path):
+  try:
+    return data.decode_image_file(path).numpy()
+  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+    reason = (e.message.strip().splitlines() or ["unreadable"])[0]
+    raise UserError(f"not a readable image ({reason[:120]})") from None
