@@ -16,7 +16,7 @@ File layout (integers big-endian; "varint" = unsigned LEB128):
   height, width  varints   the image size
   h, w, C        varints   the latent shape (h = ceil(height/s), w = ceil(width/s))
   payload bytes  varint
-  CRC-32         4 bytes   of the payload
+  CRC-32         4 bytes   of everything else: the fields above and the payload
   payload                  the range coder's output
 
 The header takes 13 bytes plus the varints (6 to 12 bytes): 19 bytes for a 96×96 image.
@@ -164,10 +164,9 @@ def write(height, width, bits, model: EntropyModel, model_fingerprint):
   """The .saic bytes of one image's binary latent [h, w, C]."""
   payload = encode_bits(bits, model)
   h, w, c = np.shape(bits)
-  header = (MAGIC + bytes([VERSION]) + model_fingerprint +
-            b"".join(_varint(v) for v in (height, width, h, w, c, len(payload))) +
-            zlib.crc32(payload).to_bytes(4, "big"))
-  return header + payload
+  fields = (MAGIC + bytes([VERSION]) + model_fingerprint +
+            b"".join(_varint(v) for v in (height, width, h, w, c, len(payload))))
+  return fields + zlib.crc32(fields + payload).to_bytes(4, "big") + payload
 
 
 @dataclasses.dataclass
@@ -193,23 +192,21 @@ def parse(data, model_fingerprint, stride, channels):
     raise UserError("truncated header")
   height, width, h, w, c, length = (_read_varint(stream, what) for what in (
       "height", "width", "latent height", "latent width", "channels", "payload length"))
+  fields_end = stream.tell()
   crc = stream.read(4)
   if len(crc) < 4:
     raise UserError("truncated header")
-  if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
-    raise UserError(f"corrupt header (image size {height}x{width})")
-  expected = (-(-height // stride), -(-width // stride), channels)
-  if file_fingerprint != model_fingerprint:
-    raise UserError(f"made with another model (fingerprint {file_fingerprint.hex()}, this "
-                    f"model {model_fingerprint.hex()})")
-  if (h, w, c) != expected:
-    raise UserError(f"corrupt header (latent {h}x{w}x{c}, expected {expected[0]}x"
-                    f"{expected[1]}x{expected[2]} for {height}x{width})")
   payload = stream.read(length + 1)
   if len(payload) < length:
     raise UserError(f"truncated file ({len(payload)} of {length} payload bytes)")
   if len(payload) > length:
     raise UserError("corrupt file (bytes after the payload)")
-  if zlib.crc32(payload).to_bytes(4, "big") != crc:
-    raise UserError("corrupt file (CRC-32 of the payload does not match)")
+  if zlib.crc32(data[:fields_end] + payload).to_bytes(4, "big") != crc:
+    raise UserError("corrupt file (CRC-32 does not match)")
+  if file_fingerprint != model_fingerprint:
+    raise UserError(f"made with another model (fingerprint {file_fingerprint.hex()}, this "
+                    f"model {model_fingerprint.hex()})")
+  expected = (-(-height // stride), -(-width // stride), channels)
+  if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE) or (h, w, c) != expected:
+    raise UserError(f"corrupt header (image {height}x{width}, latent {h}x{w}x{c})")
   return Header(height, width, (h, w, c), payload)
