@@ -13,7 +13,7 @@ import tensorflow as tf
 from saic_tf import baselines
 from saic_tf import bitstream
 from saic_tf import data
-from saic_tf import evaluate
+from saic_tf import codec as codec_lib
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
 from saic_tf.files import read_json, write_json
@@ -21,17 +21,36 @@ from saic_tf.files import read_json, write_json
 ENTROPY_MODEL_FILE = "entropy_model.json"
 
 
+def codec_stages(config: TrainConfig, model_dir):
+  """[(stage, checkpoint)] of the run's trained codec stages, in training order."""
+  candidates = [("tdic", os.path.join(config.init_from or model_dir, "tdic"))]
+  if config.semantic:
+    candidates.append((config.loss, os.path.join(model_dir, config.loss)))
+  stages = [(name, tf.train.latest_checkpoint(d)) for name, d in candidates]
+  stages = [(name, checkpoint) for name, checkpoint in stages if checkpoint]
+  if not stages:
+    raise UserError(f"{model_dir}: no trained codec checkpoint (tdic/ or {config.loss}/)")
+  return stages
+
+
+def restore_codec(config: TrainConfig, checkpoint):
+  codec = codec_lib.BinaryCodec(config.bpp, config.stride, config.filters, name="codec")
+  tf.train.Checkpoint(codec=codec).restore(checkpoint).assert_existing_objects_matched(
+      ).expect_partial()
+  return codec
+
+
 class FileCodec:
   """A trained codec stage with its entropy model: image <-> .saic bytes."""
 
   def __init__(self, model_dir, stage=None, fit_images=200):
     config = TrainConfig.read(model_dir)
-    stages = dict(evaluate.codec_stages(config, model_dir))
+    stages = dict(codec_stages(config, model_dir))
     stage = stage or list(stages)[-1]
     if stage not in stages:
       raise UserError(f"--stage={stage}: {model_dir} has only {', '.join(stages)}")
     self.stage, self.stride = stage, config.stride
-    self.codec = evaluate.restore_codec(config, stages[stage])
+    self.codec = restore_codec(config, stages[stage])
     path = os.path.join(os.path.dirname(stages[stage]), ENTROPY_MODEL_FILE)
     if os.path.exists(path):
       self.entropy_model = bitstream.EntropyModel.from_dict(

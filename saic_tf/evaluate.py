@@ -3,7 +3,8 @@
 For every method — the original images, each trained codec stage of the run (TDIC, and APIC or
 SAIC), and JPEG / WebP / AVIF at the codec's nominal rate — the split goes through the frozen
 downstream network, and the row reports ACC, macro F1, PSNR, SSIM, MSE (per pixel, [0, 1]),
-feature-map MSE (paper Table 1), bpp and SI (CLUB, nats, paper Eq. 11; fitted on pairs from the
+feature-map MSE (paper Table 1), bpp (nominal, and for the learned codec also the size of the
+real .saic file) and SI (CLUB, nats, paper Eq. 11; fitted on pairs from the
 training split, estimated on the evaluated split). PSNR/SSIM/MSE are against the original
 images, so the original row has none. Output: MODEL_DIR/eval.json, eval.md and
 eval_gallery.npz (a few images per method with the predicted labels, for bin/report).
@@ -18,7 +19,9 @@ import tensorflow as tf
 
 from saic_tf import baselines as baselines_lib
 from saic_tf import club as club_lib
+from saic_tf import bitstream
 from saic_tf import codec as codec_lib
+from saic_tf import compression
 from saic_tf import data
 from saic_tf import downstream
 from saic_tf import metrics
@@ -44,36 +47,24 @@ class EvalSettings:
   downstream_dir: Optional[str] = None  # None: the run's (or its --init_from's)
 
 
-def codec_stages(config: TrainConfig, model_dir):
-  """[(stage, checkpoint)] of the run's trained codec stages, in training order."""
-  candidates = [("tdic", os.path.join(config.init_from or model_dir, "tdic"))]
-  if config.semantic:
-    candidates.append((config.loss, os.path.join(model_dir, config.loss)))
-  stages = [(name, tf.train.latest_checkpoint(d)) for name, d in candidates]
-  stages = [(name, checkpoint) for name, checkpoint in stages if checkpoint]
-  if not stages:
-    raise UserError(f"{model_dir}: no trained codec checkpoint (tdic/ or {config.loss}/)")
-  return stages
-
-
-def restore_codec(config: TrainConfig, checkpoint):
-  codec = codec_lib.BinaryCodec(config.bpp, config.stride, config.filters, name="codec")
-  tf.train.Checkpoint(codec=codec).restore(checkpoint).assert_existing_objects_matched(
-      ).expect_partial()
-  return codec
-
-
-def _methods(config, stages, baseline_names):
-  """name -> images -> (reconstructions, bpp per image or None, within-target flags or None)."""
+def _methods(config, model_dir, stages, baseline_names):
+  """name -> images -> (reconstructions, bpp per image or None, and per image either the
+  within-target flags (baselines) or the coded bpp (learned codec), or None)."""
   nominal = codec_lib.nominal_bpp((1, 1, codec_lib.channels_for_bpp(config.bpp, config.stride)),
                                   config.stride, config.stride)
   methods = {"original": lambda images: (images, None, None)}
-  for name, checkpoint in stages:
-    codec = restore_codec(config, checkpoint)
-    def run_codec(images, codec=codec):
+  for name, _ in stages:
+    file_codec = compression.FileCodec(model_dir, name)
+    def run_codec(images, file_codec=file_codec):
+      """Reconstructions, nominal bpp, and the bpp of each image's .saic file."""
       height, width = images.shape[1:3]
-      bpp = np.full(images.shape[0], codec.nominal_bpp(height, width))
-      return codec(images, training=False).numpy(), bpp, None
+      bits = file_codec.codec.encode(images)
+      coded = [8 * len(bitstream.write(height, width, b, file_codec.entropy_model,
+                                       file_codec.fingerprint)) / (height * width)
+               for b in bits.numpy()]
+      bpp = np.full(images.shape[0], file_codec.nominal_bpp(height, width))
+      reconstructions = file_codec.codec.decode(bits, height, width).numpy()
+      return reconstructions, bpp, np.array(coded)
     methods[name] = run_codec
   for name in baseline_names:
     if name not in baselines_lib.CODECS:
@@ -86,7 +77,8 @@ def _methods(config, stages, baseline_names):
 def _pass(methods, network, dataset, details, gallery_indices=()):
   """Runs every method over the dataset; returns labels, per-method arrays, and the images
   (uint8) at `gallery_indices`."""
-  out = {name: dict(probs=[], bpp=[], within=[], psnr=[], ssim=[], mse=[], feature_mse=[])
+  out = {name: dict(probs=[], bpp=[], within=[], coded_bpp=[], psnr=[], ssim=[], mse=[],
+                    feature_mse=[])
          for name in methods}
   labels, gallery = [], {name: [] for name in methods}
   offset = 0
@@ -96,7 +88,7 @@ def _pass(methods, network, dataset, details, gallery_indices=()):
     offset += len(batch_labels)
     original_features = network.features(images, training=False)
     for name, method in methods.items():
-      reconstructions, bpp, within = method(images)
+      reconstructions, bpp, extra = method(images)
       reconstructions = tf.convert_to_tensor(reconstructions, tf.float32)
       features = network.features(reconstructions, training=False)
       logits = network.head(features, training=False)
@@ -104,8 +96,8 @@ def _pass(methods, network, dataset, details, gallery_indices=()):
       row["probs"].append(tf.nn.softmax(logits).numpy())
       if bpp is not None:
         row["bpp"].append(bpp)
-      if within is not None:
-        row["within"].append(within)
+      if extra is not None:
+        row["within" if extra.dtype == bool else "coded_bpp"].append(extra)
       if details and name != "original":
         for key, value in metrics.image_metrics(images, reconstructions).items():
           row[key].append(value)
@@ -123,7 +115,8 @@ def _row(name, labels, result, num_classes, si):
   mean = lambda key: float(np.mean(result[key])) if key in result else None
   row = dict(accuracy=metrics.accuracy(matrix), f1=metrics.macro_f1(matrix),
              psnr=mean("psnr"), ssim=mean("ssim"), mse=mean("mse"),
-             feature_mse=mean("feature_mse"), bpp=mean("bpp"), coded_bpp=None, si=si)
+             feature_mse=mean("feature_mse"), bpp=mean("bpp"), coded_bpp=mean("coded_bpp"),
+             si=si)
   if "within" in result:
     row["images_over_target"] = int(np.sum(~result["within"]))
     row["max_bpp"] = float(np.max(result["bpp"]))
@@ -143,8 +136,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
     raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "
                     f"images, this run's codec {config.image_size}px")
   network = downstream.load(base_config, base, train_source.num_classes)
-  stages = codec_stages(config, model_dir)
-  methods, nominal = _methods(config, stages, settings.baselines)
+  stages = compression.codec_stages(config, model_dir)
+  methods, nominal = _methods(config, model_dir, stages, settings.baselines)
   logging.info("evaluate: %s on %s/%s (%s images) with %s", model_dir, dataset,
                settings.split, settings.max_images or test_source.num_examples,
                ", ".join(methods))

@@ -47,6 +47,7 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
       else:
         assert math.isfinite(row[column]), (method, column)
   assert record["rows"]["tdic"]["bpp"] == 0.5
+  assert 0 < record["rows"]["saic"]["coded_bpp"] and record["rows"]["jpeg"]["coded_bpp"] is None
   jpeg = record["rows"]["jpeg"]
   assert jpeg["images_over_target"] == 24 and jpeg["bpp"] > 0.5  # 32x32 JPEG: header > 64 B
   markdown = (saic_run / "eval.md").read_text()
