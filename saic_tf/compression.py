@@ -120,19 +120,19 @@ def _target(path, output, single, suffix):
   return os.path.join(output, os.path.splitext(os.path.basename(path))[0] + suffix)
 
 
-def process(paths, output, extensions, suffix, work, report):
-  """Runs `work(path) -> bytes` on every input, writing `output` files atomically. Bad inputs
-  are listed and skipped; returns the list of (path, error)."""
+def process(paths, output, extensions, suffix, work):
+  """Runs `work(path) -> (bytes, message)` on every input, writing `output` files atomically.
+  Bad inputs are listed and skipped; returns the list of (path, error)."""
   files = _inputs(paths, extensions)
   if not files:
     raise UserError(f"no input files ({', '.join(extensions)}) in {' '.join(paths)}")
   failures = []
   for number, path in enumerate(files, 1):
     try:
-      content = work(path)
+      content, message = work(path)
       target = _target(path, output, len(files) == 1, suffix)
       _write_atomically(target, content)
-      print(f"[{number}/{len(files)}] {path} -> {target}  {report(path, content)}", flush=True)
+      print(f"[{number}/{len(files)}] {path} -> {target}  {message}", flush=True)
     except UserError as e:
       failures.append((path, str(e)))
       print(f"[{number}/{len(files)}] {path}: error: {e}", flush=True)

@@ -124,6 +124,12 @@ def write_tables(blocks, out_dir):
                          row["model_dir"]])
 
 
+def _save(figure, path):
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  _pyplot().close(figure)
+
+
 def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -151,9 +157,7 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
   axis.set_ylabel(ylabel)
   axis.grid(alpha=0.3)
   axis.legend(fontsize=7)
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
-  plt.close(figure)
+  _save(figure, path)
 
 
 def _tau_sweep(blocks, path):
@@ -175,9 +179,7 @@ def _tau_sweep(blocks, path):
       axis.legend(fontsize=7)
     else:
       axis.text(0.5, 0.5, "no SAIC run", ha="center", transform=axis.transAxes)
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
-  plt.close(figure)
+  _save(figure, path)
 
 
 def _gsw_weights(records, path):
@@ -196,9 +198,7 @@ def _gsw_weights(records, path):
     axis.legend(fontsize=7)
   else:
     axis.text(0.5, 0.5, "no SAIC run (no gsw.json)", ha="center", transform=axis.transAxes)
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
-  plt.close(figure)
+  _save(figure, path)
 
 
 def _gallery(records, path, rows=6):
@@ -226,9 +226,7 @@ def _gallery(records, path, rows=6):
       axis.set_yticks([])
       if i == 0:
         axis.set_title(title, fontsize=8)
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
-  plt.close(figure)
+  _save(figure, path)
 
 
 def build(model_dirs, out_dir):
