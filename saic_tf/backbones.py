@@ -22,7 +22,6 @@ from the input to the output passes through it (block outputs do).
 """
 import os
 
-import tensorflow as tf
 from tensorflow import keras
 
 from saic_tf.errors import UserError

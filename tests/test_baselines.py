@@ -1,7 +1,5 @@
-import os
 
 import numpy as np
-from PIL import Image
 import pytest
 
 from saic_tf import baselines, data

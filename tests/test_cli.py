@@ -3,7 +3,6 @@ import dataclasses
 import glob
 import os
 import subprocess
-import sys
 
 from absl import flags
 import pytest
