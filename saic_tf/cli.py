@@ -1,5 +1,6 @@
 """All absl flags in one place, and the wrapper that turns a UserError into one `error:` line."""
 import dataclasses
+import os
 import sys
 
 from absl import app
@@ -137,6 +138,40 @@ def eval_settings_from_flags(flag_values=FLAGS):
       club_train_images=flag_values.club_train_images,
       club=club.ClubSettings(steps=flag_values.club_steps),
       downstream_dir=flag_values.downstream_dir)
+
+
+def define_export_flags(flag_values=FLAGS, after_training=False):
+  """Flags of bin/export; with `after_training`, the export flags of bin/train and bin/demo."""
+  fv = dict(flag_values=flag_values)
+  if after_training:
+    flags.DEFINE_bool("export", True, "At the end, export the last stage as bin/export does "
+                      "(SavedModel for TF Serving, TFLite decoders).", **fv)
+  else:
+    flags.DEFINE_string("model_dir", None, "The trained run to export.", required=True, **fv)
+    flags.DEFINE_string("stage", None, "Codec stage to export (tdic, apic, saic); default: "
+                        "the run's last.", **fv)
+  flags.DEFINE_string("export_dir", None, "Writes EXPORT_DIR/<model_name>/<version>/ (TF "
+                      "Serving's layout). Default: MODEL_DIR/export.", **fv)
+  flags.DEFINE_string("model_name", None, "TF Serving model name. Default: MODEL_DIR's "
+                      "base name.", **fv)
+  flags.DEFINE_integer("version", None, "Version number. Default: the existing version "
+                       "if this stage is already exported, else the highest + 1.",
+                       lower_bound=1, **fv)
+  flags.DEFINE_integer("parity_images", 8, "Real test images for the TFLite parity check.",
+                       lower_bound=1, **fv)
+
+
+def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
+  """Runs export.export with the export flags and prints where everything went."""
+  from saic_tf import export  # pylint: disable=g-import-not-at-top
+  export_dir = flag_values.export_dir or os.path.join(model_dir, "export")
+  version_dir, parity = export.export(model_dir, export_dir, flag_values.model_name,
+                                      flag_values.version, stage, flag_values.parity_images)
+  print(f"\nexported to {version_dir}: SavedModel (signatures "
+        f"{', '.join(export.SIGNATURES)}), {export.TFLITE_FLOAT}, {export.TFLITE_INT8}")
+  print("TFLite decoders against the Keras decoder on real test images:")
+  print("\n".join("  " + line for line in export.parity_table(parity)))
+  return version_dir
 
 
 def run(main, positional=False):

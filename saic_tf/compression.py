@@ -14,9 +14,10 @@ from saic_tf import baselines
 from saic_tf import bitstream
 from saic_tf import data
 from saic_tf import codec as codec_lib
+from saic_tf import export as export_lib
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
-from saic_tf.files import read_json, write_json
+from saic_tf.files import read_json, write_bytes, write_json
 
 ENTROPY_MODEL_FILE = "entropy_model.json"
 
@@ -40,17 +41,73 @@ def restore_codec(config: TrainConfig, checkpoint):
   return codec
 
 
-class FileCodec:
-  """A trained codec stage with its entropy model: image <-> .saic bytes."""
+class KerasBackend:
+  """Binary latents <-> images with a trained codec checkpoint (a MODEL_DIR)."""
 
-  def __init__(self, model_dir, stage=None, fit_images=200):
-    config = TrainConfig.read(model_dir)
-    stages = dict(codec_stages(config, model_dir))
+  def __init__(self, codec):
+    self.codec = codec
+
+  def encode(self, image):
+    """uint8 [H, W, 3] -> binary latent int32 [h, w, C]."""
+    floats = tf.image.convert_image_dtype(tf.constant(image)[None], tf.float32)
+    return self.codec.encode(floats)[0].numpy().astype(np.int32)
+
+  def decode(self, bits, height, width):
+    image = self.codec.decode(tf.constant(bits[None], tf.float32), height, width)
+    return baselines.to_uint8(image[0].numpy())
+
+
+class SavedModelBackend:
+  """The same through the encode/decode signatures of a bin/export SavedModel."""
+
+  def __init__(self, version_dir):
+    loaded = tf.saved_model.load(version_dir)
+    self._loaded = loaded  # keeps the signatures' variables alive
+    self._encode, self._decode = loaded.signatures["encode"], loaded.signatures["decode"]
+
+  def encode(self, image):
+    out = self._encode(image=tf.constant(image, tf.uint8))
+    shape = out["latent_shape"].numpy()
+    packed = np.frombuffer(out["latents_bytes"].numpy(), np.uint8)
+    return np.unpackbits(packed)[:np.prod(shape)].reshape(shape).astype(np.int32)
+
+  def decode(self, bits, height, width):
+    return self._decode(latents_bytes=tf.constant(np.packbits(bits.reshape(-1)).tobytes()),
+                        latent_shape=tf.constant(bits.shape, tf.int32),
+                        image_shape=tf.constant([height, width], tf.int32))["image"].numpy()
+
+
+class FileCodec:
+  """A trained codec stage with its entropy model: image <-> .saic bytes.
+
+  `model` is a MODEL_DIR (the entropy model is fitted on first use and kept beside the stage's
+  checkpoint) or a bin/export directory (its SavedModel and assets.extra/saic.json). Both give
+  the same fingerprint, so files made with one decode with the other."""
+
+  def __init__(self, model, stage=None, fit_images=200):
+    version_dir = None if os.path.exists(os.path.join(model, "config.json")) else (
+        export_lib.resolve(model))
+    if version_dir:
+      info = export_lib.read_info(version_dir)
+      if stage and stage != info["stage"]:
+        raise UserError(f"--stage={stage}: the export {version_dir} holds {info['stage']}")
+      self.stage, self.stride, self.channels = info["stage"], info["stride"], info["channels"]
+      self.bpp = info["bpp"]
+      self.entropy_model = bitstream.EntropyModel.from_dict(info["entropy_model"])
+      self.fingerprint = bytes.fromhex(info["fingerprint"])
+      self.backend = SavedModelBackend(version_dir)
+      return
+    if not os.path.isdir(model):
+      raise UserError(f"--model={model}: no such directory")
+    config = TrainConfig.read(model)
+    stages = dict(codec_stages(config, model))
     stage = stage or list(stages)[-1]
     if stage not in stages:
-      raise UserError(f"--stage={stage}: {model_dir} has only {', '.join(stages)}")
-    self.stage, self.stride = stage, config.stride
+      raise UserError(f"--stage={stage}: {model} has only {', '.join(stages)}")
+    self.stage, self.stride, self.bpp = stage, config.stride, config.bpp
     self.codec = restore_codec(config, stages[stage])
+    self.channels = self.codec.channels
+    self.backend = KerasBackend(self.codec)
     path = os.path.join(os.path.dirname(stages[stage]), ENTROPY_MODEL_FILE)
     if os.path.exists(path):
       self.entropy_model = bitstream.EntropyModel.from_dict(
@@ -69,28 +126,23 @@ class FileCodec:
     latents = [self.codec.encode(batch).numpy() for batch, _ in images]
     return bitstream.fit_entropy_model(np.concatenate(latents))
 
-  @property
-  def channels(self):
-    return self.codec.channels
-
   def nominal_bpp(self, height, width):
-    return float(self.codec.nominal_bpp(height, width))
+    h, w = -(-height // self.stride), -(-width // self.stride)
+    return float(codec_lib.nominal_bpp((h, w, self.channels), height, width))
 
   def compress(self, image):
     """uint8 [H, W, 3] -> .saic bytes."""
     height, width = image.shape[:2]
     if not (0 < height <= bitstream.MAX_SIDE and 0 < width <= bitstream.MAX_SIDE):
       raise UserError(f"image size {height}x{width} outside 1..{bitstream.MAX_SIDE}")
-    floats = tf.image.convert_image_dtype(tf.constant(image)[None], tf.float32)
-    bits = self.codec.encode(floats)[0].numpy()
+    bits = self.backend.encode(image)
     return bitstream.write(height, width, bits, self.entropy_model, self.fingerprint)
 
   def decompress(self, data_bytes):
     """.saic bytes -> uint8 [H, W, 3]."""
     header = bitstream.parse(data_bytes, self.fingerprint, self.stride, self.channels)
     bits = bitstream.decode_bits(header.payload, header.latent_shape, self.entropy_model)
-    image = self.codec.decode(tf.constant(bits[None], tf.float32), header.height, header.width)
-    return baselines.to_uint8(image[0].numpy())
+    return self.backend.decode(bits, header.height, header.width)
 
 
 def _inputs(paths, extensions):
@@ -104,13 +156,6 @@ def _inputs(paths, extensions):
     else:
       files.append(path)
   return files
-
-
-def _write_atomically(path, content):
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(content)
-  os.replace(tmp, path)
 
 
 def _target(path, output, single, suffix):
@@ -131,7 +176,7 @@ def process(paths, output, extensions, suffix, work):
     try:
       content, message = work(path)
       target = _target(path, output, len(files) == 1, suffix)
-      _write_atomically(target, content)
+      write_bytes(target, content)
       print(f"[{number}/{len(files)}] {path} -> {target}  {message}", flush=True)
     except UserError as e:
       failures.append((path, str(e)))

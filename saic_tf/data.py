@@ -80,11 +80,13 @@ def resize(image, size):
   """The single resize path for training, evaluation and codecs: uint8 or float -> float [0, 1].
 
   Bilinear with antialiasing, to a square `size` x `size` (aspect ratio not kept, as STL-10 and
-  the Imagenette copy in shared/ were made). `size` 0 or None keeps the image's own size.
+  the Imagenette copy in shared/ were made) or to `size` = (height, width). `size` 0 or None
+  keeps the image's own size.
   """
   image = tf.image.convert_image_dtype(image, tf.float32)
   if size:
-    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    size = [size, size] if isinstance(size, int) else list(size)
+    image = tf.image.resize(image, size, method="bilinear", antialias=True)
   return tf.clip_by_value(image, 0.0, 1.0)
 
 

@@ -1,17 +1,23 @@
-"""Small JSON artifacts (config.json, gsw.json, downstream.json): atomic writes, one-line errors."""
+"""Artifacts on disk (config.json, gsw.json, .saic files, ...): atomic writes, one-line errors."""
 import json
 import os
 
 from saic_tf.errors import UserError
 
 
-def write_json(path, record):
+def write_bytes(path, content):
   """Writes to a temporary file, then renames: a kill mid-write never leaves a half file."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=1)
+  with open(tmp, "wb") as f:
+    f.write(content)
   os.replace(tmp, path)
   return path
+
+
+def write_json(path, record):
+  """A JSON record, written atomically (write_bytes)."""
+  return write_bytes(path, json.dumps(record, indent=1).encode())
 
 
 def read_json(path, remedy):

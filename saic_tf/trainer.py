@@ -207,6 +207,7 @@ def outputs(model_dir):
                 ("downstream network", os.path.join("downstream", downstream_lib.INFO_FILE)),
                 ("GSW weights", gsw.GSW_FILE), ("TDIC checkpoints", "tdic"),
                 ("APIC checkpoints", "apic"), ("SAIC checkpoints", "saic"),
-                ("TensorBoard logs", "logs")]
+                ("TensorBoard logs", "logs"),
+                ("SavedModel + TFLite", "export")]
   return [(what, os.path.join(model_dir, path)) for what, path in candidates
           if os.path.exists(os.path.join(model_dir, path))]

@@ -18,8 +18,10 @@ def test_psnr_ssim_mse_against_hand_computed_values():
   a, b = np.full([1, 16, 16, 3], 0.2, np.float32), np.full([1, 16, 16, 3], 0.6, np.float32)
   c1 = 0.01 ** 2
   expected = (2 * 0.2 * 0.6 + c1) / (0.2 ** 2 + 0.6 ** 2 + c1)
+  # rel 1e-3: tf.image.ssim's float32 E[x²] - E[x]² leaves a rounding-size variance whose size
+  # depends on the CPU's kernels (1.3e-4 relative seen on a CI machine).
   assert metrics.image_metrics(tf.constant(a), tf.constant(b))["ssim"][0] == pytest.approx(
-      expected, rel=1e-4)
+      expected, rel=1e-3)
 
 
 def test_feature_mse_per_image():
