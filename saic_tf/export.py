@@ -21,10 +21,13 @@ and output, calibrated on latents of training images), builtin ops only. Input: 
 float32 [1, h, w, C] (resize the input tensor for any h, w); output: the image float32
 [1, s*h, s*w, 3] in [0, 1], to crop to the image size.
 """
+import base64
+import json
 import os
 import re
 import shutil
 import time
+import warnings
 
 from absl import logging
 import numpy as np
@@ -62,7 +65,8 @@ def unpack_bits(packed, shape):
   values = tf.cast(tf.io.decode_raw(packed, tf.uint8), tf.int32)
   bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(values[:, None], [7, 6, 5, 4, 3, 2, 1, 0]),
                                 1)
-  return tf.reshape(tf.cast(bits, tf.float32)[:tf.reduce_prod(shape)], shape)
+  bits = tf.reshape(bits, [-1])[:tf.reduce_prod(shape)]
+  return tf.reshape(tf.cast(bits, tf.float32), shape)
 
 
 class ServingCodec(tf.Module):
@@ -132,6 +136,17 @@ def non_core_ops(saved_model_dir):
                 if op in PYTHON_OPS or op_def_registry.get(op) is None)
 
 
+def rest_request_body(signature_name, **inputs):
+  """The JSON body of a TF Serving REST `:predict` request (columnar "inputs" format, one
+  image, no batch dimension). Bytes go as {"b64": ...}, as the REST API expects."""
+  def to_json(value):
+    if isinstance(value, bytes):
+      return {"b64": base64.b64encode(value).decode()}
+    return value.tolist() if isinstance(value, np.ndarray) else value
+  return json.dumps({"signature_name": signature_name,
+                     "inputs": {name: to_json(value) for name, value in inputs.items()}})
+
+
 # ---------------------------------------------------------------------------------------------
 # TFLite
 
@@ -146,7 +161,9 @@ def tflite_decoder(decoder, representative_latents=None):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = lambda: ([latent[None].astype(np.float32)]
                                                 for latent in representative_latents)
-  return converter.convert()
+  with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": the
+    warnings.simplefilter("ignore", UserWarning)  # input stays float, calibrated as it is
+    return converter.convert()
 
 
 class TFLiteDecoder:
@@ -169,9 +186,14 @@ class TFLiteDecoder:
     self.interpreter.invoke()
     return self.interpreter.get_tensor(self.output)
 
-  def op_names(self):
-    """The model's op names (builtin names; custom or Flex ops would show as such)."""
-    return sorted({op["op_name"] for op in self.interpreter._get_ops_details()})  # pylint: disable=protected-access
+
+
+def tflite_op_names(path):
+  """The op names of a .tflite file (builtin names; a custom or Flex op shows as such)."""
+  interpreter = tf.lite.Interpreter(
+      model_path=path,
+      experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # pylint: disable=protected-access
 
 
 def _psnr(a, b):
@@ -209,7 +231,7 @@ def tflite_parity(version_dir, decoder, latents):
     result[name] = dict(
         size_bytes=os.path.getsize(path), psnr_db=psnr, max_abs_error=float(max(errors)),
         ms_per_image=1e3 * _seconds_per_call(interpreter, square), bar_db=bar,
-        passes=bool(psnr >= bar), ops=interpreter.op_names(),
+        passes=bool(psnr >= bar), ops=tflite_op_names(path),
         shapes=sorted({str(tuple(x.shape[1:3])) for x in latents}))
   return result
 

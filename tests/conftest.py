@@ -9,6 +9,20 @@ import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_CIFAR = os.path.join(ROOT, "saic_tf", "sample_data", "cifar10")
+# Real 224x224 JPEGs of the shipped sample (church), two of them greyscale.
+IMAGES = os.path.join(ROOT, "saic_tf", "sample_data", "imagenette", "val", "n03028079")
+
+
+@pytest.fixture(scope="session")
+def tdic_run(tmp_path_factory):
+  """A tiny TDIC run trained on the real sample (shared by the compression and export tests)."""
+  from saic_tf import trainer  # pylint: disable=g-import-not-at-top
+  from saic_tf.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path_factory.mktemp("tdic")
+  trainer.train(TrainConfig(model_dir=str(model_dir), dataset="sample", image_size=32,
+                            bpp=0.25, filters=8, batch_size=8, learning_rate=1e-3, steps=30,
+                            checkpoint_every=30, log_every=30, image_every=30, seed=5))
+  return str(model_dir)
 
 
 @pytest.fixture

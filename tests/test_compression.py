@@ -3,24 +3,12 @@ import os
 
 import numpy as np
 from PIL import Image
-import pytest
 import tensorflow as tf
 
-from saic_tf import baselines, compression, data, trainer
-from saic_tf.config import TrainConfig
+from saic_tf import baselines, compression
+from conftest import IMAGES
 from test_cli import run_bin
 
-IMAGES = os.path.join(os.path.dirname(data.SAMPLE_ROOT), "sample_data", "imagenette", "val",
-                      "n03028079")  # church: real 224x224 JPEGs, two of them greyscale
-
-
-@pytest.fixture(scope="module")
-def tdic_run(tmp_path_factory):
-  model_dir = tmp_path_factory.mktemp("tdic")
-  trainer.train(TrainConfig(model_dir=str(model_dir), dataset="sample", image_size=32,
-                            bpp=0.25, filters=8, batch_size=8, learning_rate=1e-3, steps=30,
-                            checkpoint_every=30, log_every=30, image_every=30, seed=5))
-  return str(model_dir)
 
 
 def test_file_round_trip_equals_the_codec_and_beats_the_nominal_rate(tdic_run):
