@@ -1,17 +1,21 @@
 """The .saic file: a codec's binary latents, coded losslessly with tensorflow-compression's range
 coder under a probability model learned from training latents.
 
-Probability model (`EntropyModel`): P(bit | channel c, context k), where k ∈ 0..7 packs the
-three already-decoded neighbours in the row above (up-left, up, up-right; 0 outside the latent)
-of the same channel. Estimated by counting on latents of training images, with add-one
-smoothing, and stored as MODEL_DIR/<stage>/entropy_model.json beside the checkpoint. Rows are
-decoded one at a time (each row's contexts come from the row above), so decoding takes h range-
-decoder calls for an h-row latent.
+Probability model (`EntropyModel`): a logistic context model. The bit of channel c at latent
+position (i, j) has P(1) = σ(w_c · f + b_c), where f holds all C bits of the four already-decoded
+neighbours left (i, j-1), up-left (i-1, j-1), up (i-1, j) and up-right (i-1, j+1) (zeros outside
+the latent): 4C features, so a channel is predicted from every channel around it. w and b are
+fitted by logistic regression on the latents of training images and stored as integers (units of
+1/LOGIT_SCALE) in MODEL_DIR/<stage>/entropy_model.json beside the checkpoint. The logit is an
+exact integer dot product, rounded to one of BUCKETS CDF rows, so encoder and decoder pick the
+same row bit for bit on any machine. Positions are coded in wavefronts t = 2i + j: a position's
+four neighbours all lie on earlier wavefronts, so each wavefront is decoded with one range-
+decoder call (2h + w - 2 calls for an h×w latent).
 
 File layout (integers big-endian; "varint" = unsigned LEB128):
 
   magic          4 bytes   b"SAIC"
-  version        1 byte    1
+  version        1 byte    2
   fingerprint    4 bytes   first 4 bytes of SHA-256 over the codec weights and the model
   height, width  varints   the image size
   h, w, C        varints   the latent shape (h = ceil(height/s), w = ceil(width/s))
@@ -33,80 +37,135 @@ import tensorflow_compression as tfc
 from saic_tf.errors import UserError
 
 MAGIC = b"SAIC"
-VERSION = 1
+VERSION = 2
 PRECISION = 16  # CDF precision of the range coder
-CONTEXTS = 8
+NEIGHBOURS = 4  # left, up-left, up, up-right
+LOGIT_SCALE = 64  # integer weights are in units of 1/LOGIT_SCALE logits
+BUCKET = 8  # CDF rows are BUCKET/LOGIT_SCALE = 1/8 logit apart
+LOGIT_LIMIT = 12 * LOGIT_SCALE  # logits clipped to ±12 (P ≥ 6e-6 for either bit)
+BUCKETS = 2 * LOGIT_LIMIT // BUCKET + 1
 MAX_SIDE = 1 << 15  # refuse declared image sides above this (no huge allocation from a header)
 
 
 @dataclasses.dataclass
 class EntropyModel:
-  """Quantized P(bit = 0) · 2^PRECISION per channel and context: integers [C, CONTEXTS].
-
-  Integers, so that the stored model is exactly the one the encoder used."""
-  zeros: np.ndarray
+  """Integer logistic weights [NEIGHBOURS * C, C] and biases [C], in units of 1/LOGIT_SCALE."""
+  weights: np.ndarray
+  bias: np.ndarray
 
   @classmethod
-  def from_probabilities(cls, ones_probability):
-    total = 1 << PRECISION
-    zeros = np.round((1.0 - np.asarray(ones_probability)) * total).astype(np.int64)
-    return cls(np.clip(zeros, 1, total - 1))  # both symbols stay codable
+  def from_float(cls, weights, bias):
+    return cls(np.round(np.asarray(weights) * LOGIT_SCALE).astype(np.int64),
+               np.round(np.asarray(bias) * LOGIT_SCALE).astype(np.int64))
 
   @property
   def channels(self):
-    return self.zeros.shape[0]
+    return self.bias.shape[0]
 
-  def cdf_table(self):
-    """[C * CONTEXTS, 4] rows [precision, 0, P(0)·2^p, 2^p] as the range coder expects."""
+  def cdf_indexes(self, features):
+    """CDF row of each bit: features int [..., NEIGHBOURS * C] -> int32 [..., C]."""
+    logits = np.clip(features.astype(np.int64) @ self.weights + self.bias, -LOGIT_LIMIT,
+                     LOGIT_LIMIT)
+    return ((logits + LOGIT_LIMIT + BUCKET // 2) // BUCKET).astype(np.int32)
+
+  @staticmethod
+  def cdf_table():
+    """[BUCKETS, 4] rows [precision, 0, P(0)·2^p, 2^p] as the range coder expects."""
     total = 1 << PRECISION
-    rows = [[PRECISION, 0, int(z), total] for z in self.zeros.reshape(-1)]
-    return tf.constant(rows, tf.int32)
+    logits = (np.arange(BUCKETS) * BUCKET - LOGIT_LIMIT) / LOGIT_SCALE
+    zeros = np.clip(np.round(total / (1.0 + np.exp(logits))), 1, total - 1)  # P(0) = σ(-l)
+    return tf.constant([[PRECISION, 0, int(z), total] for z in zeros], tf.int32)
 
   def to_dict(self):
-    return dict(contexts="up-left, up, up-right of the row above", precision=PRECISION,
-                zeros=self.zeros.tolist())
+    return dict(kind="logistic", neighbours="left, up-left, up, up-right (all channels)",
+                logit_scale=LOGIT_SCALE, weights=self.weights.tolist(), bias=self.bias.tolist())
 
   @classmethod
   def from_dict(cls, record):
     try:
-      zeros = np.asarray(record["zeros"], np.int64)
-    except (KeyError, TypeError, ValueError):
-      zeros = None
-    if (zeros is None or zeros.ndim != 2 or zeros.shape[1] != CONTEXTS or
-        record.get("precision") != PRECISION):
+      weights = np.asarray(record["weights"], np.int64)
+      bias = np.asarray(record["bias"], np.int64)
+      valid = (record.get("kind") == "logistic" and record.get("logit_scale") == LOGIT_SCALE and
+               bias.ndim == 1 and weights.shape == (NEIGHBOURS * bias.shape[0], bias.shape[0]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+      valid = False
+    if not valid:
       raise UserError("entropy model: unexpected layout; delete it to fit it again")
-    return cls(zeros)
+    return cls(weights, bias)
 
 
-def contexts(bits):
-  """Context index k [h, w, C] of every latent bit from the row above (see module doc)."""
-  bits = np.asarray(bits, np.int32)
-  above = np.zeros_like(bits)
-  above[1:] = bits[:-1]
-  padded = np.pad(above, ((0, 0), (1, 1), (0, 0)))
-  return 4 * padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]
+def neighbour_features(bits, rows, cols):
+  """The bits of the four causal neighbours of positions (rows, cols) of a latent [h, w, C]:
+  int32 [len(rows), NEIGHBOURS * C], zeros outside the latent."""
+  padded = np.pad(np.asarray(bits, np.int32), ((1, 0), (1, 1), (0, 0)))
+  return np.concatenate([padded[rows + 1, cols], padded[rows, cols],  # left, up-left
+                         padded[rows, cols + 1], padded[rows, cols + 2]], axis=-1)  # up, up-right
 
 
-def fit_entropy_model(latents):
-  """Counts bits per channel and context over latents [N, h, w, C] (add-one smoothing)."""
-  channels = latents[0].shape[-1]
-  ones = np.zeros((channels, CONTEXTS))
-  total = np.zeros((channels, CONTEXTS))
-  for bits in latents:
-    bits = np.asarray(bits, np.int32)
-    k = contexts(bits)
-    for context in range(CONTEXTS):
-      mask = k == context
-      ones[:, context] += (bits * mask).sum(axis=(0, 1))
-      total[:, context] += mask.sum(axis=(0, 1))
-  return EntropyModel.from_probabilities((ones + 1.0) / (total + 2.0))
+def wavefronts(h, w):
+  """[(rows, cols)] of each wavefront t = 2i + j, in coding order."""
+  fronts = []
+  for t in range(2 * (h - 1) + w):
+    rows = np.arange(max(0, (t - w + 2) // 2), min(h - 1, t // 2) + 1)
+    fronts.append((rows, t - 2 * rows))
+  return fronts
+
+
+def _fit_logistic(features, labels, steps, l2):
+  """Float weights [F, C] and biases [C] minimizing the bits' cross-entropy (+ l2 ‖w‖²)."""
+  mean = tf.clip_by_value(tf.reduce_mean(labels, 0), 1e-3, 1 - 1e-3)
+  weights = tf.Variable(tf.zeros([features.shape[1], labels.shape[1]]))
+  bias = tf.Variable(tf.math.log(mean / (1 - mean)))  # start from the per-channel rate
+  optimizer = tf.keras.optimizers.Adam(0.05)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+          labels, features @ weights + bias)) + l2 * tf.reduce_sum(tf.square(weights))
+    optimizer.apply_gradients(zip(tape.gradient(loss, [weights, bias]), [weights, bias]))
+
+  for _ in range(steps):
+    step()
+  return weights.numpy(), bias.numpy()
+
+
+def _cross_entropy(features, labels, weights, bias):
+  logits = features @ weights + bias
+  return float(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits)))
+
+
+def fit_entropy_model(latents, steps=500, l2=1e-4):
+  """Logistic regression of each bit on its neighbour features over latents [N, h, w, C].
+
+  Guard against overfitting few latents: fitted on the first 80 % of the positions (whole
+  images when there are several) first, the neighbour weights are kept only if they predict
+  the other 20 % better than the per-channel rates alone."""
+  latents = np.asarray(latents, np.int32)
+  n, h, w, c = latents.shape
+  rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  rows, cols = rows.reshape(-1), cols.reshape(-1)
+  features = np.concatenate([neighbour_features(bits, rows, cols) for bits in latents])
+  features = tf.constant(features, tf.float32)
+  labels = tf.constant(latents.reshape(n * h * w, c), tf.float32)
+  split = (4 * n * h * w) // 5
+  if 0 < split < n * h * w:
+    weights, bias = _fit_logistic(features[:split], labels[:split], steps, l2)
+    rates = tf.clip_by_value(tf.reduce_mean(labels[:split], 0), 1e-3, 1 - 1e-3)
+    rates_only = _cross_entropy(features[split:], labels[split:], np.zeros_like(weights),
+                                 np.log(rates / (1 - rates)))
+    if _cross_entropy(features[split:], labels[split:], weights, bias) >= rates_only:
+      rates = tf.clip_by_value(tf.reduce_mean(labels, 0), 1e-3, 1 - 1e-3)
+      return EntropyModel.from_float(np.zeros_like(weights), np.log(rates / (1 - rates)))
+  return EntropyModel.from_float(*_fit_logistic(features, labels, steps, l2))
 
 
 def fingerprint(codec, model: EntropyModel):
   digest = hashlib.sha256()
   for weight in codec.get_weights():
     digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
-  digest.update(np.ascontiguousarray(model.zeros, np.int64).tobytes())
+  digest.update(np.ascontiguousarray(model.weights, np.int64).tobytes())
+  digest.update(np.ascontiguousarray(model.bias, np.int64).tobytes())
   return digest.digest()[:4]
 
 
@@ -134,27 +193,27 @@ def _read_varint(stream, what):
 
 
 def encode_bits(bits, model: EntropyModel):
-  """Binary latent [h, w, C] -> range-coded payload bytes."""
+  """Binary latent [h, w, C] -> range-coded payload bytes (positions in wavefront order)."""
   bits = np.asarray(bits, np.int32)
-  index = contexts(bits) + CONTEXTS * np.arange(bits.shape[-1], dtype=np.int32)
+  fronts = wavefronts(*bits.shape[:2])
+  rows = np.concatenate([r for r, _ in fronts])
+  cols = np.concatenate([c for _, c in fronts])
+  index = model.cdf_indexes(neighbour_features(bits, rows, cols))
   encoder = tfc.create_range_encoder([], model.cdf_table())
-  encoder = tfc.entropy_encode_index(encoder, tf.constant(index), tf.constant(bits))
+  encoder = tfc.entropy_encode_index(encoder, tf.constant(index), tf.constant(bits[rows, cols]))
   return tfc.entropy_encode_finalize(encoder).numpy()
 
 
 def decode_bits(payload, shape, model: EntropyModel):
-  """Payload -> binary latent [h, w, C] (int32), one row at a time."""
+  """Payload -> binary latent [h, w, C] (int32), one wavefront per range-decoder call."""
   h, w, c = shape
   bits = np.zeros((h, w, c), np.int32)
-  channel_offset = CONTEXTS * np.arange(c, dtype=np.int32)
   decoder = tfc.create_range_decoder(tf.constant(payload), model.cdf_table())
-  previous = np.zeros((w, c), np.int32)
-  for row in range(h):
-    padded = np.pad(previous, ((1, 1), (0, 0)))
-    index = 4 * padded[:-2] + 2 * padded[1:-1] + padded[2:] + channel_offset
-    decoder, values = tfc.entropy_decode_index(decoder, tf.constant(index), [w, c],
+  for rows, cols in wavefronts(h, w):
+    index = model.cdf_indexes(neighbour_features(bits, rows, cols))
+    decoder, values = tfc.entropy_decode_index(decoder, tf.constant(index), index.shape,
                                                tf.int32)
-    bits[row] = previous = np.clip(values.numpy(), 0, 1)
+    bits[rows, cols] = np.clip(values.numpy(), 0, 1)
   if not bool(tfc.entropy_decode_finalize(decoder)):
     raise UserError("corrupt payload (the range decoder did not end cleanly)")
   return bits

@@ -71,7 +71,11 @@ def define_train_flags(flag_values=FLAGS):
   flags.DEFINE_integer("finetune_steps", _DEFAULT.finetune_steps, "Total APIC/SAIC fine-tune "
                        "steps (stage 2).", lower_bound=1, **fv)
   flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.", lower_bound=1, **fv)
-  flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam learning rate.", **fv)
+  flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam learning rate (TDIC, and "
+                     "the fine-tune unless --finetune_learning_rate is given).", **fv)
+  flags.DEFINE_float("finetune_learning_rate", _DEFAULT.finetune_learning_rate, "Adam "
+                     "learning rate of the APIC/SAIC fine-tune. Default: --learning_rate "
+                     "(the paper uses 1e-5 for both).", **fv)
   flags.DEFINE_string("init_from", _DEFAULT.init_from, "MODEL_DIR of another run whose "
                       "downstream network and TDIC stage this apic/saic run reuses, so that "
                       "TDIC, APIC and SAIC compare on the same base.", **fv)

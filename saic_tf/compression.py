@@ -109,10 +109,14 @@ class FileCodec:
     self.channels = self.codec.channels
     self.backend = KerasBackend(self.codec)
     path = os.path.join(os.path.dirname(stages[stage]), ENTROPY_MODEL_FILE)
+    self.entropy_model = None
     if os.path.exists(path):
-      self.entropy_model = bitstream.EntropyModel.from_dict(
-          read_json(path, "delete it to fit the entropy model again"))
-    else:
+      try:
+        self.entropy_model = bitstream.EntropyModel.from_dict(
+            read_json(path, "delete it to fit the entropy model again"))
+      except UserError as e:  # derived data (e.g. from an older version): fit it again
+        logging.warning("compression: %s: %s", path, e)
+    if self.entropy_model is None:
       self.entropy_model = self._fit(config, fit_images)
       write_json(path, self.entropy_model.to_dict())
       logging.info("compression: entropy model of %s fitted on %d training images -> %s",

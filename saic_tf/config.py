@@ -39,6 +39,7 @@ class TrainConfig:
   finetune_steps: int = 20_000
   batch_size: int = 32
   learning_rate: float = 1e-5
+  finetune_learning_rate: Optional[float] = None  # None: --learning_rate
   init_from: str = ""
   seed: int = 0
   deterministic: bool = True
@@ -69,6 +70,8 @@ class TrainConfig:
       raise UserError(f"--tau={self.tau:g}: must be > 0")
     if self.r is not None and self.r <= 0:
       raise UserError(f"--r={self.r:g}: must be > 0")
+    if self.finetune_learning_rate is not None and self.finetune_learning_rate <= 0:
+      raise UserError(f"--finetune_learning_rate={self.finetune_learning_rate:g}: must be > 0")
     if self.init_from and not self.semantic:
       raise UserError("--init_from reuses another run's downstream network and TDIC stage for "
                       "an apic/saic fine-tune; with --loss=tdic there is nothing to reuse")

@@ -96,7 +96,10 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
   with strategy.scope():
     codec = build_codec(config)
     model = CodecTrainer(codec, objective, name=f"{stage}_trainer")
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    learning_rate = config.learning_rate
+    if stage != "tdic" and config.finetune_learning_rate is not None:
+      learning_rate = config.finetune_learning_rate
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     model.optimizer.build(codec.trainable_variables)
   if init_checkpoint and not tf.train.latest_checkpoint(checkpoint_dir):
     logging.info("%s: starting from %s", stage, init_checkpoint)
