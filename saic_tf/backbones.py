@@ -133,7 +133,7 @@ def build_classifier(backbone, image_size, num_classes, weights="none"):
   else:
     features = _application_features(backbone, images, None if weights == "none" else weights)
   pooled = layers.GlobalAveragePooling2D(name="head_pool")(features)
-  logits = layers.Dense(num_classes, name="head_logits")(pooled)
+  logits = layers.Dense(num_classes, name="head_logits", dtype="float32")(pooled)
   model = keras.Model(images, logits, name=f"{backbone}_classifier")
   if backbone == "resnet18" and weights not in ("none", "imagenet"):
     by_name = weights.endswith(".h5")  # h5: take the layers that match (e.g. not the head)

@@ -10,7 +10,8 @@ from absl import logging
 from saic_tf import backbones
 from saic_tf import baselines
 from saic_tf import data
-from saic_tf.config import LOSSES, TrainConfig
+from saic_tf import distribute
+from saic_tf.config import LOSSES, MIXED_PRECISION, TrainConfig
 from saic_tf.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -88,6 +89,17 @@ def define_train_flags(flag_values=FLAGS):
                        "scalars every this many steps.", lower_bound=1, **fv)
   flags.DEFINE_integer("image_every", _DEFAULT.image_every, "Write original|reconstruction "
                        "images to TensorBoard every this many steps.", lower_bound=1, **fv)
+  flags.DEFINE_enum("strategy", _DEFAULT.strategy, distribute.STRATEGIES, "mirrored: all local "
+                    "GPUs (or the CPU); multi_worker: MultiWorkerMirroredStrategy over the "
+                    "cluster in TF_CONFIG; one_device: one GPU or the CPU.", **fv)
+  flags.DEFINE_enum("mixed_precision", _DEFAULT.mixed_precision, MIXED_PRECISION, "Keras "
+                    "mixed-precision policy of the codec and downstream network (mixed_float16 "
+                    "uses dynamic loss scaling; for GPUs; mixed_bfloat16 for CPUs/TPUs with "
+                    "bfloat16 units). Outputs, latents and losses stay float32.", **fv)
+  flags.DEFINE_bool("jit", _DEFAULT.jit, "Compile the train steps with XLA (jit_compile).",
+                    **fv)
+  flags.DEFINE_integer("steps_per_execution", _DEFAULT.steps_per_execution, "Train steps run "
+                       "per tf.function call (fewer Python round trips).", lower_bound=1, **fv)
   for name in ("learning_rate", "downstream_learning_rate"):
     flags.register_validator(name, lambda v: v > 0, f"--{name} must be > 0", **fv)
 

@@ -90,7 +90,9 @@ def build_encoder(channels, stride=8, filters=96):
     x = layers.Conv2D(filters, 5 if i == 0 else 3, strides=2, padding="same",
                       activation="relu", name=f"down{i}")(x)
     x = _residual_block(x, filters, name=f"enc_res{i}")
-  e = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="latent")(x)
+  # float32 under a mixed-precision policy: Q compares with 0.5 (Eq. 7) in full precision.
+  e = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="latent",
+                    dtype="float32")(x)
   return keras.Model(image, e, name="encoder")
 
 
@@ -103,7 +105,8 @@ def build_decoder(channels, stride=8, filters=96):
     x = _residual_block(x, filters, name=f"dec_res{i}")
     x = layers.Conv2D(4 * filters, 3, padding="same", name=f"up{i}_conv")(x)
     x = layers.ReLU(name=f"up{i}_relu")(DepthToSpace(2, name=f"up{i}")(x))
-  image = layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="image")(x)
+  image = layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="image",
+                        dtype="float32")(x)  # float32 images under mixed precision too
   return keras.Model(latent, image, name="decoder")
 
 
@@ -129,7 +132,7 @@ class BinaryCodec(keras.Model):
     self.channels = channels_for_bpp(bpp, stride)
     self.filters = filters
     self.encoder = build_encoder(self.channels, stride, filters)
-    self.binarizer = Binarizer(name="binarizer")
+    self.binarizer = Binarizer(name="binarizer", dtype="float32")
     self.decoder = build_decoder(self.channels, stride, filters)
 
   def encode(self, images, training=False):

@@ -10,7 +10,9 @@ CONFIG_FILE = "config.json"
 # Settings that may change between a run and its resumption; any other difference is refused,
 # since it would silently mix two different experiments in one MODEL_DIR.
 RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir",
-                               "checkpoint_every", "log_every", "image_every"})
+                               "checkpoint_every", "log_every", "image_every", "strategy",
+                               "jit", "steps_per_execution"})
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("tdic", "apic", "saic")
 
 
@@ -46,6 +48,10 @@ class TrainConfig:
   checkpoint_every: int = 1000
   log_every: int = 100
   image_every: int = 1000
+  strategy: str = "mirrored"
+  mixed_precision: str = "none"
+  jit: bool = False
+  steps_per_execution: int = 1
 
   @property
   def semantic(self):
@@ -72,6 +78,11 @@ class TrainConfig:
       raise UserError(f"--r={self.r:g}: must be > 0")
     if self.finetune_learning_rate is not None and self.finetune_learning_rate <= 0:
       raise UserError(f"--finetune_learning_rate={self.finetune_learning_rate:g}: must be > 0")
+    if self.mixed_precision not in MIXED_PRECISION:
+      raise UserError(f"--mixed_precision={self.mixed_precision}: must be one of "
+                      f"{', '.join(MIXED_PRECISION)}")
+    if self.steps_per_execution < 1:
+      raise UserError(f"--steps_per_execution={self.steps_per_execution}: must be >= 1")
     if self.init_from and not self.semantic:
       raise UserError("--init_from reuses another run's downstream network and TDIC stage for "
                       "an apic/saic fine-tune; with --loss=tdic there is nothing to reuse")
@@ -90,8 +101,9 @@ class TrainConfig:
     path = os.path.join(model_dir, CONFIG_FILE)
     return cls.from_dict(read_json(path, f"is {model_dir} a saic-tf run directory?"))
 
-  def write_or_check(self):
-    """Writes MODEL_DIR/config.json, or checks this run against the one already there."""
+  def write_or_check(self, write=True):
+    """Writes MODEL_DIR/config.json, or checks this run against the one already there (only
+    checks when `write` is False: a worker other than the chief)."""
     path = os.path.join(self.model_dir, CONFIG_FILE)
     if os.path.exists(path):
       saved = read_json(path, "move it away to start a new run")
@@ -101,5 +113,6 @@ class TrainConfig:
       if differences:
         raise UserError(f"{path} was written by a different run ({'; '.join(differences)}): "
                         "use the same flags to resume, or another --model_dir")
-    os.makedirs(self.model_dir, exist_ok=True)
-    write_json(path, self.to_dict())
+    if write:
+      os.makedirs(self.model_dir, exist_ok=True)
+      write_json(path, self.to_dict())

@@ -290,7 +290,8 @@ def train_dataset(source: Source, image_size, batch_size, seed, start_step=0):
     return _augment(image, tf.stack([tf.constant(seed, tf.int64), position])), label
 
   images = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  batches = images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return batches.with_options(_distribute_options())
 
 
 def eval_dataset(source: Source, image_size, batch_size, limit=None, shuffle_seed=None):
@@ -307,4 +308,13 @@ def eval_dataset(source: Source, image_size, batch_size, limit=None, shuffle_see
     examples = examples.take(limit)
   prepare = lambda raw, label: (resize(source.decode(raw), image_size), label)
   ds = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_distribute_options())
+
+
+def _distribute_options():
+  """Under a multi-worker strategy, every worker reads the same global batches and keeps its
+  slice (DATA sharding): file sharding would need at least one file per worker, and the stream
+  is a function of (seed, step) that must stay the same on every worker."""
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return options

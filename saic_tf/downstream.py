@@ -15,10 +15,11 @@ from tensorflow import keras
 
 from saic_tf import backbones
 from saic_tf import data
+from saic_tf import distribute
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
 from saic_tf.files import read_json, write_json
-from saic_tf.loop import fit_resumably, part_dirs, TrainingMonitor
+from saic_tf.loop import fit_resumably, optimizer_for, part_dirs, TrainingMonitor
 
 INFO_FILE = "downstream.json"
 
@@ -41,21 +42,25 @@ def _train(config: TrainConfig, classifier, directory, log_dir, strategy, source
   with strategy.scope():
     schedule = keras.optimizers.schedules.CosineDecay(config.downstream_learning_rate,
                                                       total_steps)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.downstream_weight_decay)
+    optimizer = optimizer_for(config, keras.optimizers.AdamW(
+        schedule, weight_decay=config.downstream_weight_decay))
     classifier.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit, steps_per_execution=config.steps_per_execution)
     optimizer.build(classifier.trainable_variables)
+    distribute.local_metrics(classifier, strategy)
   logging.info("downstream: training %s from %s weights for %d epochs (%d steps) on %s",
                config.backbone, config.backbone_weights, config.downstream_epochs, total_steps,
                config.dataset)
-  monitor = TrainingMonitor("downstream", log_dir, total_steps, config.batch_size,
-                            config.log_every)
+  monitor = TrainingMonitor("downstream", distribute.write_dir(log_dir, strategy), total_steps,
+                            config.batch_size, config.log_every)
   make_dataset = lambda start: data.train_dataset(
       train_source, config.image_size, config.batch_size, config.seed, start_step=start)
   fit_resumably(classifier, tf.train.Checkpoint(model=classifier, optimizer=optimizer),
-                directory, make_dataset, total_steps, steps_per_epoch, monitor)
+                directory, make_dataset, total_steps, steps_per_epoch, monitor,
+                save_dir=distribute.write_dir(directory, strategy))
   test = classifier.evaluate(data.eval_dataset(test_source, config.image_size,
                                                config.batch_size), return_dict=True, verbose=0)
   return dict(test_accuracy=float(test["accuracy"]), test_loss=float(test["loss"]),
@@ -112,8 +117,10 @@ def train_or_load(config: TrainConfig, base_dir, strategy, sources):
     info.update(backbone=config.backbone, backbone_weights=config.backbone_weights,
                 feature_layer=feature_layer, image_size=config.image_size,
                 dataset=config.dataset, class_names=sources[0].class_names,
-                checkpoint=os.path.basename(tf.train.latest_checkpoint(directory)))
-    write_json(info_path, info)
+                checkpoint=os.path.basename(tf.train.latest_checkpoint(
+                    distribute.write_dir(directory, strategy))))
+    if distribute.is_chief(strategy):
+      write_json(info_path, info)
     logging.info("downstream: test accuracy %.4f on %d images -> %s", info["test_accuracy"],
                  info["test_examples"], info_path)
   backbones.freeze(classifier)

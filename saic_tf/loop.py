@@ -5,7 +5,6 @@ step counter is the clock: a restored checkpoint sets it, and training stops at 
 count however often the run was interrupted.
 """
 import datetime
-import math
 import os
 import time
 
@@ -17,21 +16,6 @@ from tensorflow import keras
 def current_step(model):
   """The optimizer's step counter (a MirroredVariable under a strategy) as a Python int."""
   return int(model.optimizer.iterations.numpy())
-
-
-class StepCheckpointer(keras.callbacks.Callback):
-  """Saves every `every` steps and at `total_steps`, where it also stops training."""
-
-  def __init__(self, manager, total_steps, every):
-    super().__init__()
-    self.manager, self.total_steps, self.every = manager, total_steps, every
-
-  def on_train_batch_end(self, batch, logs=None):
-    step = current_step(self.model)
-    if step % self.every == 0 or step >= self.total_steps:
-      self.manager.save(checkpoint_number=step)
-    if step >= self.total_steps:
-      self.model.stop_training = True
 
 
 _PROGRESS_FORMATS = {"loss": "loss %.5f", "psnr": "PSNR %.2f dB", "accuracy": "acc %.3f"}
@@ -50,13 +34,19 @@ class TrainingMonitor(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
     self._mark = (time.time(), current_step(self.model))
+    self._last_step = self._mark[1]
+
+  def _crossed(self, step, every):
+    """A multiple of `every` lies in (last step, step] (steps_per_execution may skip some)."""
+    return step // every > self._last_step // every or step >= self.total_steps
 
   def on_train_batch_end(self, batch, logs=None):
     step = current_step(self.model)
-    if self.preview_images is not None and (step % self.image_every == 0 or
-                                            step == self.total_steps):
+    log_now = self._crossed(step, self.log_every)
+    if self.preview_images is not None and self._crossed(step, self.image_every):
       self._write_images(step)
-    if step % self.log_every and step < self.total_steps:
+    self._last_step = step
+    if not log_now:
       return
     now = time.time()
     last_time, last_step = self._mark
@@ -91,27 +81,40 @@ class TrainingMonitor(keras.callbacks.Callback):
 
 
 def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, every,
-                  monitor):
-  """model.fit to `total_steps` optimizer steps, restoring and saving `checkpoint` on the way.
+                  monitor, save_dir=None):
+  """Trains to `total_steps` optimizer steps, restoring `checkpoint` from `checkpoint_dir` and
+  saving it every `every` steps and at the end (to `save_dir`, default the same directory; see
+  distribute.write_dir).
 
-  `make_dataset(start_step)` must give the batches from that step on. Returns False when the
+  One model.fit per checkpoint interval, each on `make_dataset(start_step)` (the batches from
+  that step on), so that a checkpoint lands exactly on each interval's last step whatever
+  steps_per_execution is, and a kill loses at most one interval. Returns False when the
   checkpoint was already at `total_steps` (nothing to do).
   """
-  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-  start = current_step(model)
-  if start >= total_steps:
-    logging.info("%s: complete at step %d (%s), skipping", monitor.part, start, checkpoint_dir)
+  manager = tf.train.CheckpointManager(checkpoint, save_dir or checkpoint_dir, max_to_keep=2)
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+  step = current_step(model)
+  if step >= total_steps:
+    logging.info("%s: complete at step %d (%s), skipping", monitor.part, step, checkpoint_dir)
     return False
-  if start:
-    logging.info("%s: resuming from step %d (%s)", monitor.part, start,
-                 manager.latest_checkpoint)
-  every = min(every, total_steps)
-  model.fit(make_dataset(start), steps_per_epoch=every, initial_epoch=start // every,
-            epochs=math.ceil(total_steps / every), verbose=0,
-            callbacks=[StepCheckpointer(manager, total_steps, every), monitor])
+  if step:
+    logging.info("%s: resuming from step %d (%s)", monitor.part, step, latest)
+  while step < total_steps:
+    end = min((step // every + 1) * every, total_steps)
+    model.fit(make_dataset(step), steps_per_epoch=end - step, epochs=1, verbose=0,
+              callbacks=[monitor])
+    step = current_step(model)
+    manager.save(checkpoint_number=step)
   return True
+
+
+def optimizer_for(config, optimizer):
+  """`optimizer`, wrapped for dynamic loss scaling under --mixed_precision=mixed_float16."""
+  if config.mixed_precision == "mixed_float16":
+    return keras.mixed_precision.LossScaleOptimizer(optimizer)
+  return optimizer
 
 
 def part_dirs(model_dir, part):

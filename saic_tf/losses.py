@@ -20,8 +20,9 @@ def feature_distortion(features_model, channel_weights):
   weights = tf.constant(channel_weights, tf.float32)
 
   def objective(images, reconstructions):
-    target = tf.stop_gradient(features_model(images, training=False))
-    features = features_model(reconstructions, training=False)
+    # float32 even under mixed precision: squared feature errors overflow float16.
+    target = tf.stop_gradient(tf.cast(features_model(images, training=False), tf.float32))
+    features = tf.cast(features_model(reconstructions, training=False), tf.float32)
     per_channel = tf.reduce_mean(tf.math.squared_difference(features, target), axis=[1, 2])
     return tf.reduce_sum(per_channel * weights, axis=-1)
 

@@ -21,10 +21,11 @@ from tensorflow import keras
 
 from saic_tf import codec as codec_lib
 from saic_tf import data
+from saic_tf import distribute
 from saic_tf import downstream as downstream_lib
 from saic_tf import gsw
 from saic_tf import losses
-from saic_tf.loop import current_step, fit_resumably, part_dirs, TrainingMonitor
+from saic_tf.loop import current_step, fit_resumably, optimizer_for, part_dirs, TrainingMonitor
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
 
@@ -64,8 +65,8 @@ class CodecTrainer(keras.Model):
       per_image_loss = self.objective(images, reconstructions)
       # Mean over the *global* batch, so that summing gradients over replicas is right.
       loss = tf.nn.compute_average_loss(per_image_loss)
-    variables = self.codec.trainable_variables
-    self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    # minimize() applies the loss scaling of a LossScaleOptimizer (--mixed_precision).
+    self.optimizer.minimize(loss, self.codec.trainable_variables, tape=tape)
     return self._update_metrics(images, reconstructions, per_image_loss)
 
   def test_step(self, batch):
@@ -99,15 +100,17 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
     learning_rate = config.learning_rate
     if stage != "tdic" and config.finetune_learning_rate is not None:
       learning_rate = config.finetune_learning_rate
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    model.compile(optimizer=optimizer_for(config, keras.optimizers.Adam(learning_rate)),
+                  jit_compile=config.jit, steps_per_execution=config.steps_per_execution)
     model.optimizer.build(codec.trainable_variables)
+    distribute.local_metrics(model, strategy)
   if init_checkpoint and not tf.train.latest_checkpoint(checkpoint_dir):
     logging.info("%s: starting from %s", stage, init_checkpoint)
     tf.train.Checkpoint(codec=codec).restore(
         init_checkpoint).assert_existing_objects_matched().expect_partial()
   preview = next(iter(data.eval_dataset(test_source, config.image_size, 4)))[0]
-  monitor = TrainingMonitor(stage, log_dir, steps, config.batch_size, config.log_every,
-                            config.image_every, preview)
+  monitor = TrainingMonitor(stage, distribute.write_dir(log_dir, strategy), steps,
+                            config.batch_size, config.log_every, config.image_every, preview)
   logging.info("%s: %d steps on %s (%d images, %dx%d), batch %d, %g bpp nominal", stage,
                steps, config.dataset, train_source.num_examples, config.image_size,
                config.image_size, config.batch_size,
@@ -115,7 +118,8 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
   make_dataset = lambda start: data.train_dataset(
       train_source, config.image_size, config.batch_size, config.seed, start_step=start)
   fit_resumably(model, tf.train.Checkpoint(codec=codec, optimizer=model.optimizer),
-                checkpoint_dir, make_dataset, steps, config.checkpoint_every, monitor)
+                checkpoint_dir, make_dataset, steps, config.checkpoint_every, monitor,
+                save_dir=distribute.write_dir(checkpoint_dir, strategy))
   test_ds = data.eval_dataset(test_source, config.image_size, config.batch_size)
   metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
   logging.info("%s: test split  loss %.5f  PSNR %.2f dB  MSE %.5f  %.4f bpp nominal", stage,
@@ -124,7 +128,7 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
               log_dir=log_dir, test_metrics={k: float(v) for k, v in metrics.items()})
 
 
-def semantic_weights(config: TrainConfig, network, train_source):
+def semantic_weights(config: TrainConfig, network, train_source, strategy):
   """Per-channel weights of the feature loss: all 1 for APIC, GSW's W' for SAIC (gsw.json)."""
   num_channels = network.features.output.shape[-1]
   if config.resolved_loss == "apic":
@@ -147,8 +151,11 @@ def semantic_weights(config: TrainConfig, network, train_source):
                     "--gsw_output=probs the class mean of the softmax gradients cancels, so "
                     "W' is uniform and SAIC trains like APIC; --gsw_output=logits avoids it",
                     np.max(np.abs(w)))
-  path = gsw.save(config.model_dir, w, w_prime, dict(settings, class_mean_cancels=cancels))
-  with tf.summary.create_file_writer(part_dirs(config.model_dir, "gsw")[1]).as_default(step=0):
+  path = os.path.join(config.model_dir, gsw.GSW_FILE)
+  if distribute.is_chief(strategy):
+    gsw.save(config.model_dir, w, w_prime, dict(settings, class_mean_cancels=cancels))
+  log_dir = distribute.write_dir(part_dirs(config.model_dir, "gsw")[1], strategy)
+  with tf.summary.create_file_writer(log_dir).as_default(step=0):
     tf.summary.histogram("W", w)
     tf.summary.histogram("W_prime", w_prime)
   logging.info("gsw: W' in [%.4g, %.4g] over %d channels (τ=%g, r=%g) -> %s", w_prime.min(),
@@ -177,10 +184,12 @@ def train(config: TrainConfig, strategy=None):
     raise UserError(str(e)) from None
   if config.init_from:
     check_init_from(config)
-  config.write_or_check()
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  strategy = strategy or tf.distribute.MirroredStrategy()
+  strategy = strategy or distribute.make_strategy(config.strategy)
+  config.write_or_check(write=distribute.is_chief(strategy))
+  keras.mixed_precision.set_global_policy(
+      "float32" if config.mixed_precision == "none" else config.mixed_precision)
   if config.batch_size % strategy.num_replicas_in_sync:
     raise UserError(f"--batch_size={config.batch_size} is not divisible by the "
                     f"{strategy.num_replicas_in_sync} replicas")
@@ -189,7 +198,7 @@ def train(config: TrainConfig, strategy=None):
   base_dir = config.init_from or config.model_dir
   if config.semantic:  # steps 1 and 2, before the long codec stages
     network = downstream_lib.train_or_load(config, base_dir, strategy, sources)
-    weights = semantic_weights(config, network, sources[0])
+    weights = semantic_weights(config, network, sources[0], strategy)
   if config.init_from:
     logging.info("tdic: reusing %s", os.path.join(base_dir, "tdic"))
   else:

@@ -25,6 +25,14 @@ def tdic_run(tmp_path_factory):
   return str(model_dir)
 
 
+@pytest.fixture(autouse=True)
+def float32_policy():
+  """Runs with --mixed_precision set Keras' global policy; later tests need float32 again."""
+  yield
+  from tensorflow import keras  # pylint: disable=g-import-not-at-top
+  keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture
 def awkward_folder(tmp_path):
   """An imagefolder of real CIFAR images saved as greyscale, RGBA, palette and odd sizes."""

@@ -161,3 +161,21 @@ def test_init_from_a_different_base_is_refused(apic_run, tmp_path):
   base, _ = apic_run
   with pytest.raises(UserError, match="--bpp=0.5 there, 0.25 now"):
     trainer.train(semantic_config(tmp_path, tau=400.0, init_from=str(base), bpp=0.25))
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(mixed_precision="mixed_bfloat16", loss="apic"), dict(mixed_precision="mixed_float16"),
+    dict(jit=True), dict(steps_per_execution=3)], ids=lambda o: "-".join(map(str, o.values())))
+def test_speed_features_train_to_the_exact_step_with_finite_losses(tmp_path, overrides):
+  """checkpoint_every=4 with steps_per_execution=3 still checkpoints at 4 and ends at 6."""
+  config = semantic_config(tmp_path, **overrides) if "loss" in overrides else tiny_config(
+      tmp_path, **overrides)
+  summary = trainer.train(config)
+  assert summary["step"] == (config.finetune_steps if config.semantic else 6)
+  assert np.isfinite(summary["test_metrics"]["loss"]), summary
+  checkpoints = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "tdic" / "*.index")))
+  assert checkpoints == [f"ckpt-{config.steps - 2}.index", f"ckpt-{config.steps}.index"]
+  restored = codec.BinaryCodec(0.5, 8, config.filters)  # float32 weights, whatever the policy
+  tf.train.Checkpoint(codec=restored).restore(os.path.join(
+      tmp_path, "tdic", f"ckpt-{config.steps}")).assert_existing_objects_matched().expect_partial()
+  assert all(w.dtype == np.float32 for w in restored.get_weights())
