@@ -233,7 +233,20 @@ def _peak_memory_child(kind, settings, queue):
     bits = tf.cast(tf.random.uniform([1, height // 8, width // 8, codec.channels]) > 0.5,
                    tf.float32)
     codec.decode(bits, height, width)
-  queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+  queue.put(_peak_rss_mib())
+
+
+def _peak_rss_mib():
+  """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+  fork and exec, so a spawned child would report its parent's peak."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_memory(settings: BenchSettings):
