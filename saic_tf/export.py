@@ -22,6 +22,7 @@ float32 [1, h, w, C] (resize the input tensor for any h, w); output: the image f
 [1, s*h, s*w, 3] in [0, 1], to crop to the image size.
 """
 import base64
+import contextlib
 import json
 import os
 import re
@@ -161,9 +162,22 @@ def tflite_decoder(decoder, representative_latents=None):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = lambda: ([latent[None].astype(np.float32)]
                                                 for latent in representative_latents)
-  with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": the
-    warnings.simplefilter("ignore", UserWarning)  # input stays float, calibrated as it is
+  with absl_level_kept(), warnings.catch_warnings():
+    # "Statistics for quantized inputs were expected": the input stays float, as calibrated.
+    warnings.simplefilter("ignore", UserWarning)
     return converter.convert()
+
+
+@contextlib.contextmanager
+def absl_level_kept():
+  """TFLite's converter and TensorFlow's SavedModel code turn absl logging down to WARNING;
+  this puts the level back, so the caller's INFO lines (progress) keep showing."""
+  absl_logger = logging.get_absl_logger()
+  level = absl_logger.level
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
 
 
 class TFLiteDecoder:
@@ -300,6 +314,11 @@ def export(model_dir, export_dir, model_name=None, version=None, stage=None, par
   Re-exporting the same trained stage is a no-op that returns the existing version; a new
   version is written to a temporary directory and renamed into place, so TF Serving (which
   watches EXPORT_DIR/<model_name>/) never sees half an export."""
+  with absl_level_kept():
+    return _export(model_dir, export_dir, model_name, version, stage, parity_images)
+
+
+def _export(model_dir, export_dir, model_name, version, stage, parity_images):
   from saic_tf import compression  # pylint: disable=g-import-not-at-top  (tfc: not for serving)
   from saic_tf.config import TrainConfig  # pylint: disable=g-import-not-at-top
   file_codec = compression.FileCodec(model_dir, stage)
