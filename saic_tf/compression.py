@@ -8,6 +8,7 @@ import os
 
 from absl import logging
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from saic_tf import baselines
@@ -20,6 +21,9 @@ from saic_tf.errors import UserError
 from saic_tf.files import read_json, write_bytes, write_json
 
 ENTROPY_MODEL_FILE = "entropy_model.json"
+# The encoder and decoder hold ~10 float tensors of filters × (H/2) × (W/2) at once: 2^24 pixels
+# (e.g. 4096×4096) take several GiB at the default width.
+DEFAULT_MAX_PIXELS = 1 << 24
 
 
 def codec_stages(config: TrainConfig, model_dir):
@@ -84,7 +88,8 @@ class FileCodec:
   checkpoint) or a bin/export directory (its SavedModel and assets.extra/saic.json). Both give
   the same fingerprint, so files made with one decode with the other."""
 
-  def __init__(self, model, stage=None, fit_images=200):
+  def __init__(self, model, stage=None, fit_images=200, max_pixels=None):
+    self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     version_dir = None if os.path.exists(os.path.join(model, "config.json")) else (
         export_lib.resolve(model))
     if version_dir:
@@ -130,6 +135,12 @@ class FileCodec:
     latents = [self.codec.encode(batch).numpy() for batch, _ in images]
     return bitstream.fit_entropy_model(np.concatenate(latents))
 
+  def _check_size(self, height, width):
+    """Bounded memory: the codec runs on the whole image at once."""
+    if height * width > self.max_pixels:
+      raise UserError(f"image of {height}x{width} = {height * width} pixels is above "
+                      f"--max_pixels={self.max_pixels} (raise it if the machine has the memory)")
+
   def nominal_bpp(self, height, width):
     h, w = -(-height // self.stride), -(-width // self.stride)
     return float(codec_lib.nominal_bpp((h, w, self.channels), height, width))
@@ -139,12 +150,14 @@ class FileCodec:
     height, width = image.shape[:2]
     if not (0 < height <= bitstream.MAX_SIDE and 0 < width <= bitstream.MAX_SIDE):
       raise UserError(f"image size {height}x{width} outside 1..{bitstream.MAX_SIDE}")
+    self._check_size(height, width)
     bits = self.backend.encode(image)
     return bitstream.write(height, width, bits, self.entropy_model, self.fingerprint)
 
   def decompress(self, data_bytes):
     """.saic bytes -> uint8 [H, W, 3]."""
     header = bitstream.parse(data_bytes, self.fingerprint, self.stride, self.channels)
+    self._check_size(header.height, header.width)
     bits = bitstream.decode_bits(header.payload, header.latent_shape, self.entropy_model)
     return self.backend.decode(bits, header.height, header.width)
 
@@ -182,15 +195,30 @@ def process(paths, output, extensions, suffix, work):
       target = _target(path, output, len(files) == 1, suffix)
       write_bytes(target, content)
       print(f"[{number}/{len(files)}] {path} -> {target}  {message}", flush=True)
-    except UserError as e:
-      failures.append((path, str(e)))
+    except (UserError, OSError) as e:
+      failures.append((path, str(e) if isinstance(e, UserError) else
+                       f"cannot read or write ({e.strerror or e})"))
       print(f"[{number}/{len(files)}] {path}: error: {e}", flush=True)
   return failures
 
 
-def read_image(path):
+def read_image(path, max_pixels=None):
+  """uint8 RGB [H, W, 3] of an image file; a UserError if unreadable or above `max_pixels`
+  (checked from the file's header, before anything is decoded)."""
+  if max_pixels:
+    try:
+      with Image.open(path) as image:
+        width, height = image.size
+    except Image.DecompressionBombError:
+      width = height = max_pixels  # far above any sane limit
+    except OSError:
+      width = height = 0  # not an image Pillow knows: TensorFlow's decoder says what is wrong
+    if width * height > max_pixels:
+      raise UserError(f"image of {height}x{width} pixels is above --max_pixels={max_pixels} "
+                      "(raise it if the machine has the memory)")
   try:
     return data.decode_image_file(path).numpy()
-  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
+          tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError) as e:
     reason = (e.message.strip().splitlines() or ["unreadable"])[0]
     raise UserError(f"not a readable image ({reason[:120]})") from None

@@ -76,6 +76,35 @@ def decode_image_file(path):
   return image
 
 
+def unreadable_files(source: Source, limit=20):
+  """[(path, reason)] of the files of a file-based source that do not decode (at most `limit`);
+  [] for other sources. Used to name the culprits after TensorFlow's decoder failed
+  mid-pipeline, where its error cannot say which file it was."""
+  if source.decode is not decode_image_file or source.arrays is None:
+    return []
+  bad = []
+  for path in source.arrays[0].numpy():
+    try:
+      decode_image_file(path)
+    except tf.errors.OpError as e:
+      bad.append((path.decode(), (e.message.strip().splitlines() or ["unreadable"])[0][:100]))
+      if len(bad) >= limit:
+        break
+  return bad
+
+
+def check_decode_error(error, *sources):
+  """Turns a decode error raised inside a tf.data pipeline into a UserError that lists the
+  unreadable files of `sources`; re-raises `error` when none is found."""
+  bad = [item for source in sources for item in unreadable_files(source)]
+  if not bad:
+    raise error
+  listed = "; ".join(f"{path} ({reason})" for path, reason in bad[:5])
+  more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+  raise UserError(f"unreadable images in the dataset: {listed}{more}; remove or replace "
+                  "them") from None
+
+
 def resize(image, size):
   """The single resize path for training, evaluation and codecs: uint8 or float -> float [0, 1].
 

@@ -10,6 +10,7 @@ images, so the original row has none. Output: MODEL_DIR/eval.json, eval.md and
 eval_gallery.npz (a few images per method with the predicted labels, for bin/report).
 """
 import dataclasses
+import io
 import os
 from typing import Optional, Tuple
 
@@ -28,7 +29,7 @@ from saic_tf import metrics
 from saic_tf import report
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
-from saic_tf.files import write_json
+from saic_tf.files import write_bytes, write_json
 
 EVAL_FILE, EVAL_MARKDOWN, GALLERY_FILE = "eval.json", "eval.md", "eval_gallery.npz"
 GALLERY_SIZE = 8
@@ -147,11 +148,14 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   test = data.eval_dataset(test_source, config.image_size, settings.batch_size,
                            limit=settings.max_images or None,
                            shuffle_seed=config.seed if settings.max_images else None)
-  labels, results, gallery = _pass(methods, network, test, details=True,
-                                   gallery_indices=picks)
   club_train = data.eval_dataset(train_source, config.image_size, settings.batch_size,
                                  limit=settings.club_train_images, shuffle_seed=config.seed)
-  _, train_results, _ = _pass(methods, network, club_train, details=False)
+  try:
+    labels, results, gallery = _pass(methods, network, test, details=True,
+                                     gallery_indices=picks)
+    _, train_results, _ = _pass(methods, network, club_train, details=False)
+  except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
+    data.check_decode_error(e, test_source, train_source)
   rows = {}
   for name in methods:
     si = club_lib.mutual_information(
@@ -173,12 +177,13 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
               **dataclasses.asdict(settings.club)),
       rows=rows)
   write_json(os.path.join(model_dir, EVAL_FILE), record)
-  with open(os.path.join(model_dir, EVAL_MARKDOWN), "w") as f:
-    f.write(report.eval_markdown(record))
+  write_bytes(os.path.join(model_dir, EVAL_MARKDOWN), report.eval_markdown(record).encode())
+  gallery_bytes = io.BytesIO()
   np.savez_compressed(
-      os.path.join(model_dir, GALLERY_FILE), labels=labels[picks],
+      gallery_bytes, labels=labels[picks],
       class_names=np.array(train_source.display_names or train_source.class_names),
       methods=np.array(list(methods)),
       **{f"images_{name}": gallery[name] for name in methods},
       **{f"predictions_{name}": results[name]["probs"][picks].argmax(1) for name in methods})
+  write_bytes(os.path.join(model_dir, GALLERY_FILE), gallery_bytes.getvalue())
   return record

@@ -5,6 +5,7 @@ step counter is the clock: a restored checkpoint sets it, and training stops at 
 count however often the run was interrupted.
 """
 import datetime
+import math
 import os
 import time
 
@@ -12,10 +13,29 @@ from absl import logging
 import tensorflow as tf
 from tensorflow import keras
 
+from saic_tf.errors import UserError
+
 
 def current_step(model):
   """The optimizer's step counter (a MirroredVariable under a strategy) as a Python int."""
   return int(model.optimizer.iterations.numpy())
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+  """Stops training at the first NaN or infinite loss, before any checkpoint holds its weights:
+  the last good checkpoint stays the newest."""
+
+  def __init__(self, part, manager):
+    super().__init__()
+    self.part, self.manager = part, manager
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = float((logs or {}).get("loss", 0.0))
+    if not math.isfinite(loss):
+      raise UserError(
+          f"{self.part}: the loss is {loss} at step {current_step(self.model)}; stopped "
+          f"without saving (the last good checkpoint, {self.manager.latest_checkpoint}, is "
+          "intact). Lower the learning rate, check the data, or try another --seed")
 
 
 _PROGRESS_FORMATS = {"loss": "loss %.5f", "psnr": "PSNR %.2f dB", "accuracy": "acc %.3f"}
@@ -94,7 +114,13 @@ def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, 
   manager = tf.train.CheckpointManager(checkpoint, save_dir or checkpoint_dir, max_to_keep=2)
   latest = tf.train.latest_checkpoint(checkpoint_dir)
   if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    try:
+      checkpoint.restore(latest).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
+      reason = (str(e).strip().splitlines() or ["unreadable"])[0][:300]
+      raise UserError(f"{latest}: cannot restore ({reason}); the checkpoint is damaged or was "
+                      "written by another configuration: move it away to retrain this "
+                      "part") from None
   step = current_step(model)
   if step >= total_steps:
     logging.info("%s: complete at step %d (%s), skipping", monitor.part, step, checkpoint_dir)
@@ -104,7 +130,7 @@ def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, 
   while step < total_steps:
     end = min((step // every + 1) * every, total_steps)
     model.fit(make_dataset(step), steps_per_epoch=end - step, epochs=1, verbose=0,
-              callbacks=[monitor])
+              callbacks=[StopOnNonFiniteLoss(monitor.part, manager), monitor])
     step = current_step(model)
     manager.save(checkpoint_number=step)
   return True

@@ -195,6 +195,13 @@ def train(config: TrainConfig, strategy=None):
                     f"{strategy.num_replicas_in_sync} replicas")
   sources = (data.load(config.dataset, "train", config.data_dir),
              data.load(config.dataset, "test", config.data_dir))
+  try:
+    return _train_parts(config, strategy, sources)
+  except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
+    data.check_decode_error(e, *sources)
+
+
+def _train_parts(config: TrainConfig, strategy, sources):
   base_dir = config.init_from or config.model_dir
   if config.semantic:  # steps 1 and 2, before the long codec stages
     network = downstream_lib.train_or_load(config, base_dir, strategy, sources)
