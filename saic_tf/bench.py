@@ -143,17 +143,19 @@ def speed_features(settings: BenchSettings, images, log):
       optimizer = keras.optimizers.Adam(1e-5)
       if policy == "mixed_float16":
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-      steps = settings.steps * compile_args.get("steps_per_execution", 1)
+      per_call = compile_args.get("steps_per_execution", 1)
+      steps = per_call * -(-settings.steps // per_call)  # whole executions
+      if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        steps = min(steps, 2)  # emulated on CPU, ~50x slower: two steps tell enough
       model.compile(optimizer=optimizer, **compile_args)
       dataset = tf.data.Dataset.from_tensors(images).repeat()
-      model.fit(dataset, steps_per_epoch=2 * compile_args.get("steps_per_execution", 1),
-                verbose=0)  # warm-up
+      model.fit(dataset, steps_per_epoch=per_call, verbose=0)  # warm-up (tracing)
       start = time.perf_counter()
       model.fit(dataset, steps_per_epoch=steps, verbose=0)
       seconds = (time.perf_counter() - start) / steps
     finally:
       keras.mixed_precision.set_global_policy("float32")
-    rows.append(dict(feature=name, seconds=seconds))
+    rows.append(dict(feature=name, seconds=seconds, steps=steps))
     log(f"speed feature {name}: {settings.batch_size / seconds:.1f} img/s")
   for row in rows:
     row["images_per_second"] = settings.batch_size / row["seconds"]
@@ -312,10 +314,11 @@ def markdown(record):
   lines += ["", "FLOPs per step are estimates (module doc of saic_tf/bench.py): 3× the codec's "
             "forward pass, plus 3× the frozen network's for APIC/SAIC. APIC and SAIC steps cost "
             "the same: W' is a constant computed once.", "",
-            "## Speed features (TDIC step)", "", "| setting | img/s | speed-up |", "|---|---|---|"]
+            "## Speed features (TDIC step)", "",
+            "| setting | img/s | speed-up | timed steps |", "|---|---|---|---|"]
   for r in record["speed_features"]:
     lines.append(f"| {r['feature']} | {r['images_per_second']:.1f} | "
-                 f"{r['speedup']:.2f}× |")
+                 f"{r['speedup']:.2f}× | {r['steps']} |")
   lines += ["", "## Input pipeline", "",
             f"tf.data alone (decode, resize, augment, batch): "
             f"**{record['input_images_per_second']:.0f} img/s**, "

@@ -196,9 +196,10 @@ def train(config: TrainConfig, strategy=None):
   sources = (data.load(config.dataset, "train", config.data_dir),
              data.load(config.dataset, "test", config.data_dir))
   try:
-    return _train_parts(config, strategy, sources)
+    summary = _train_parts(config, strategy, sources)
   except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
     data.check_decode_error(e, *sources)
+  return dict(summary, chief=distribute.is_chief(strategy))
 
 
 def _train_parts(config: TrainConfig, strategy, sources):

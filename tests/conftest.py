@@ -26,11 +26,16 @@ def tdic_run(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def float32_policy():
-  """Runs with --mixed_precision set Keras' global policy; later tests need float32 again."""
+def global_state_restored():
+  """Puts back what a test may change globally: Keras' dtype policy (runs with
+  --mixed_precision set it) and absl's log level (TensorFlow's SavedModel and TFLite code turn
+  it down to WARNING, which would hide the INFO lines later tests look for)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  level = logging.get_absl_logger().level
   yield
   from tensorflow import keras  # pylint: disable=g-import-not-at-top
   keras.mixed_precision.set_global_policy("float32")
+  logging.get_absl_logger().setLevel(level)
 
 
 @pytest.fixture
