@@ -100,6 +100,9 @@ def define_train_flags(flag_values=FLAGS):
                     **fv)
   flags.DEFINE_integer("steps_per_execution", _DEFAULT.steps_per_execution, "Train steps run "
                        "per tf.function call (fewer Python round trips).", lower_bound=1, **fv)
+  flags.DEFINE_enum("on_nonfinite", _DEFAULT.on_nonfinite, ("stop", "skip"), "At a NaN or "
+                    "infinite loss: stop without saving (the last good checkpoint stays), or "
+                    "skip the checkpoint interval (back to the last checkpoint, go on).", **fv)
   for name in ("learning_rate", "downstream_learning_rate"):
     flags.register_validator(name, lambda v: v > 0, f"--{name} must be > 0", **fv)
 

@@ -11,7 +11,7 @@ CONFIG_FILE = "config.json"
 # since it would silently mix two different experiments in one MODEL_DIR.
 RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir",
                                "checkpoint_every", "log_every", "image_every", "strategy",
-                               "jit", "steps_per_execution"})
+                               "jit", "steps_per_execution", "on_nonfinite"})
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("tdic", "apic", "saic")
 
@@ -52,6 +52,7 @@ class TrainConfig:
   mixed_precision: str = "none"
   jit: bool = False
   steps_per_execution: int = 1
+  on_nonfinite: str = "stop"
 
   @property
   def semantic(self):
@@ -81,6 +82,8 @@ class TrainConfig:
     if self.mixed_precision not in MIXED_PRECISION:
       raise UserError(f"--mixed_precision={self.mixed_precision}: must be one of "
                       f"{', '.join(MIXED_PRECISION)}")
+    if self.on_nonfinite not in ("stop", "skip"):
+      raise UserError(f"--on_nonfinite={self.on_nonfinite}: must be stop or skip")
     if self.steps_per_execution < 1:
       raise UserError(f"--steps_per_execution={self.steps_per_execution}: must be >= 1")
     if self.init_from and not self.semantic:

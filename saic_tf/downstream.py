@@ -60,7 +60,8 @@ def _train(config: TrainConfig, classifier, directory, log_dir, strategy, source
       train_source, config.image_size, config.batch_size, config.seed, start_step=start)
   fit_resumably(classifier, tf.train.Checkpoint(model=classifier, optimizer=optimizer),
                 directory, make_dataset, total_steps, steps_per_epoch, monitor,
-                save_dir=distribute.write_dir(directory, strategy))
+                save_dir=distribute.write_dir(directory, strategy),
+                on_nonfinite=config.on_nonfinite)
   test = classifier.evaluate(data.eval_dataset(test_source, config.image_size,
                                                config.batch_size), return_dict=True, verbose=0)
   return dict(test_accuracy=float(test["accuracy"]), test_loss=float(test["loss"]),

@@ -21,6 +21,10 @@ def current_step(model):
   return int(model.optimizer.iterations.numpy())
 
 
+class NonFiniteLoss(UserError):
+  """A NaN or infinite training loss (see StopOnNonFiniteLoss)."""
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
   """Stops training at the first NaN or infinite loss, before any checkpoint holds its weights:
   the last good checkpoint stays the newest."""
@@ -32,7 +36,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     loss = float((logs or {}).get("loss", 0.0))
     if not math.isfinite(loss):
-      raise UserError(
+      raise NonFiniteLoss(
           f"{self.part}: the loss is {loss} at step {current_step(self.model)}; stopped "
           f"without saving (the last good checkpoint, {self.manager.latest_checkpoint}, is "
           "intact). Lower the learning rate, check the data, or try another --seed")
@@ -101,15 +105,17 @@ class TrainingMonitor(keras.callbacks.Callback):
 
 
 def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, every,
-                  monitor, save_dir=None):
+                  monitor, save_dir=None, on_nonfinite="stop"):
   """Trains to `total_steps` optimizer steps, restoring `checkpoint` from `checkpoint_dir` and
   saving it every `every` steps and at the end (to `save_dir`, default the same directory; see
   distribute.write_dir).
 
   One model.fit per checkpoint interval, each on `make_dataset(start_step)` (the batches from
   that step on), so that a checkpoint lands exactly on each interval's last step whatever
-  steps_per_execution is, and a kill loses at most one interval. Returns False when the
-  checkpoint was already at `total_steps` (nothing to do).
+  steps_per_execution is, and a kill loses at most one interval. A NaN or infinite loss stops
+  training without saving (`on_nonfinite="stop"`), or (`"skip"`) discards the interval: the
+  weights go back to the last checkpoint and training goes on with the next interval's
+  batches. Returns False when the checkpoint was already at `total_steps` (nothing to do).
   """
   manager = tf.train.CheckpointManager(checkpoint, save_dir or checkpoint_dir, max_to_keep=2)
   latest = tf.train.latest_checkpoint(checkpoint_dir)
@@ -127,10 +133,20 @@ def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, 
     return False
   if step:
     logging.info("%s: resuming from step %d (%s)", monitor.part, step, latest)
+  if on_nonfinite == "skip" and not manager.latest_checkpoint:
+    manager.save(checkpoint_number=step)  # something to go back to
   while step < total_steps:
     end = min((step // every + 1) * every, total_steps)
-    model.fit(make_dataset(step), steps_per_epoch=end - step, epochs=1, verbose=0,
-              callbacks=[StopOnNonFiniteLoss(monitor.part, manager), monitor])
+    try:
+      model.fit(make_dataset(step), steps_per_epoch=end - step, epochs=1, verbose=0,
+                callbacks=[StopOnNonFiniteLoss(monitor.part, manager), monitor])
+    except NonFiniteLoss as e:
+      if on_nonfinite != "skip":
+        raise
+      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      model.optimizer.iterations.assign(end)
+      logging.warning("%s; --on_nonfinite=skip: steps %d to %d skipped (weights from %s)",
+                      e, step + 1, end, manager.latest_checkpoint)
     step = current_step(model)
     manager.save(checkpoint_number=step)
   return True

@@ -119,7 +119,8 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
       train_source, config.image_size, config.batch_size, config.seed, start_step=start)
   fit_resumably(model, tf.train.Checkpoint(codec=codec, optimizer=model.optimizer),
                 checkpoint_dir, make_dataset, steps, config.checkpoint_every, monitor,
-                save_dir=distribute.write_dir(checkpoint_dir, strategy))
+                save_dir=distribute.write_dir(checkpoint_dir, strategy),
+                on_nonfinite=config.on_nonfinite)
   test_ds = data.eval_dataset(test_source, config.image_size, config.batch_size)
   metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
   logging.info("%s: test split  loss %.5f  PSNR %.2f dB  MSE %.5f  %.4f bpp nominal", stage,

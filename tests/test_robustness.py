@@ -190,3 +190,25 @@ def test_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path):
     f.truncate(100)
   with pytest.raises(UserError, match="ckpt-3: cannot restore"):
     trainer.train(tiny(tmp_path / "other", steps=6, checkpoint_every=3, bpp=0.25))
+
+
+def test_non_finite_loss_can_skip_the_interval_instead(tmp_path, caplog):
+  model = keras.Sequential([keras.Input([2]), keras.layers.Dense(1)])
+  model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+  model.optimizer.build(model.trainable_variables)
+  x = np.ones([40, 2], np.float32)
+  y = np.ones([40, 1], np.float32)
+  y[20:] = np.nan
+
+  def make_dataset(start):
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat().skip(start)
+
+  monitor = loop.TrainingMonitor("toy", str(tmp_path / "logs"), 10, 4, 1)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+  caplog.set_level("WARNING")
+  loop.fit_resumably(model, checkpoint, str(tmp_path / "ckpt"), make_dataset, 10, 2, monitor,
+                     on_nonfinite="skip")
+  # Steps 6 to 10 train on NaN targets: the intervals (4, 6], (6, 8], (8, 10] are skipped.
+  assert int(model.optimizer.iterations.numpy()) == 10
+  assert "steps 5 to 6 skipped" in caplog.text and "steps 9 to 10 skipped" in caplog.text
+  assert all(np.all(np.isfinite(w)) for w in model.get_weights())
