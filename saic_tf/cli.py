@@ -100,6 +100,8 @@ def define_train_flags(flag_values=FLAGS):
                     **fv)
   flags.DEFINE_integer("steps_per_execution", _DEFAULT.steps_per_execution, "Train steps run "
                        "per tf.function call (fewer Python round trips).", lower_bound=1, **fv)
+  flags.DEFINE_bool("cache", _DEFAULT.cache, "Decode and resize the training images once and "
+                    "keep them in memory (float32: N·size²·12 bytes).", **fv)
   flags.DEFINE_enum("on_nonfinite", _DEFAULT.on_nonfinite, ("stop", "skip"), "At a NaN or "
                     "infinite loss: stop without saving (the last good checkpoint stays), or "
                     "skip the checkpoint interval (back to the last checkpoint, go on).", **fv)

@@ -11,7 +11,7 @@ CONFIG_FILE = "config.json"
 # since it would silently mix two different experiments in one MODEL_DIR.
 RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir",
                                "checkpoint_every", "log_every", "image_every", "strategy",
-                               "jit", "steps_per_execution", "on_nonfinite"})
+                               "jit", "steps_per_execution", "on_nonfinite", "cache"})
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("tdic", "apic", "saic")
 
@@ -53,6 +53,7 @@ class TrainConfig:
   jit: bool = False
   steps_per_execution: int = 1
   on_nonfinite: str = "stop"
+  cache: bool = False
 
   @property
   def semantic(self):

@@ -115,7 +115,8 @@ def resize(image, size):
   image = tf.image.convert_image_dtype(image, tf.float32)
   if size:
     size = [size, size] if isinstance(size, int) else list(size)
-    image = tf.image.resize(image, size, method="bilinear", antialias=True)
+    if image.shape[-3:-1].as_list() != size:  # (a cached image already has its size)
+      image = tf.image.resize(image, size, method="bilinear", antialias=True)
   return tf.clip_by_value(image, 0.0, 1.0)
 
 
@@ -303,6 +304,22 @@ def _streamed(source: Source, seed, start):
   shuffled = source.examples.shuffle(STREAM_SHUFFLE_BUFFER, seed=seed,
                                      reshuffle_each_iteration=True)
   return shuffled.repeat().enumerate().skip(start)
+
+
+def cached(source: Source, image_size):
+  """`source` with every image decoded and resized once, kept in memory as float32
+  (N·size²·12 bytes: 0.55 GB for 5,000 images at 96×96). Same images, same order, same
+  augmentation as the uncached source, without decoding files at every epoch. Streamed (tfds)
+  sources are returned as they are."""
+  if source.arrays is None:
+    return source
+  decoded = tf.data.Dataset.from_tensor_slices(source.arrays[0]).map(
+      lambda raw: resize(source.decode(raw), image_size), num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True)
+  images = tf.concat(list(decoded.batch(256).as_numpy_iterator()), axis=0)
+  labels = source.arrays[1]
+  return dataclasses.replace(source, arrays=(images, labels), decode=tf.identity,
+                             examples=tf.data.Dataset.from_tensor_slices((images, labels)))
 
 
 def train_dataset(source: Source, image_size, batch_size, seed, start_step=0):

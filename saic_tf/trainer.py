@@ -197,6 +197,8 @@ def train(config: TrainConfig, strategy=None):
   sources = (data.load(config.dataset, "train", config.data_dir),
              data.load(config.dataset, "test", config.data_dir))
   try:
+    if config.cache:
+      sources = (data.cached(sources[0], config.image_size), sources[1])
     summary = _train_parts(config, strategy, sources)
   except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
     data.check_decode_error(e, *sources)

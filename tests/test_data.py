@@ -155,3 +155,13 @@ def test_offline_tfds_fails_fast_with_one_clear_line(tmp_path, monkeypatch):
 def test_unknown_dataset_is_refused():
   with pytest.raises(UserError, match="--dataset=mnist"):
     data.load("mnist")
+
+
+def test_cached_source_gives_the_same_batches():
+  source = data.load("sample_cifar10", "train")
+  cached = data.cached(source, 24)
+  plain = data.train_dataset(source, 24, 8, seed=4, start_step=3)
+  fast = data.train_dataset(cached, 24, 8, seed=4, start_step=3)
+  for (a, la), (b, lb) in zip(plain.take(3), fast.take(3)):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(la.numpy(), lb.numpy())
