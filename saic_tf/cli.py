@@ -195,6 +195,33 @@ def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
   return version_dir
 
 
+def define_bench_flags(default_out, flag_values=FLAGS):
+  """Flags of bin/bench; defaults come from bench.BenchSettings."""
+  from saic_tf import bench  # pylint: disable=g-import-not-at-top
+  default = bench.BenchSettings()
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string("out", default_out, "Markdown report (the JSON record goes beside it).",
+                      **fv)
+  flags.DEFINE_enum("dataset", default.dataset, data.DATASETS, "Real images to measure on.",
+                    **fv)
+  flags.DEFINE_string("data_dir", default.data_dir, "Their --data_dir.", **fv)
+  flags.DEFINE_integer("image_size", default.image_size, "Training image size.", lower_bound=8,
+                       **fv)
+  flags.DEFINE_integer("batch_size", default.batch_size, "Training batch.", lower_bound=1, **fv)
+  flags.DEFINE_float("bpp", default.bpp, "Codec rate.", **fv)
+  flags.DEFINE_integer("filters", default.filters, "Codec width.", lower_bound=1, **fv)
+  flags.DEFINE_list("backbones", list(default.backbones), "Downstream networks to time "
+                    f"({', '.join(backbones.BACKBONES)}).", **fv)
+  flags.DEFINE_integer("steps", default.steps, "Timed train steps per row.", lower_bound=1,
+                       **fv)
+  flags.DEFINE_list("large_size", [str(v) for v in default.large_size], "HEIGHT,WIDTH of the "
+                    "large latency image.", **fv)
+  flags.DEFINE_integer("images", default.images, "Real images per latency row.",
+                       lower_bound=1, **fv)
+  flags.DEFINE_integer("input_batches", default.input_batches, "Batches timed for tf.data "
+                       "alone.", lower_bound=1, **fv)
+
+
 def run(main, positional=False):
   """absl's app.run, with UserError printed as one line (exit 2) instead of a traceback."""
   def guarded(argv):
