@@ -16,6 +16,7 @@ from saic_tf import bitstream
 from saic_tf import data
 from saic_tf import codec as codec_lib
 from saic_tf import export as export_lib
+from saic_tf import loop
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
 from saic_tf.files import read_json, write_bytes, write_json
@@ -40,8 +41,7 @@ def codec_stages(config: TrainConfig, model_dir):
 
 def restore_codec(config: TrainConfig, checkpoint):
   codec = codec_lib.BinaryCodec(config.bpp, config.stride, config.filters, name="codec")
-  tf.train.Checkpoint(codec=codec).restore(checkpoint).assert_existing_objects_matched(
-      ).expect_partial()
+  loop.restore(tf.train.Checkpoint(codec=codec), checkpoint, partial=True)
   return codec
 
 

@@ -19,7 +19,7 @@ from saic_tf import distribute
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
 from saic_tf.files import read_json, write_json
-from saic_tf.loop import fit_resumably, optimizer_for, part_dirs, TrainingMonitor
+from saic_tf.loop import fit_resumably, optimizer_for, part_dirs, restore, TrainingMonitor
 
 INFO_FILE = "downstream.json"
 
@@ -80,9 +80,8 @@ def build(config: TrainConfig, num_classes):
 
 def _restore(classifier, directory, info_path):
   info = read_json(info_path, "delete the downstream/ folder to train it again")
-  tf.train.Checkpoint(model=classifier).restore(
-      os.path.join(directory, info["checkpoint"])).assert_existing_objects_matched(
-      ).expect_partial()
+  restore(tf.train.Checkpoint(model=classifier), os.path.join(directory, info["checkpoint"]),
+          partial=True)
   return info
 
 

@@ -104,6 +104,21 @@ class TrainingMonitor(keras.callbacks.Callback):
     self.writer.flush()
 
 
+def restore(checkpoint, path, partial=False):
+  """checkpoint.restore(path), every saved object matched; a damaged checkpoint, or one of
+  another configuration (other bpp, backbone, ...), is a UserError naming it and the cause."""
+  try:
+    status = checkpoint.restore(path).assert_existing_objects_matched()
+  except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
+    reason = (str(e).strip().splitlines() or ["unreadable"])[0][:300]
+    raise UserError(f"{path}: cannot restore ({reason}); the checkpoint is damaged or was "
+                    "written by another configuration: move it away to retrain that "
+                    "part") from None
+  if partial:  # e.g. a codec alone from a checkpoint that also holds its optimizer
+    status.expect_partial()
+  return status
+
+
 def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, every,
                   monitor, save_dir=None, on_nonfinite="stop"):
   """Trains to `total_steps` optimizer steps, restoring `checkpoint` from `checkpoint_dir` and
@@ -120,13 +135,7 @@ def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, 
   manager = tf.train.CheckpointManager(checkpoint, save_dir or checkpoint_dir, max_to_keep=2)
   latest = tf.train.latest_checkpoint(checkpoint_dir)
   if latest:
-    try:
-      checkpoint.restore(latest).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
-      reason = (str(e).strip().splitlines() or ["unreadable"])[0][:300]
-      raise UserError(f"{latest}: cannot restore ({reason}); the checkpoint is damaged or was "
-                      "written by another configuration: move it away to retrain this "
-                      "part") from None
+    restore(checkpoint, latest)
   step = current_step(model)
   if step >= total_steps:
     logging.info("%s: complete at step %d (%s), skipping", monitor.part, step, checkpoint_dir)
@@ -143,7 +152,7 @@ def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, 
     except NonFiniteLoss as e:
       if on_nonfinite != "skip":
         raise
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      restore(checkpoint, manager.latest_checkpoint)
       model.optimizer.iterations.assign(end)
       logging.warning("%s; --on_nonfinite=skip: steps %d to %d skipped (weights from %s)",
                       e, step + 1, end, manager.latest_checkpoint)

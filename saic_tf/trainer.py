@@ -25,7 +25,8 @@ from saic_tf import distribute
 from saic_tf import downstream as downstream_lib
 from saic_tf import gsw
 from saic_tf import losses
-from saic_tf.loop import current_step, fit_resumably, optimizer_for, part_dirs, TrainingMonitor
+from saic_tf.loop import (current_step, fit_resumably, optimizer_for, part_dirs, restore,
+                          TrainingMonitor)
 from saic_tf.config import TrainConfig
 from saic_tf.errors import UserError
 
@@ -106,8 +107,7 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
     distribute.local_metrics(model, strategy)
   if init_checkpoint and not tf.train.latest_checkpoint(checkpoint_dir):
     logging.info("%s: starting from %s", stage, init_checkpoint)
-    tf.train.Checkpoint(codec=codec).restore(
-        init_checkpoint).assert_existing_objects_matched().expect_partial()
+    restore(tf.train.Checkpoint(codec=codec), init_checkpoint, partial=True)
   preview = next(iter(data.eval_dataset(test_source, config.image_size, 4)))[0]
   monitor = TrainingMonitor(stage, distribute.write_dir(log_dir, strategy), steps,
                             config.batch_size, config.log_every, config.image_every, preview)

@@ -190,6 +190,8 @@ def test_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path):
     f.truncate(100)
   with pytest.raises(UserError, match="ckpt-3: cannot restore"):
     trainer.train(tiny(tmp_path / "other", steps=6, checkpoint_every=3, bpp=0.25))
+  with pytest.raises(UserError, match="ckpt-3: cannot restore"):  # bin/compress, bin/export
+    compression.FileCodec(str(tmp_path / "other"))
 
 
 def test_non_finite_loss_can_skip_the_interval_instead(tmp_path, caplog):
