@@ -36,10 +36,12 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     loss = float((logs or {}).get("loss", 0.0))
     if not math.isfinite(loss):
+      kept = (f"the last good checkpoint, {self.manager.latest_checkpoint}, is intact"
+              if self.manager.latest_checkpoint else "no checkpoint of this part was written")
       raise NonFiniteLoss(
           f"{self.part}: the loss is {loss} at step {current_step(self.model)}; stopped "
-          f"without saving (the last good checkpoint, {self.manager.latest_checkpoint}, is "
-          "intact). Lower the learning rate, check the data, or try another --seed")
+          f"without saving ({kept}). Lower the learning rate, check the data, or try another "
+          "--seed")
 
 
 _PROGRESS_FORMATS = {"loss": "loss %.5f", "psnr": "PSNR %.2f dB", "accuracy": "acc %.3f"}

@@ -25,6 +25,16 @@ def tdic_run(tmp_path_factory):
   return str(model_dir)
 
 
+def pytest_addoption(parser):
+  parser.addoption("--soak", type=int, default=1, help="Multiply the fault tests' workloads "
+                   "(fuzzed files) by this factor: long soak runs, e.g. bin/test --soak=20.")
+
+
+@pytest.fixture
+def soak(request):
+  return request.config.getoption("--soak")
+
+
 @pytest.fixture(autouse=True)
 def global_state_restored():
   """Puts back what a test may change globally: Keras' dtype policy (runs with

@@ -28,7 +28,7 @@ def _with_header(original, height, width, latent):
   return fields + zlib.crc32(fields + header.payload).to_bytes(4, "big") + header.payload
 
 
-def test_fuzzed_saic_files_end_in_a_clear_error_or_the_right_image(tdic_run):
+def test_fuzzed_saic_files_end_in_a_clear_error_or_the_right_image(tdic_run, soak):
   codec = compression.FileCodec(tdic_run, max_pixels=1 << 20)
   with Image.open(os.path.join(IMAGES, sorted(os.listdir(IMAGES))[0])) as image:
     original_image = np.asarray(image.convert("RGB"))[:72, :88]
@@ -36,14 +36,14 @@ def test_fuzzed_saic_files_end_in_a_clear_error_or_the_right_image(tdic_run):
   expected = codec.decompress(original)
   rng = np.random.default_rng(0)
   latent = (9, 11, codec.channels)
-  mutants = [original[:n] for n in rng.integers(0, len(original), 100)]
-  for _ in range(150):
+  mutants = [original[:n] for n in rng.integers(0, len(original), 100 * soak)]
+  for _ in range(150 * soak):
     flipped = bytearray(original)
     for position in rng.integers(0, len(original), rng.integers(1, 4)):
       flipped[position] ^= 1 << int(rng.integers(0, 8))
     mutants.append(bytes(flipped))
-  mutants += [rng.bytes(int(n)) for n in rng.integers(0, 400, 40)]
-  mutants += [original[:4] + rng.bytes(int(n)) for n in rng.integers(0, 400, 20)]
+  mutants += [rng.bytes(int(n)) for n in rng.integers(0, 400, 40 * soak)]
+  mutants += [original[:4] + rng.bytes(int(n)) for n in rng.integers(0, 400, 20 * soak)]
   # Declared sizes that are huge or disagree with the latent, with valid CRCs.
   mutants += [_with_header(original, h, w, latent) for h, w in
               [(30000, 30000), (32768, 1), (1 << 20, 8), (72, 88 * 3), (0, 88), (72, 0)]]
@@ -61,7 +61,7 @@ def test_fuzzed_saic_files_end_in_a_clear_error_or_the_right_image(tdic_run):
       np.testing.assert_array_equal(decoded, expected)  # never a silently different image
       outcomes["image"] += 1
     assert time.perf_counter() - start < 5.0
-  assert outcomes["error"] > 250, outcomes
+  assert outcomes["error"] > 250 * soak, outcomes
 
 
 # --------------------------------------------------------------------------------- image input
