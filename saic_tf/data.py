@@ -115,7 +115,8 @@ def resize(image, size):
   image = tf.image.convert_image_dtype(image, tf.float32)
   if size:
     size = [size, size] if isinstance(size, int) else list(size)
-    if image.shape[-3:-1].as_list() != size:  # (a cached image already has its size)
+    spatial = image.shape[-3:-1] if image.shape.rank is not None else tf.TensorShape(None)
+    if not (spatial.is_fully_defined() and spatial.as_list() == size):  # (cached: already)
       image = tf.image.resize(image, size, method="bilinear", antialias=True)
   return tf.clip_by_value(image, 0.0, 1.0)
 

@@ -202,6 +202,8 @@ def train(config: TrainConfig, strategy=None):
     summary = _train_parts(config, strategy, sources)
   except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
     data.check_decode_error(e, *sources)
+  finally:  # what comes next (evaluation, export) runs in float32
+    keras.mixed_precision.set_global_policy("float32")
   return dict(summary, chief=distribute.is_chief(strategy))
 
 
