@@ -80,6 +80,10 @@ def define_train_flags(flag_values=FLAGS):
   flags.DEFINE_string("init_from", _DEFAULT.init_from, "MODEL_DIR of another run whose "
                       "downstream network and TDIC stage this apic/saic run reuses, so that "
                       "TDIC, APIC and SAIC compare on the same base.", **fv)
+  flags.DEFINE_string("downstream_from", _DEFAULT.downstream_from, "MODEL_DIR of another run "
+                      "(same dataset, image size, backbone, feature layer) whose trained "
+                      "downstream network this apic/saic run uses instead of training its own, "
+                      "e.g. to compare several rates on one classifier.", **fv)
   flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of weights, data order and augmentation.", **fv)
   flags.DEFINE_bool("deterministic", _DEFAULT.deterministic, "Enable TensorFlow op determinism "
                     "(same seed, same weights).", **fv)

@@ -43,6 +43,7 @@ class TrainConfig:
   learning_rate: float = 1e-5
   finetune_learning_rate: Optional[float] = None  # None: --learning_rate
   init_from: str = ""
+  downstream_from: str = ""
   seed: int = 0
   deterministic: bool = True
   checkpoint_every: int = 1000
@@ -87,6 +88,10 @@ class TrainConfig:
       raise UserError(f"--on_nonfinite={self.on_nonfinite}: must be stop or skip")
     if self.steps_per_execution < 1:
       raise UserError(f"--steps_per_execution={self.steps_per_execution}: must be >= 1")
+    if self.downstream_from and (self.init_from or not self.semantic):
+      raise UserError("--downstream_from reuses another run's downstream network for an "
+                      "apic/saic run; not with --loss=tdic, nor with --init_from (which "
+                      "already brings its downstream network)")
     if self.init_from and not self.semantic:
       raise UserError("--init_from reuses another run's downstream network and TDIC stage for "
                       "an apic/saic fine-tune; with --loss=tdic there is nothing to reuse")

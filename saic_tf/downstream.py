@@ -99,7 +99,8 @@ def load(config: TrainConfig, base_dir, num_classes):
 
 
 def train_or_load(config: TrainConfig, base_dir, strategy, sources):
-  """The frozen downstream network of `base_dir` (this run, or --init_from), training it first
+  """The frozen downstream network of `base_dir` (this run, --init_from or --downstream_from),
+  training it first
   if this run has none yet."""
   directory, log_dir = part_dirs(base_dir, "downstream")
   info_path = os.path.join(directory, INFO_FILE)
@@ -111,7 +112,8 @@ def train_or_load(config: TrainConfig, base_dir, strategy, sources):
     logging.info("downstream: complete (test accuracy %.4f, %s), skipping",
                  info["test_accuracy"], directory)
   elif base_dir != config.model_dir:
-    raise UserError(f"--init_from={base_dir}: has no trained downstream network ({info_path})")
+    flag = "--downstream_from" if config.downstream_from else "--init_from"
+    raise UserError(f"{flag}={base_dir}: has no trained downstream network ({info_path})")
   else:
     info = _train(config, classifier, directory, log_dir, strategy, sources)
     info.update(backbone=config.backbone, backbone_weights=config.backbone_weights,

@@ -45,7 +45,7 @@ class EvalSettings:
   max_images: int = 0  # 0: the whole split; else a fixed random subset of this size
   club_train_images: int = 1000
   club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
-  downstream_dir: Optional[str] = None  # None: the run's (or its --init_from's)
+  downstream_dir: Optional[str] = None  # None: the run's (its --downstream_from's/--init_from's)
 
 
 def _methods(config, model_dir, stages, baseline_names):
@@ -131,7 +131,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   data_dir = config.data_dir if settings.data_dir is None else settings.data_dir
   train_source = data.load(dataset, "train", data_dir)
   test_source = data.load(dataset, settings.split, data_dir)
-  base = settings.downstream_dir or config.init_from or model_dir
+  base = settings.downstream_dir or config.downstream_from or config.init_from or model_dir
   base_config = TrainConfig.read(base) if base != model_dir else config
   if base_config.image_size != config.image_size:
     raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "

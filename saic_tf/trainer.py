@@ -164,16 +164,22 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
   return w_prime
 
 
-def check_init_from(config: TrainConfig):
-  """--init_from=DIR must be a run with the same codec and downstream settings."""
-  base = TrainConfig.read(config.init_from)
-  shared = ("dataset", "image_size", "bpp", "stride", "filters", "steps", "backbone",
-            "backbone_weights", "feature_layer", "seed")
+DOWNSTREAM_SETTINGS = ("dataset", "image_size", "backbone", "backbone_weights",
+                       "feature_layer")
+
+
+def check_base_run(config: TrainConfig):
+  """--init_from=DIR must be a run with the same codec and downstream settings;
+  --downstream_from=DIR one with the same downstream settings."""
+  flag, directory, shared = "--downstream_from", config.downstream_from, DOWNSTREAM_SETTINGS
+  if config.init_from:
+    flag, directory = "--init_from", config.init_from
+    shared += ("bpp", "stride", "filters", "steps", "seed")
+  base = TrainConfig.read(directory)
   differences = [f"--{k}={getattr(base, k)!r} there, {getattr(config, k)!r} now"
                  for k in shared if getattr(base, k) != getattr(config, k)]
   if differences:
-    raise UserError(f"--init_from={config.init_from}: that run differs "
-                    f"({'; '.join(differences)})")
+    raise UserError(f"{flag}={directory}: that run differs ({'; '.join(differences)})")
 
 
 def train(config: TrainConfig, strategy=None):
@@ -183,8 +189,8 @@ def train(config: TrainConfig, strategy=None):
     codec_lib.channels_for_bpp(config.bpp, config.stride)
   except ValueError as e:
     raise UserError(str(e)) from None
-  if config.init_from:
-    check_init_from(config)
+  if config.init_from or config.downstream_from:
+    check_base_run(config)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   strategy = strategy or distribute.make_strategy(config.strategy)
@@ -210,7 +216,8 @@ def train(config: TrainConfig, strategy=None):
 def _train_parts(config: TrainConfig, strategy, sources):
   base_dir = config.init_from or config.model_dir
   if config.semantic:  # steps 1 and 2, before the long codec stages
-    network = downstream_lib.train_or_load(config, base_dir, strategy, sources)
+    network = downstream_lib.train_or_load(config, config.downstream_from or base_dir,
+                                           strategy, sources)
     weights = semantic_weights(config, network, sources[0], strategy)
   if config.init_from:
     logging.info("tdic: reusing %s", os.path.join(base_dir, "tdic"))

@@ -163,6 +163,19 @@ def test_init_from_a_different_base_is_refused(apic_run, tmp_path):
     trainer.train(semantic_config(tmp_path, tau=400.0, init_from=str(base), bpp=0.25))
 
 
+def test_downstream_from_reuses_only_the_downstream_network(apic_run, tmp_path, caplog):
+  base, _ = apic_run
+  caplog.set_level("INFO")
+  summary = trainer.train(semantic_config(tmp_path, loss="apic", bpp=0.25,
+                                          downstream_from=str(base)))
+  assert summary["stage"] == "apic" and "downstream: complete" in caplog.text
+  assert not os.path.exists(tmp_path / "downstream")  # not trained again
+  assert os.path.exists(tmp_path / "tdic") and os.path.exists(tmp_path / "apic")
+  with pytest.raises(UserError, match="--image_size=32 there, 40 now"):
+    trainer.train(semantic_config(tmp_path / "other", loss="apic", image_size=40,
+                                  downstream_from=str(base)))
+
+
 @pytest.mark.parametrize("overrides", [
     dict(mixed_precision="mixed_bfloat16", loss="apic"), dict(mixed_precision="mixed_float16"),
     dict(jit=True), dict(steps_per_execution=3)], ids=lambda o: "-".join(map(str, o.values())))
