@@ -191,29 +191,21 @@ def codec_latency(settings: BenchSettings, images_uint8, codec, log):
     model = bitstream.fit_entropy_model(np.stack(latents), steps=200)
     payloads = [bitstream.encode_bits(bits, model) for bits in latents]
     encoded = [encode(image=tf.constant(image)) for image in images_uint8]
-    n = len(images_uint8)
-
-    def each(function, items):
-      return lambda: [function(item) for item in items]
-
+    timed = export.seconds_per_call
     rows = [
-        ("SavedModel encode", _timed(each(lambda i: encode(image=tf.constant(i)),
-                                          images_uint8), 2) / n),
-        ("SavedModel decode", _timed(each(lambda e: decode(**e), encoded), 2) / n),
-        ("TFLite decode (float32)", _timed(each(lambda b: tflite(b[None]), latents), 2) / n),
-        (".saic entropy encode", _timed(each(lambda b: bitstream.encode_bits(b, model),
-                                             latents), 2) / n),
-        (".saic entropy decode", _timed(each(
-            lambda p: bitstream.decode_bits(p[0], p[1].shape, model),
-            list(zip(payloads, latents))), 2) / n)]
+        ("SavedModel encode", timed(lambda i: encode(image=tf.constant(i)), images_uint8, 2)),
+        ("SavedModel decode", timed(lambda e: decode(**e), encoded, 2)),
+        ("TFLite decode (float32)", timed(lambda b: tflite(b[None]), latents, 2)),
+        (".saic entropy encode", timed(lambda b: bitstream.encode_bits(b, model), latents, 2)),
+        (".saic entropy decode", timed(lambda p: bitstream.decode_bits(p[0], p[1].shape, model),
+                                       list(zip(payloads, latents)), 2))]
   bpp = float(codec.nominal_bpp(height, width))
   for name in baselines.CODECS:
     files = [baselines.encode_at_bpp(image, name, bpp) for image in images_uint8]
-    rows.append((f"{name.upper()} encode", _timed(each(
-        lambda p: baselines.encode(p[0], name, p[1].quality), list(zip(images_uint8, files))),
-        2) / n))
-    rows.append((f"{name.upper()} decode", _timed(each(lambda f: baselines.decode(f.data),
-                                                       files), 2) / n))
+    rows.append((f"{name.upper()} encode", timed(
+        lambda p: baselines.encode(p[0], name, p[1].quality), list(zip(images_uint8, files)),
+        2)))
+    rows.append((f"{name.upper()} decode", timed(lambda f: baselines.decode(f.data), files, 2)))
   log(f"latency {height}x{width}: done")
   reference = dict(rows)["SavedModel decode"]
   return [dict(what=what, ms=1e3 * seconds, vs_savedmodel_decode=seconds / reference)

@@ -111,11 +111,17 @@ def wavefronts(h, w):
   return fronts
 
 
+def _rate_logits(labels):
+  """Logit of each channel's rate of ones (clipped to [1e-3, 1 - 1e-3]): the biases of a model
+  without neighbour weights."""
+  rates = tf.clip_by_value(tf.reduce_mean(labels, 0), 1e-3, 1 - 1e-3)
+  return tf.math.log(rates / (1 - rates))
+
+
 def _fit_logistic(features, labels, steps, l2):
   """Float weights [F, C] and biases [C] minimizing the bits' cross-entropy (+ l2 ‖w‖²)."""
-  mean = tf.clip_by_value(tf.reduce_mean(labels, 0), 1e-3, 1 - 1e-3)
   weights = tf.Variable(tf.zeros([features.shape[1], labels.shape[1]]))
-  bias = tf.Variable(tf.math.log(mean / (1 - mean)))  # start from the per-channel rate
+  bias = tf.Variable(_rate_logits(labels))  # start from the per-channel rate
   optimizer = tf.keras.optimizers.Adam(0.05)
 
   @tf.function
@@ -151,12 +157,10 @@ def fit_entropy_model(latents, steps=500, l2=1e-4):
   split = (4 * n * h * w) // 5
   if 0 < split < n * h * w:
     weights, bias = _fit_logistic(features[:split], labels[:split], steps, l2)
-    rates = tf.clip_by_value(tf.reduce_mean(labels[:split], 0), 1e-3, 1 - 1e-3)
     rates_only = _cross_entropy(features[split:], labels[split:], np.zeros_like(weights),
-                                 np.log(rates / (1 - rates)))
+                                 _rate_logits(labels[:split]))
     if _cross_entropy(features[split:], labels[split:], weights, bias) >= rates_only:
-      rates = tf.clip_by_value(tf.reduce_mean(labels, 0), 1e-3, 1 - 1e-3)
-      return EntropyModel.from_float(np.zeros_like(weights), np.log(rates / (1 - rates)))
+      return EntropyModel.from_float(np.zeros_like(weights), _rate_logits(labels).numpy())
   return EntropyModel.from_float(*_fit_logistic(features, labels, steps, l2))
 
 

@@ -97,7 +97,6 @@ class FileCodec:
       if stage and stage != info["stage"]:
         raise UserError(f"--stage={stage}: the export {version_dir} holds {info['stage']}")
       self.stage, self.stride, self.channels = info["stage"], info["stride"], info["channels"]
-      self.bpp = info["bpp"]
       self.entropy_model = bitstream.EntropyModel.from_dict(info["entropy_model"])
       self.fingerprint = bytes.fromhex(info["fingerprint"])
       self.backend = SavedModelBackend(version_dir)
@@ -109,7 +108,7 @@ class FileCodec:
     stage = stage or list(stages)[-1]
     if stage not in stages:
       raise UserError(f"--stage={stage}: {model} has only {', '.join(stages)}")
-    self.stage, self.stride, self.bpp = stage, config.stride, config.bpp
+    self.stage, self.stride = stage, config.stride
     self.codec = restore_codec(config, stages[stage])
     self.channels = self.codec.channels
     self.backend = KerasBackend(self.codec)
@@ -135,12 +134,6 @@ class FileCodec:
     latents = [self.codec.encode(batch).numpy() for batch, _ in images]
     return bitstream.fit_entropy_model(np.concatenate(latents))
 
-  def _check_size(self, height, width):
-    """Bounded memory: the codec runs on the whole image at once."""
-    if height * width > self.max_pixels:
-      raise UserError(f"image of {height}x{width} = {height * width} pixels is above "
-                      f"--max_pixels={self.max_pixels} (raise it if the machine has the memory)")
-
   def nominal_bpp(self, height, width):
     h, w = -(-height // self.stride), -(-width // self.stride)
     return float(codec_lib.nominal_bpp((h, w, self.channels), height, width))
@@ -150,14 +143,14 @@ class FileCodec:
     height, width = image.shape[:2]
     if not (0 < height <= bitstream.MAX_SIDE and 0 < width <= bitstream.MAX_SIDE):
       raise UserError(f"image size {height}x{width} outside 1..{bitstream.MAX_SIDE}")
-    self._check_size(height, width)
+    check_pixels(height, width, self.max_pixels)
     bits = self.backend.encode(image)
     return bitstream.write(height, width, bits, self.entropy_model, self.fingerprint)
 
   def decompress(self, data_bytes):
     """.saic bytes -> uint8 [H, W, 3]."""
     header = bitstream.parse(data_bytes, self.fingerprint, self.stride, self.channels)
-    self._check_size(header.height, header.width)
+    check_pixels(header.height, header.width, self.max_pixels)
     bits = bitstream.decode_bits(header.payload, header.latent_shape, self.entropy_model)
     return self.backend.decode(bits, header.height, header.width)
 
@@ -202,6 +195,13 @@ def process(paths, output, extensions, suffix, work):
   return failures
 
 
+def check_pixels(height, width, max_pixels):
+  """Bounded memory: the codec runs on the whole image at once."""
+  if height * width > max_pixels:
+    raise UserError(f"image of {height}x{width} = {height * width} pixels is above "
+                    f"--max_pixels={max_pixels} (raise it if the machine has the memory)")
+
+
 def read_image(path, max_pixels=None):
   """uint8 RGB [H, W, 3] of an image file; a UserError if unreadable or above `max_pixels`
   (checked from the file's header, before anything is decoded)."""
@@ -213,9 +213,7 @@ def read_image(path, max_pixels=None):
       width = height = max_pixels  # far above any sane limit
     except OSError:
       width = height = 0  # not an image Pillow knows: TensorFlow's decoder says what is wrong
-    if width * height > max_pixels:
-      raise UserError(f"image of {height}x{width} pixels is above --max_pixels={max_pixels} "
-                      "(raise it if the machine has the memory)")
+    check_pixels(height, width, max_pixels)
   try:
     return data.decode_image_file(path).numpy()
   except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,

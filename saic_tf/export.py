@@ -210,13 +210,10 @@ def tflite_op_names(path):
   return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # pylint: disable=protected-access
 
 
-def _psnr(a, b):
-  mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-  return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
-def _seconds_per_call(function, inputs, repeats=3):
-  function(inputs[0])  # warm-up (tracing, tensor allocation)
+def seconds_per_call(function, inputs, repeats=3):
+  """Mean seconds of `function(x)` over `inputs`, `repeats` times each, after one warm-up call
+  (tracing, tensor allocation). Used by the parity check and bin/bench."""
+  function(inputs[0])
   start = time.perf_counter()
   for _ in range(repeats):
     for x in inputs:
@@ -234,17 +231,17 @@ def tflite_parity(version_dir, decoder, latents):
   keras_decode = tf.function(lambda x: decoder(x, training=False), reduce_retracing=True)
   references = [keras_decode(tf.constant(x, tf.float32)).numpy() for x in latents]
   square = [x for x in latents if x.shape == latents[0].shape]
-  result = dict(keras=dict(ms_per_image=1e3 * _seconds_per_call(
+  result = dict(keras=dict(ms_per_image=1e3 * seconds_per_call(
       lambda x: keras_decode(tf.constant(x, tf.float32)).numpy(), square)))
   for name, bar in PARITY_BARS.items():
     path = os.path.join(version_dir, name)
     interpreter = TFLiteDecoder(path)
     outputs = [interpreter(x) for x in latents]
     errors = [np.abs(o - r).max() for o, r in zip(outputs, references)]
-    psnr = min(_psnr(o, r) for o, r in zip(outputs, references))
+    psnr = min(float(tf.image.psnr(o, r, max_val=1.0)[0]) for o, r in zip(outputs, references))
     result[name] = dict(
         size_bytes=os.path.getsize(path), psnr_db=psnr, max_abs_error=float(max(errors)),
-        ms_per_image=1e3 * _seconds_per_call(interpreter, square), bar_db=bar,
+        ms_per_image=1e3 * seconds_per_call(interpreter, square), bar_db=bar,
         passes=bool(psnr >= bar), ops=tflite_op_names(path),
         shapes=sorted({str(tuple(x.shape[1:3])) for x in latents}))
   return result
