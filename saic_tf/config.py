@@ -97,6 +97,15 @@ class TrainConfig:
                       "an apic/saic fine-tune; with --loss=tdic there is nothing to reuse")
     return self
 
+  def downstream_run(self):
+    """MODEL_DIR of the run whose downstream network this run uses: --downstream_from, else
+    (following --init_from) the base run's, else this run's own."""
+    if self.downstream_from:
+      return self.downstream_from
+    if self.init_from:
+      return TrainConfig.read(self.init_from).downstream_run()
+    return self.model_dir
+
   def to_dict(self):
     return dataclasses.asdict(self)
 

@@ -131,7 +131,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   data_dir = config.data_dir if settings.data_dir is None else settings.data_dir
   train_source = data.load(dataset, "train", data_dir)
   test_source = data.load(dataset, settings.split, data_dir)
-  base = settings.downstream_dir or config.downstream_from or config.init_from or model_dir
+  base = settings.downstream_dir or config.downstream_run()
   base_config = TrainConfig.read(base) if base != model_dir else config
   if base_config.image_size != config.image_size:
     raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "

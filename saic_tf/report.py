@@ -81,8 +81,10 @@ def eval_markdown(record):
 
 
 def _sorted(items):
+  """Rows in METHOD_ORDER; SAIC rows of several τ by increasing τ."""
   rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-  return sorted(items, key=lambda item: rank.get(item[0], len(rank)))
+  return sorted(items, key=lambda item: (rank.get(item[0], len(rank)),
+                                         item[1].get("tau") or 0.0))
 
 
 def gather(records):

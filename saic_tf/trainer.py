@@ -216,7 +216,7 @@ def train(config: TrainConfig, strategy=None):
 def _train_parts(config: TrainConfig, strategy, sources):
   base_dir = config.init_from or config.model_dir
   if config.semantic:  # steps 1 and 2, before the long codec stages
-    network = downstream_lib.train_or_load(config, config.downstream_from or base_dir,
+    network = downstream_lib.train_or_load(config, config.downstream_run(),
                                            strategy, sources)
     weights = semantic_weights(config, network, sources[0], strategy)
   if config.init_from:

@@ -77,6 +77,8 @@ def test_every_flagfile_parses_to_a_valid_config(flagfile):
   assert codec.channels_for_bpp(config.bpp, config.stride) >= 1
   if os.path.basename(flagfile) in ("demo.cfg", "smoke.cfg"):
     assert config.resolved_loss == "saic"
+  elif os.path.basename(flagfile) == "reproduce.cfg":  # bin/reproduce sets loss, bpp and τ
+    assert config.gsw_output == "logits" and config.tau is None
   else:  # paper configurations: name_<loss>_<bpp>.cfg
     *_, loss, bpp = os.path.basename(flagfile)[:-4].split("_")
     assert (config.resolved_loss, config.bpp) == (loss, float(bpp))
