@@ -29,6 +29,15 @@ from saic_tf.files import read_json, write_bytes, write_json
 
 # The paper's τ for STL-10 / ResNet18 at each rate (its Table 2).
 PAPER_TAUS = ((0.125, 400.0), (0.25, 3100.0), (0.5, 2900.0))
+# The paper's top-1 accuracy (%) of ResNet18 on STL-10 (its Table 2), for the side-by-side table.
+PAPER_ACCURACY = {
+    "source": "Sun et al., Semantic-assisted image compression (arXiv:2201.12599), Table 2: "
+              "STL-10, ResNet18, top-1 accuracy (%)",
+    "original": 85.45,
+    "rates": {"0.125": {"tdic": 63.26, "apic": 68.55, "saic": 69.69},
+              "0.25": {"tdic": 76.19, "apic": 77.66, "saic": 78.43},
+              "0.5": {"tdic": 77.75, "apic": 79.04, "saic": 79.29}},
+}
 # What RESULTS/runs/ keeps of each run: small files only (no checkpoints).
 KEPT_FILES = (CONFIG_FILE, "gsw.json", evaluate.EVAL_FILE, evaluate.EVAL_MARKDOWN,
               os.path.join("downstream", "downstream.json"))
@@ -106,12 +115,42 @@ def commands_markdown(runs, results_dir, command_line, flagfile):
   return "\n".join(lines)
 
 
+def comparison_markdown(runs, rates):
+  """RESULTS/comparison.md: this reproduction's rows beside the paper's accuracy (Table 2),
+  at each rate with the paper's τ; every number comes from eval.json or PAPER_ACCURACY."""
+  lines = ["| bpp | method | paper ACC (%) | ACC (%) | F1 (%) | SI (nats) | PSNR (dB) | "
+           "SSIM | bpp of the files |", "|---" * 9 + "|"]
+  taus = dict(rates)
+  for bpp, _ in rates:
+    paper = PAPER_ACCURACY["rates"].get(f"{bpp:g}", {})
+    records = {c.loss: read_json(os.path.join(c.model_dir, evaluate.EVAL_FILE), "")
+               for c, _ in runs if c.bpp == bpp and _evaluated(c.model_dir)
+               and c.tau in (None, taus[bpp])}
+    if "apic" not in records:
+      continue
+    rows = dict(records["apic"]["rows"], saic=records.get("saic", {}).get("rows", {}).get("saic"))
+    for method in ("original", "tdic", "apic", "saic"):
+      row = rows.get(method)
+      if row is None:
+        continue
+      paper_value = PAPER_ACCURACY["original"] if method == "original" else paper.get(method)
+      label = report.METHOD_NAMES[method] + (f" (τ={taus[bpp]:g})" if method == "saic" else "")
+      cells = [f"{bpp:g}", label, "—" if paper_value is None else f"{paper_value:.2f}",
+               f"{100 * row['accuracy']:.2f}", f"{100 * row['f1']:.2f}", f"{row['si']:.2f}",
+               "—" if row["psnr"] is None else f"{row['psnr']:.2f}",
+               "—" if row["ssim"] is None else f"{row['ssim']:.4f}",
+               "—" if row["coded_bpp"] is None else f"{row['coded_bpp']:.3f}"]
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def _evaluated(model_dir):
   return os.path.exists(os.path.join(model_dir, evaluate.EVAL_FILE))
 
 
-def collect(runs, results_dir, command_line, flagfile):
-  """Writes RESULTS/: the report of the evaluated runs, their small artifacts, COMMANDS.md."""
+def collect(runs, rates, results_dir, command_line, flagfile):
+  """Writes RESULTS/: the report of the evaluated runs, their small artifacts, COMMANDS.md,
+  the paper's numbers (paper.json) and the side-by-side table (comparison.md)."""
   root = os.path.commonpath([c.model_dir for c, _ in runs])
   done = [c.model_dir for c, _ in runs if _evaluated(c.model_dir)]
   for model_dir in done:
@@ -126,6 +165,9 @@ def collect(runs, results_dir, command_line, flagfile):
     shutil.copyfile(timings, os.path.join(results_dir, TIMINGS_FILE))
   write_bytes(os.path.join(results_dir, "COMMANDS.md"),
               commands_markdown(runs, results_dir, command_line, flagfile).encode())
+  write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY)
+  write_bytes(os.path.join(results_dir, "comparison.md"),
+              comparison_markdown(runs, rates).encode())
   return report.build(done, results_dir) if done else []
 
 
@@ -152,5 +194,5 @@ def run(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.E
     logging.info("reproduce: run %d/%d: %s", index, len(runs), run_config.model_dir)
     [(_, train_seconds, eval_seconds)] = sweep.train_and_evaluate([single])
     _record_time(config.model_dir, run_config.model_dir, train_seconds, eval_seconds)
-    files = collect(runs, results_dir, command_line, flagfile)
+    files = collect(runs, rates, results_dir, command_line, flagfile)
   return files

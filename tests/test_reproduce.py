@@ -104,6 +104,12 @@ def test_tiny_reproduction_writes_results_and_resumes(tmp_path):
   assert kept == ["bpp_0.25/apic/eval.json", "bpp_0.25/saic_tau_10/eval.json",
                   "bpp_0.25/saic_tau_400/eval.json", "bpp_0.5/apic/eval.json",
                   "bpp_0.5/saic_tau_100/eval.json"]
+  comparison = open(results / "comparison.md").read().splitlines()[2:]
+  assert [line.split(" | ")[:3] for line in comparison] == [
+      ["| 0.25", "Original", "85.45"], ["| 0.25", "TDIC", "76.19"], ["| 0.25", "APIC", "77.66"],
+      ["| 0.25", "SAIC (τ=400)", "78.43"], ["| 0.5", "Original", "85.45"],
+      ["| 0.5", "TDIC", "77.75"], ["| 0.5", "APIC", "79.04"], ["| 0.5", "SAIC (τ=100)", "79.29"]]
+  assert json.load(open(results / "paper.json")) == reproduce.PAPER_ACCURACY
   timings = json.load(open(results / reproduce.TIMINGS_FILE))
   assert set(timings) == {os.path.dirname(k) for k in kept}
   assert all(t["train_seconds"] > 0 and t["evaluate_seconds"] > 0 for t in timings.values())
