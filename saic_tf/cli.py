@@ -118,6 +118,14 @@ def train_config_from_flags(flag_values=FLAGS):
   return TrainConfig(**{name: flag_values[name].value for name in names})
 
 
+def train_config_from_flagfile(path):
+  """The TrainConfig a flagfile gives (bin/train's defaults for whatever it does not set)."""
+  flag_values = flags.FlagValues()
+  define_train_flags(flag_values)
+  flag_values(["train", f"--flagfile={path}", "--model_dir=unused"])
+  return train_config_from_flags(flag_values)
+
+
 def define_eval_flags(flag_values=FLAGS):
   """Flags of bin/evaluate."""
   fv = dict(flag_values=flag_values)

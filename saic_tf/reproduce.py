@@ -20,6 +20,7 @@ import shutil
 
 from absl import logging
 
+from saic_tf import cli
 from saic_tf import evaluate
 from saic_tf import report
 from saic_tf import sweep
@@ -81,13 +82,19 @@ def plan(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.
 
 
 def train_command(run_config: TrainConfig, flagfile):
-  """The bin/train command that trains `run_config` on top of `flagfile`."""
-  args = [f"--flagfile={flagfile}", f"--loss={run_config.loss}", f"--bpp={run_config.bpp:g}"]
-  if run_config.tau is not None:
-    args.append(f"--tau={run_config.tau:g}")
-  for name in ("init_from", "downstream_from"):
-    if getattr(run_config, name):
-      args.append(f"--{name}={getattr(run_config, name)}")
+  """The bin/train command that trains `run_config`: the flagfile, then every setting in which
+  the run differs from it."""
+  in_flagfile = cli.train_config_from_flagfile(flagfile)
+  args = [f"--flagfile={flagfile}"]
+  for field in dataclasses.fields(TrainConfig):
+    value = getattr(run_config, field.name)
+    if field.name == "model_dir" or value == getattr(in_flagfile, field.name):
+      continue
+    if value is None:  # absl cannot unset a flag
+      raise UserError(f"{flagfile} sets --{field.name}, which {run_config.model_dir} leaves "
+                      "unset: no bin/train command gives that run")
+    args.append(f"--{'' if value else 'no'}{field.name}" if isinstance(value, bool)
+                else f"--{field.name}={value}")
   args += ["--noexport", f"--model_dir={run_config.model_dir}"]
   return "bin/train " + " ".join(shlex.quote(a) for a in args)
 

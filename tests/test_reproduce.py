@@ -23,7 +23,7 @@ TINY_FLAGS = """--dataset=sample_cifar10
 --learning_rate=1e-3
 --finetune_learning_rate=1e-4
 --downstream_epochs=1
---steps=4
+--steps=3
 --finetune_steps=2
 --gsw_batches=1
 --checkpoint_every=2
@@ -82,8 +82,9 @@ def test_bad_rates_flag_is_one_line(tmp_path):
 def test_tiny_reproduction_writes_results_and_resumes(tmp_path):
   flagfile = tmp_path / "tiny.cfg"
   flagfile.write_text(TINY_FLAGS)
-  config = cli.train_config_from_flags(train_flags(f"--flagfile={flagfile}",
-                                                   f"--model_dir={tmp_path / 'runs'}"))
+  config = cli.train_config_from_flags(train_flags(
+      f"--flagfile={flagfile}", "--steps=4", "--nodeterministic",
+      f"--model_dir={tmp_path / 'runs'}"))  # flags given beside the flagfile count too
   results = tmp_path / "results"
   rates, sweep_taus = ((0.25, 400.0), (0.5, 100.0)), [10.0]
   args = (config, rates, 0.25, sweep_taus, SETTINGS, str(results), "bin/reproduce --tiny",
@@ -119,6 +120,7 @@ def test_tiny_reproduction_writes_results_and_resumes(tmp_path):
   assert "bin/reproduce --tiny" in commands
   train_lines = [line for line in commands.splitlines() if line.startswith("bin/train ")]
   assert len(train_lines) == 5
+  assert all("--steps=4 " in line and "--nodeterministic " in line for line in train_lines)
   for line in train_lines:
     parsed = cli.train_config_from_flags(train_flags(*shlex.split(line)[1:]))
     saved = TrainConfig.read(parsed.model_dir)
