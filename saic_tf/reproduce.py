@@ -114,8 +114,9 @@ def commands_markdown(runs, results_dir, command_line, flagfile):
            "", "```sh", command_line, "```", "",
            "which runs, in this order, the equivalent of:", "", "```sh"]
   for run_config, settings in runs:
-    lines += [train_command(run_config, flagfile),
-              evaluate_command(run_config.model_dir, settings)]
+    pending = "" if _evaluated(run_config.model_dir) else "# not evaluated yet: "
+    lines += [pending + train_command(run_config, flagfile),
+              pending + evaluate_command(run_config.model_dir, settings)]
   lines.append("bin/report " + " ".join(
       [f"--out={results_dir}"] + [c.model_dir for c, _ in runs if _evaluated(c.model_dir)]))
   lines += ["```", "", f"`{flagfile}` holds the settings every run shares.", ""]
