@@ -191,9 +191,12 @@ def _record_time(root, model_dir, train_seconds, eval_seconds):
 
 
 def run(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.EvalSettings,
-        results_dir, command_line, flagfile):
-  """Trains, evaluates and collects every run of the plan; returns the report's files."""
+        results_dir, command_line, flagfile, collect_only=False):
+  """Trains, evaluates and collects every run of the plan; returns the report's files. With
+  `collect_only`, only writes RESULTS/ from the runs evaluated so far."""
   runs = plan(config, rates, sweep_rate, sweep_taus, settings)
+  if collect_only:
+    return collect(runs, rates, results_dir, command_line, flagfile)
   logging.info("reproduce: %d runs under %s, results to %s", len(runs), config.model_dir,
                results_dir)
   files = []

@@ -131,6 +131,10 @@ def test_tiny_reproduction_writes_results_and_resumes(tmp_path):
   before = {p: os.stat(p).st_mtime_ns for p in evals}
   reproduce.run(*args)
   assert {p: os.stat(p).st_mtime_ns for p in evals} == before
+  os.remove(results / "results.md")  # --collect_only rewrites results/ alone
+  assert reproduce.run(*args, collect_only=True) == files
+  assert os.path.exists(results / "results.md")
+  assert {p: os.stat(p).st_mtime_ns for p in evals} == before
 
 
 def _numbers(text):
