@@ -127,6 +127,10 @@ def _row(name, labels, result, num_classes, si):
 def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   """Evaluates the run in `model_dir`; writes eval.json, eval.md, eval_gallery.npz."""
   config = TrainConfig.read(model_dir)
+  # The CLUB training subset (a seeded shuffle) and CLUB's own fit depend on TensorFlow's global
+  # seed: set it, so that an evaluation gives the same SI in a fresh bin/evaluate and inside a
+  # process that trained first (bin/demo, bin/sweep_tau, bin/reproduce).
+  tf.keras.utils.set_random_seed(config.seed)
   dataset = settings.dataset or config.dataset
   data_dir = config.data_dir if settings.data_dir is None else settings.data_dir
   train_source = data.load(dataset, "train", data_dir)

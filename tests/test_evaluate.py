@@ -7,6 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from saic_tf import club, evaluate, report, sweep, trainer
 from saic_tf.config import TrainConfig
@@ -67,6 +68,14 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   rows = list(csv.DictReader(open(out / "results.csv")))
   assert [r["method"] for r in rows] == ["original", "tdic", "saic", "jpeg", "webp", "avif"]
   assert "## 0.5 bpp (nominal)" in (out / "results.md").read_text()
+
+  # The same evaluation in this process, whatever TensorFlow's global seed was, gives the same
+  # SI (the CLUB training subset and fit are seeded from the run's seed).
+  tf.random.set_seed(1234)
+  again = evaluate.evaluate(saic_run, evaluate.EvalSettings(
+      max_images=24, club_train_images=40, club=club.ClubSettings(steps=50), baselines=()))
+  for method in ("original", "tdic", "saic"):
+    assert again["rows"][method]["si"] == pytest.approx(record["rows"][method]["si"], rel=1e-3)
 
 
 def test_report_of_an_unevaluated_run_is_one_line(tmp_path):
