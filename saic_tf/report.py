@@ -170,8 +170,15 @@ def _tau_sweep(blocks, path):
                     if method == "saic" and row.get("tau"))
     if points:
       taus, accs, sis = zip(*points)
-      acc_axis.plot(taus, [100 * a for a in accs], marker="o", label=f"{bpp:g} bpp")
-      si_axis.plot(taus, sis, marker="o", label=f"{bpp:g} bpp")
+      line, = acc_axis.plot(taus, [100 * a for a in accs], marker="o", label=f"{bpp:g} bpp")
+      si_axis.plot(taus, sis, marker="o", label=f"{bpp:g} bpp", color=line.get_color())
+      # APIC is the uniform-weight limit τ → 0 of the same fine-tune: a dashed level.
+      for method, row in entries:
+        if method == "apic":
+          acc_axis.axhline(100 * row["accuracy"], color=line.get_color(), linestyle="--",
+                           linewidth=1, label=f"APIC, {bpp:g} bpp")
+          si_axis.axhline(row["si"], color=line.get_color(), linestyle="--", linewidth=1,
+                          label=f"APIC, {bpp:g} bpp")
   for axis, ylabel in ((acc_axis, "ACC (%)"), (si_axis, "SI (nats)")):
     axis.set_xscale("log")
     axis.set_xlabel("τ")
