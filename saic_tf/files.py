@@ -15,6 +15,12 @@ def write_bytes(path, content):
   return path
 
 
+def copy_file(source, target):
+  """Copies `source` to `target` atomically (write_bytes)."""
+  with open(source, "rb") as f:
+    return write_bytes(target, f.read())
+
+
 def write_json(path, record):
   """A JSON record, written atomically (write_bytes)."""
   return write_bytes(path, json.dumps(record, indent=1).encode())

@@ -16,7 +16,6 @@ RESULTS/ and the same command continues it.
 import dataclasses
 import os
 import shlex
-import shutil
 
 from absl import logging
 
@@ -26,7 +25,7 @@ from saic_tf import report
 from saic_tf import sweep
 from saic_tf.config import CONFIG_FILE, TrainConfig
 from saic_tf.errors import UserError
-from saic_tf.files import read_json, write_bytes, write_json
+from saic_tf.files import copy_file, read_json, write_bytes, write_json
 
 # The paper's τ for STL-10 / ResNet18 at each rate (its Table 2).
 PAPER_TAUS = ((0.125, 400.0), (0.25, 3100.0), (0.5, 2900.0))
@@ -81,10 +80,9 @@ def plan(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.
   return runs + sweep_runs
 
 
-def train_command(run_config: TrainConfig, flagfile):
-  """The bin/train command that trains `run_config`: the flagfile, then every setting in which
-  the run differs from it."""
-  in_flagfile = cli.train_config_from_flagfile(flagfile)
+def train_command(run_config: TrainConfig, flagfile, in_flagfile: TrainConfig):
+  """The bin/train command that trains `run_config`: the flagfile (whose settings are
+  `in_flagfile`), then every setting in which the run differs from it."""
   args = [f"--flagfile={flagfile}"]
   for field in dataclasses.fields(TrainConfig):
     value = getattr(run_config, field.name)
@@ -113,9 +111,10 @@ def commands_markdown(runs, results_dir, command_line, flagfile):
            "Made by (from the repository root; the same command resumes an interrupted run):",
            "", "```sh", command_line, "```", "",
            "which runs, in this order, the equivalent of:", "", "```sh"]
+  in_flagfile = cli.train_config_from_flagfile(flagfile)
   for run_config, settings in runs:
     pending = "" if _evaluated(run_config.model_dir) else "# not evaluated yet: "
-    lines += [pending + train_command(run_config, flagfile),
+    lines += [pending + train_command(run_config, flagfile, in_flagfile),
               pending + evaluate_command(run_config.model_dir, settings)]
   lines.append("bin/report " + " ".join(
       [f"--out={results_dir}"] + [c.model_dir for c, _ in runs if _evaluated(c.model_dir)]))
@@ -166,11 +165,10 @@ def collect(runs, rates, results_dir, command_line, flagfile):
       source = os.path.join(model_dir, name)
       if os.path.exists(source):
         target = os.path.join(results_dir, "runs", os.path.relpath(model_dir, root), name)
-        with open(source, "rb") as f:
-          write_bytes(target, f.read())
+        copy_file(source, target)
   timings = os.path.join(root, TIMINGS_FILE)
   if os.path.exists(timings):
-    shutil.copyfile(timings, os.path.join(results_dir, TIMINGS_FILE))
+    copy_file(timings, os.path.join(results_dir, TIMINGS_FILE))
   write_bytes(os.path.join(results_dir, "COMMANDS.md"),
               commands_markdown(runs, results_dir, command_line, flagfile).encode())
   write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY)

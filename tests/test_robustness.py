@@ -155,19 +155,51 @@ def test_kill_9_then_the_same_command_ends_where_a_straight_run_does(tmp_path):
     np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def toy_training(tmp_path, total_steps, nan_from_batch=None):
+  """A one-layer regression trained by loop.fit_resumably, batches of 4 from an epoch of 10;
+  targets are NaN from batch `nan_from_batch` of the epoch on. Returns (model, checkpoint,
+  make_dataset, monitor)."""
   model = keras.Sequential([keras.Input([2]), keras.layers.Dense(1)])
   model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
   model.optimizer.build(model.trainable_variables)
   x = np.ones([40, 2], np.float32)
   y = np.ones([40, 1], np.float32)
-  y[20:] = np.nan  # batches 5 onwards (batch 4) carry a NaN target
+  if nan_from_batch is not None:
+    y[4 * nan_from_batch:] = np.nan
 
   def make_dataset(start):
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(4).skip(start).repeat()
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat().skip(start)
 
-  monitor = loop.TrainingMonitor("toy", str(tmp_path / "logs"), 8, 4, 1)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+  monitor = loop.TrainingMonitor("toy", str(tmp_path / "logs"), total_steps, 4, 1)
+  return model, tf.train.Checkpoint(model=model, optimizer=model.optimizer), make_dataset, monitor
+
+
+def test_checkpoints_land_on_every_interval_and_whole_intervals_share_one_fit(tmp_path,
+                                                                              monkeypatch):
+  saved, fits = [], []
+  save = tf.train.CheckpointManager.save
+  monkeypatch.setattr(tf.train.CheckpointManager, "save", lambda self, checkpoint_number: (
+      saved.append(checkpoint_number), save(self, checkpoint_number=checkpoint_number))[1])
+  model, checkpoint, make_dataset, monitor = toy_training(tmp_path, 10)
+  fit = model.fit
+  monkeypatch.setattr(model, "fit", lambda *args, **kwargs: (
+      fits.append((kwargs["steps_per_epoch"], kwargs["epochs"])), fit(*args, **kwargs))[1])
+  assert loop.fit_resumably(model, checkpoint, str(tmp_path / "ckpt"), make_dataset, 10, 3,
+                            monitor)
+  assert saved == [3, 6, 9, 10] and fits == [(3, 3), (1, 1)]
+  # Resumed with another --checkpoint_every: first to its next multiple, then to the end.
+  saved.clear(), fits.clear()
+  assert loop.fit_resumably(model, checkpoint, str(tmp_path / "ckpt"), make_dataset, 14, 4,
+                            monitor)
+  assert saved == [12, 14] and fits == [(2, 1), (2, 1)]
+  assert int(model.optimizer.iterations.numpy()) == 14
+  assert not loop.fit_resumably(model, checkpoint, str(tmp_path / "ckpt"), make_dataset, 14, 4,
+                                monitor)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  # Batches 5 onwards carry a NaN target.
+  model, checkpoint, make_dataset, monitor = toy_training(tmp_path, 8, nan_from_batch=5)
   with pytest.raises(UserError, match=r"toy: the loss is nan at step \d.*ckpt-4.*intact"):
     loop.fit_resumably(model, checkpoint, str(tmp_path / "ckpt"), make_dataset, 8, 2, monitor)
   assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-4")
@@ -195,18 +227,7 @@ def test_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path):
 
 
 def test_non_finite_loss_can_skip_the_interval_instead(tmp_path, caplog):
-  model = keras.Sequential([keras.Input([2]), keras.layers.Dense(1)])
-  model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-  model.optimizer.build(model.trainable_variables)
-  x = np.ones([40, 2], np.float32)
-  y = np.ones([40, 1], np.float32)
-  y[20:] = np.nan
-
-  def make_dataset(start):
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat().skip(start)
-
-  monitor = loop.TrainingMonitor("toy", str(tmp_path / "logs"), 10, 4, 1)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+  model, checkpoint, make_dataset, monitor = toy_training(tmp_path, 10, nan_from_batch=5)
   caplog.set_level("WARNING")
   loop.fit_resumably(model, checkpoint, str(tmp_path / "ckpt"), make_dataset, 10, 2, monitor,
                      on_nonfinite="skip")
