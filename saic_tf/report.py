@@ -19,6 +19,10 @@ COLUMNS = ("si", "accuracy", "f1", "psnr", "ssim", "mse", "bpp")
 HEADERS = ("SI (nats)", "ACC (%)", "F1 (%)", "PSNR (dB)", "SSIM", "MSE", "bpp")
 FIGURES = ("accuracy_vs_bpp.png", "psnr_vs_bpp.png", "tau_sweep.png", "gsw_weights.png",
            "gallery.png")
+# Figures: one colour per method; SAIC runs of different τ differ by their marker.
+METHOD_COLORS = {"tdic": "tab:blue", "apic": "tab:orange", "saic": "tab:red",
+                 "jpeg": "tab:pink", "webp": "tab:gray", "avif": "tab:olive"}
+SAIC_MARKERS = "s^vD<>ph*"
 
 
 def _format(column, value):
@@ -151,10 +155,14 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
       if method == "original":
         axis.axhline(value, color="k", linestyle=":", linewidth=1)
         continue
-      series.setdefault(_label(method, row), []).append((row["bpp"], value))
-  for label, points in series.items():
+      series.setdefault((method, row["tau"], _label(method, row)), []).append((row["bpp"], value))
+  saic_taus = sorted({tau for method, tau, _ in series if method == "saic"})
+  rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+  for (method, tau, label), points in sorted(series.items(), key=lambda item: (
+      rank[item[0][0]], item[0][1] or 0.0)):
     points.sort()
-    axis.plot(*zip(*points), marker="o", label=label)
+    marker = SAIC_MARKERS[saic_taus.index(tau) % len(SAIC_MARKERS)] if method == "saic" else "o"
+    axis.plot(*zip(*points), marker=marker, label=label, color=METHOD_COLORS.get(method))
   axis.set_xlabel("bpp")
   axis.set_ylabel(ylabel)
   axis.grid(alpha=0.3)
