@@ -138,7 +138,8 @@ def test_kill_9_then_the_same_command_ends_where_a_straight_run_does(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
   deadline = time.time() + 300
-  while not os.path.exists(tmp_path / "killed" / "tdic" / "ckpt-3.index"):
+  # A checkpoint counts once the manager's state file names it (its files are written first).
+  while not tf.train.latest_checkpoint(str(tmp_path / "killed" / "tdic")):
     assert killed.poll() is None and time.time() < deadline, "no first checkpoint"
     time.sleep(0.05)
   os.killpg(killed.pid, signal.SIGKILL)
