@@ -84,11 +84,15 @@ def eval_markdown(record):
   return "\n".join(lines)
 
 
+def _order(method, tau):
+  """Sort key: METHOD_ORDER, then SAIC runs of several τ by increasing τ."""
+  rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+  return rank, tau or 0.0
+
+
 def _sorted(items):
-  """Rows in METHOD_ORDER; SAIC rows of several τ by increasing τ."""
-  rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-  return sorted(items, key=lambda item: (rank.get(item[0], len(rank)),
-                                         item[1].get("tau") or 0.0))
+  """(method, row) items in _order."""
+  return sorted(items, key=lambda item: _order(item[0], item[1].get("tau")))
 
 
 def gather(records):
@@ -155,14 +159,13 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
       if method == "original":
         axis.axhline(value, color="k", linestyle=":", linewidth=1)
         continue
-      series.setdefault((method, row["tau"], _label(method, row)), []).append((row["bpp"], value))
-  saic_taus = sorted({tau for method, tau, _ in series if method == "saic"})
-  rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-  for (method, tau, label), points in sorted(series.items(), key=lambda item: (
-      rank[item[0][0]], item[0][1] or 0.0)):
-    points.sort()
+      series.setdefault((method, row["tau"]), []).append((row["bpp"], value))
+  saic_taus = sorted(tau for method, tau in series if method == "saic")
+  for method, tau in sorted(series, key=lambda key: _order(*key)):
+    points = sorted(series[method, tau])
     marker = SAIC_MARKERS[saic_taus.index(tau) % len(SAIC_MARKERS)] if method == "saic" else "o"
-    axis.plot(*zip(*points), marker=marker, label=label, color=METHOD_COLORS.get(method))
+    axis.plot(*zip(*points), marker=marker, label=_label(method, dict(tau=tau)),
+              color=METHOD_COLORS.get(method))
   axis.set_xlabel("bpp")
   axis.set_ylabel(ylabel)
   axis.grid(alpha=0.3)
