@@ -1,4 +1,6 @@
-"""All absl flags in one place, and the wrapper that turns a UserError into one `error:` line."""
+"""Every absl flag of every bin/ command, and the wrapper that turns a UserError into one
+`error:` line. bin/ scripts only choose their flags here, parse, and call the library; the
+library never imports this module."""
 import dataclasses
 import os
 import sys
@@ -7,12 +9,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from saic_tf import backbones
-from saic_tf import baselines
-from saic_tf import data
-from saic_tf import distribute
-from saic_tf.config import LOSSES, MIXED_PRECISION, TrainConfig
-from saic_tf.errors import UserError
+from saic_tf.common import distribute
+from saic_tf.common import layout
+from saic_tf.common.config import LOSSES, MIXED_PRECISION, TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.data import datasets
+from saic_tf.data.images import DEFAULT_MAX_PIXELS
+from saic_tf.evaluation import baselines
+from saic_tf.semantic import backbones
 
 FLAGS = flags.FLAGS
 _DEFAULT = TrainConfig()
@@ -23,7 +27,7 @@ def define_train_flags(flag_values=FLAGS):
   fv = dict(flag_values=flag_values)
   flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, checkpoints of "
                       "each stage, TensorBoard logs.", required=True, **fv)
-  flags.DEFINE_enum("dataset", _DEFAULT.dataset, data.DATASETS,
+  flags.DEFINE_enum("dataset", _DEFAULT.dataset, datasets.DATASETS,
                     "sample / sample_cifar10: the real images shipped in the package; "
                     "imagefolder: --data_dir=ROOT with ROOT/{train,val|test}/CLASS/*.jpg|png; "
                     "stl10, cifar10, imagenette, imagenet2012: tensorflow-datasets (stl10 also "
@@ -49,12 +53,12 @@ def define_train_flags(flag_values=FLAGS):
                       **fv)
   flags.DEFINE_string("feature_layer", _DEFAULT.feature_layer, "Layer that splits the "
                       "downstream network into F (features f_1..f_K) and the head. Default: "
-                      "the backbone's last block (see saic_tf/backbones.py).", **fv)
+                      "the backbone's last block (see saic_tf/semantic/backbones.py).", **fv)
   flags.DEFINE_integer("gsw_batches", _DEFAULT.gsw_batches, "Training batches GSW's W is "
                        "averaged over.", lower_bound=1, **fv)
   flags.DEFINE_enum("gsw_output", _DEFAULT.gsw_output, ("probs", "logits"), "Outputs y_c "
                     "whose gradients GSW averages: softmax confidence scores (the paper's) or "
-                    "logits. With probs the class mean cancels exactly (see README).", **fv)
+                    "logits. With probs the class mean cancels exactly (see docs/training.md).", **fv)
   flags.DEFINE_integer("downstream_epochs", _DEFAULT.downstream_epochs, "Epochs of training "
                        "the downstream classifier (AdamW, cosine decay).", lower_bound=1, **fv)
   flags.DEFINE_float("downstream_learning_rate", _DEFAULT.downstream_learning_rate, "Peak "
@@ -132,7 +136,7 @@ def define_eval_flags(flag_values=FLAGS):
   flags.DEFINE_string("model_dir", None, "The trained run to evaluate.", required=True, **fv)
   flags.DEFINE_string("dataset", None, "Dataset (default: the run's).", **fv)
   flags.DEFINE_string("data_dir", None, "Its data directory (default: the run's).", **fv)
-  flags.DEFINE_enum("split", "test", data.SPLITS, "Split to evaluate (never tune on it).", **fv)
+  flags.DEFINE_enum("split", "test", datasets.SPLITS, "Split to evaluate (never tune on it).", **fv)
   flags.DEFINE_list("baselines", list(baselines.CODECS), "Pillow codecs evaluated at the "
                     "run's nominal bpp (empty for none).", **fv)
   flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1, **fv)
@@ -156,14 +160,14 @@ def define_quick_eval_flags(flag_values=FLAGS):
 
 
 def quick_eval_settings_from_flags(flag_values=FLAGS, **overrides):
-  from saic_tf import club, evaluate  # pylint: disable=g-import-not-at-top
+  from saic_tf.evaluation import club, evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.EvalSettings(max_images=flag_values.eval_max_images,
                                club=club.ClubSettings(steps=flag_values.club_steps),
                                **overrides)
 
 
 def eval_settings_from_flags(flag_values=FLAGS):
-  from saic_tf import club, evaluate  # pylint: disable=g-import-not-at-top
+  from saic_tf.evaluation import club, evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.EvalSettings(
       split=flag_values.split, dataset=flag_values.dataset, data_dir=flag_values.data_dir,
       baselines=tuple(b for b in flag_values.baselines if b),
@@ -196,25 +200,26 @@ def define_export_flags(flag_values=FLAGS, after_training=False):
 
 def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
   """Runs export.export with the export flags and prints where everything went."""
-  from saic_tf import export  # pylint: disable=g-import-not-at-top
-  export_dir = flag_values.export_dir or os.path.join(model_dir, "export")
+  # pylint: disable=g-import-not-at-top
+  from saic_tf.deploy import export, serving, tflite
+  export_dir = flag_values.export_dir or layout.export_dir(model_dir)
   version_dir, parity = export.export(model_dir, export_dir, flag_values.model_name,
                                       flag_values.version, stage, flag_values.parity_images)
   print(f"\nexported to {version_dir}: SavedModel (signatures "
-        f"{', '.join(export.SIGNATURES)}), {export.TFLITE_FLOAT}, {export.TFLITE_INT8}")
+        f"{', '.join(serving.SIGNATURES)}), {tflite.TFLITE_FLOAT}, {tflite.TFLITE_INT8}")
   print("TFLite decoders against the Keras decoder on real test images:")
-  print("\n".join("  " + line for line in export.parity_table(parity)))
+  print("\n".join("  " + line for line in tflite.parity_table(parity)))
   return version_dir
 
 
 def define_bench_flags(default_out, flag_values=FLAGS):
   """Flags of bin/bench; defaults come from bench.BenchSettings."""
-  from saic_tf import bench  # pylint: disable=g-import-not-at-top
+  from saic_tf.experiments import bench  # pylint: disable=g-import-not-at-top
   default = bench.BenchSettings()
   fv = dict(flag_values=flag_values)
   flags.DEFINE_string("out", default_out, "Markdown report (the JSON record goes beside it).",
                       **fv)
-  flags.DEFINE_enum("dataset", default.dataset, data.DATASETS, "Real images to measure on.",
+  flags.DEFINE_enum("dataset", default.dataset, datasets.DATASETS, "Real images to measure on.",
                     **fv)
   flags.DEFINE_string("data_dir", default.data_dir, "Their --data_dir.", **fv)
   flags.DEFINE_integer("image_size", default.image_size, "Training image size.", lower_bound=8,
@@ -232,6 +237,81 @@ def define_bench_flags(default_out, flag_values=FLAGS):
                        lower_bound=1, **fv)
   flags.DEFINE_integer("input_batches", default.input_batches, "Batches timed for tf.data "
                        "alone.", lower_bound=1, **fv)
+
+
+def bench_settings_from_flags(flag_values=FLAGS):
+  """bench.BenchSettings from the bin/bench flags, with one-line errors for bad values."""
+  from saic_tf.experiments import bench  # pylint: disable=g-import-not-at-top
+  f = flag_values
+  unknown = sorted(set(f.backbones) - set(backbones.BACKBONES))
+  if unknown:
+    raise UserError(f"--backbones: unknown {', '.join(unknown)} (choose from "
+                    f"{', '.join(backbones.BACKBONES)})")
+  try:
+    large = tuple(int(v) for v in f.large_size)
+    assert len(large) == 2 and min(large) >= 8
+  except (ValueError, AssertionError):
+    raise UserError(f"--large_size={','.join(f.large_size)}: expected HEIGHT,WIDTH "
+                    "(each >= 8)") from None
+  return bench.BenchSettings(
+      dataset=f.dataset, data_dir=f.data_dir, image_size=f.image_size,
+      batch_size=f.batch_size, bpp=f.bpp, filters=f.filters, backbones=tuple(f.backbones),
+      steps=f.steps, large_size=large, images=f.images, input_batches=f.input_batches)
+
+
+def define_file_codec_flags(decompress=False, flag_values=FLAGS):
+  """Flags of bin/compress, or with `decompress` of bin/decompress."""
+  fv = dict(flag_values=flag_values)
+  model_help = ("MODEL_DIR of the run the files were made with, or its bin/export directory."
+                if decompress else "MODEL_DIR of a trained run, or a bin/export directory "
+                "(EXPORT_DIR, EXPORT_DIR/<name> or a version directory).")
+  flags.DEFINE_string("model", None, model_help, required=True, **fv)
+  flags.DEFINE_string("stage", None, "Codec stage (tdic, apic, saic); default: the run's last.",
+                      **fv)
+  flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images above this many "
+                       "pixels (memory is bounded by it).", lower_bound=1, **fv)
+  flags.DEFINE_string("o", None, f"Output {'.png' if decompress else '.saic'} file (one input) "
+                      "or directory.", required=True, **fv)
+
+
+def define_report_flags(flag_values=FLAGS):
+  """Flags of bin/report."""
+  flags.DEFINE_string("out", None, "Output directory of the report.", required=True,
+                      flag_values=flag_values)
+
+
+def define_sweep_flags(flag_values=FLAGS):
+  """The flags bin/sweep_tau adds to bin/train's."""
+  flags.DEFINE_list("taus", ["1", "10", "100", "400", "1000", "2000", "3000", "10000"],
+                    "GSW temperatures τ to fine-tune SAIC with.", flag_values=flag_values)
+
+
+def define_reproduce_flags(flag_values=FLAGS):
+  """The flags bin/reproduce adds to bin/train's."""
+  from saic_tf.experiments import reproduce  # pylint: disable=g-import-not-at-top
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_list("rates", [f"{bpp:g}:{tau:g}" for bpp, tau in reproduce.PAPER_TAUS],
+                    "BPP:TAU pairs: the nominal rates and the SAIC τ at each (the paper's, "
+                    "Table 2). The first rate's run trains the classifier all rates share.",
+                    **fv)
+  flags.DEFINE_float("sweep_rate", 0.125, "Rate of the τ sweep (one of --rates).", **fv)
+  flags.DEFINE_list("sweep_taus", ["40", "4000", "40000"], "Extra SAIC τ at --sweep_rate "
+                    "(besides its --rates τ) for the τ sweep (paper Fig. 4); empty for none.",
+                    **fv)
+  flags.DEFINE_string("results_dir", "results", "Where the tables, figures, eval.json files "
+                      "and COMMANDS.md go.", **fv)
+  flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "
+                    "--results_dir from the runs evaluated so far (e.g. after an interrupted "
+                    "reproduction).", **fv)
+
+
+def numbers_from_flag(name, flag_values=FLAGS):
+  """The values of a list flag as floats, or a UserError naming the flag."""
+  values = flag_values[name].value
+  try:
+    return [float(v) for v in values]
+  except ValueError:
+    raise UserError(f"--{name}={','.join(values)}: not a list of numbers") from None
 
 
 def run(main, positional=False):

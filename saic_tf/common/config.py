@@ -1,0 +1,144 @@
+"""Every setting of a training run, saved as MODEL_DIR/config.json and checked on resume."""
+import dataclasses
+import os
+from typing import Optional
+
+from saic_tf.common import layout
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import read_json, write_json
+
+# Settings that may change between a run and its resumption; any other difference is refused,
+# since it would silently mix two different experiments in one MODEL_DIR.
+RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir",
+                               "checkpoint_every", "log_every", "image_every", "strategy",
+                               "jit", "steps_per_execution", "on_nonfinite", "cache"})
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+LOSSES = ("tdic", "apic", "saic")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Defaults are the paper's (batch 32, lr 1e-5, 0.125 bpp at stride 8, fixed seed)."""
+  model_dir: str = ""
+  dataset: str = "sample"
+  data_dir: str = ""
+  image_size: int = 96
+  loss: Optional[str] = None  # None: saic when tau is given, else tdic
+  tau: Optional[float] = None
+  r: Optional[float] = None  # None: K, the number of feature channels
+  backbone: str = "resnet18"
+  backbone_weights: str = "none"
+  feature_layer: str = ""  # "": the backbone's default (saic_tf/backbones.py)
+  gsw_batches: int = 10
+  gsw_output: str = "probs"
+  downstream_epochs: int = 15
+  downstream_learning_rate: float = 2e-3
+  downstream_weight_decay: float = 0.05
+  bpp: float = 0.125
+  stride: int = 8
+  filters: int = 96
+  steps: int = 300_000
+  finetune_steps: int = 20_000
+  batch_size: int = 32
+  learning_rate: float = 1e-5
+  finetune_learning_rate: Optional[float] = None  # None: --learning_rate
+  init_from: str = ""
+  downstream_from: str = ""
+  seed: int = 0
+  deterministic: bool = True
+  checkpoint_every: int = 1000
+  log_every: int = 100
+  image_every: int = 1000
+  strategy: str = "mirrored"
+  mixed_precision: str = "none"
+  jit: bool = False
+  steps_per_execution: int = 1
+  on_nonfinite: str = "stop"
+  cache: bool = False
+
+  @property
+  def semantic(self):
+    """True for apic/saic: the run needs the downstream network and a fine-tune stage."""
+    return self.resolved_loss != "tdic"
+
+  @property
+  def resolved_loss(self):
+    return self.loss or ("saic" if self.tau is not None else "tdic")
+
+  def validate(self):
+    """One-line errors for settings that contradict each other."""
+    loss = self.resolved_loss
+    if loss not in LOSSES:
+      raise UserError(f"--loss={loss}: must be one of {', '.join(LOSSES)}")
+    if loss == "saic" and self.tau is None:
+      raise UserError("--loss=saic needs --tau (GSW temperature, e.g. --tau=400)")
+    if loss != "saic" and (self.tau is not None or self.r is not None):
+      raise UserError(f"--tau and --r are GSW settings, used by --loss=saic only, not "
+                      f"--loss={loss}")
+    if self.tau is not None and self.tau <= 0:
+      raise UserError(f"--tau={self.tau:g}: must be > 0")
+    if self.r is not None and self.r <= 0:
+      raise UserError(f"--r={self.r:g}: must be > 0")
+    if self.finetune_learning_rate is not None and self.finetune_learning_rate <= 0:
+      raise UserError(f"--finetune_learning_rate={self.finetune_learning_rate:g}: must be > 0")
+    if self.mixed_precision not in MIXED_PRECISION:
+      raise UserError(f"--mixed_precision={self.mixed_precision}: must be one of "
+                      f"{', '.join(MIXED_PRECISION)}")
+    if self.on_nonfinite not in ("stop", "skip"):
+      raise UserError(f"--on_nonfinite={self.on_nonfinite}: must be stop or skip")
+    if self.steps_per_execution < 1:
+      raise UserError(f"--steps_per_execution={self.steps_per_execution}: must be >= 1")
+    if self.downstream_from and (self.init_from or not self.semantic):
+      raise UserError("--downstream_from reuses another run's downstream network for an "
+                      "apic/saic run; not with --loss=tdic, nor with --init_from (which "
+                      "already brings its downstream network)")
+    if self.init_from and not self.semantic:
+      raise UserError("--init_from reuses another run's downstream network and TDIC stage for "
+                      "an apic/saic fine-tune; with --loss=tdic there is nothing to reuse")
+    return self
+
+  def downstream_run(self):
+    """MODEL_DIR of the run whose downstream network this run uses: --downstream_from, else
+    (following --init_from) the base run's, else this run's own."""
+    if self.downstream_from:
+      return self.downstream_from
+    if self.init_from:
+      return TrainConfig.read(self.init_from).downstream_run()
+    return self.model_dir
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values):
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+  @classmethod
+  def read(cls, model_dir):
+    path = layout.config_path(model_dir)
+    return cls.from_dict(read_json(path, f"is {model_dir} a saic-tf run directory?"))
+
+  def write_or_check(self, write=True):
+    """Writes MODEL_DIR/config.json, or checks this run against the one already there (only
+    checks when `write` is False: a worker other than the chief)."""
+    path = layout.config_path(self.model_dir)
+    if os.path.exists(path):
+      saved = read_json(path, "move it away to start a new run")
+      now = self.to_dict()
+      changed = differences(saved, now, [k for k in now
+                                         if k not in RESUMABLE_CHANGES and k in saved])
+      if changed:
+        raise UserError(f"{path} was written by a different run ({changed}): use the same "
+                        "flags to resume, or another --model_dir")
+    if write:
+      os.makedirs(self.model_dir, exist_ok=True)
+      write_json(path, self.to_dict())
+
+
+def differences(there, now, keys):
+  """The settings among `keys` whose values differ between two records (dicts of flag values),
+  as one "--k=<there> there, <now> now; ..." string, empty when they agree: the one wording of
+  every "made with other settings" error (config.json, gsw.json, --init_from runs)."""
+  return "; ".join(f"--{k}={there.get(k)!r} there, {now.get(k)!r} now"
+                   for k in keys if there.get(k) != now.get(k))

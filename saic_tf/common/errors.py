@@ -1,0 +1,14 @@
+"""The one exception type that bin/ commands turn into a single `error: ...` line."""
+
+
+class UserError(Exception):
+  """Bad input from the user (a flag, a file, a directory): the message says which and why."""
+
+
+def first_line(error, limit=300, default="unreadable"):
+  """The first line of an exception's message (a TensorFlow error's `message`, else str()),
+  at most `limit` characters: what a one-line UserError quotes of a library's error."""
+  message = getattr(error, "message", None)
+  if not isinstance(message, str):
+    message = str(error)
+  return (message.strip().splitlines() or [default])[0][:limit]

@@ -1,0 +1,103 @@
+"""The run directory (MODEL_DIR): the one module that knows its names.
+
+    config.json              every setting of the run, checked on resume (config.py)
+    downstream/              the frozen classifier's checkpoints and downstream.json
+    gsw.json                 W, W' and the settings they were computed with
+    tdic/ apic/ saic/        checkpoints of each codec stage, and its entropy_model.json
+    logs/<part>/             TensorBoard
+    eval.json eval.md eval_gallery.npz
+    report/                  bin/report of this run (bin/demo, bin/sweep_tau)
+    export/<name>/<version>/ SavedModel and TFLite decoders (bin/export's default)
+
+Checkpoints are named ckpt-<optimizer step> (tf.train.CheckpointManager, saved at the step
+count), so a checkpoint's name says how far its stage got.
+"""
+import os
+
+import tensorflow as tf
+
+from saic_tf.common.errors import UserError
+
+CONFIG_FILE = "config.json"
+DOWNSTREAM_DIR = "downstream"
+DOWNSTREAM_INFO = "downstream.json"
+GSW_FILE = "gsw.json"
+CODEC_STAGES = ("tdic", "apic", "saic")  # each stage's directory has the stage's name
+ENTROPY_MODEL_FILE = "entropy_model.json"
+LOGS_DIR = "logs"
+EVAL_FILE, EVAL_MARKDOWN, GALLERY_FILE = "eval.json", "eval.md", "eval_gallery.npz"
+REPORT_DIR = "report"
+EXPORT_DIR = "export"
+
+
+def config_path(model_dir):
+  return os.path.join(model_dir, CONFIG_FILE)
+
+
+def gsw_path(model_dir):
+  return os.path.join(model_dir, GSW_FILE)
+
+
+def downstream_info_path(model_dir):
+  return os.path.join(model_dir, DOWNSTREAM_DIR, DOWNSTREAM_INFO)
+
+
+def part_dirs(model_dir, part):
+  """(checkpoint dir, TensorBoard dir) of one part of the run (tdic, saic, downstream, ...)."""
+  return os.path.join(model_dir, part), os.path.join(model_dir, LOGS_DIR, part)
+
+
+def stage_dir(model_dir, stage):
+  return os.path.join(model_dir, stage)
+
+
+def entropy_model_path(stage_directory):
+  """A codec stage's entropy model, beside its checkpoints."""
+  return os.path.join(stage_directory, ENTROPY_MODEL_FILE)
+
+
+def eval_path(model_dir, name=EVAL_FILE):
+  """MODEL_DIR/eval.json, or another of the evaluation's files (EVAL_MARKDOWN, GALLERY_FILE)."""
+  return os.path.join(model_dir, name)
+
+
+def export_dir(model_dir):
+  return os.path.join(model_dir, EXPORT_DIR)
+
+
+def checkpoint_step(checkpoint):
+  """The optimizer step of a checkpoint path ckpt-<step>; 0 for None."""
+  return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def latest_complete_checkpoint(stage_directory, steps, what):
+  """The newest checkpoint of a stage that must have reached `steps`, or a UserError."""
+  latest = tf.train.latest_checkpoint(stage_directory)
+  step = checkpoint_step(latest)
+  if step < steps:
+    raise UserError(f"{stage_directory}: {what} is not complete (step {step} of {steps})")
+  return latest
+
+
+def codec_stages(config, model_dir):
+  """[(stage, checkpoint)] of the run's trained codec stages, in training order: TDIC (this
+  run's, or its --init_from base's), then the fine-tune of an apic/saic run."""
+  candidates = [("tdic", stage_dir(config.init_from or model_dir, "tdic"))]
+  if config.semantic:
+    candidates.append((config.loss, stage_dir(model_dir, config.loss)))
+  stages = [(name, tf.train.latest_checkpoint(d)) for name, d in candidates]
+  stages = [(name, checkpoint) for name, checkpoint in stages if checkpoint]
+  if not stages:
+    raise UserError(f"{model_dir}: no trained codec checkpoint (tdic/ or {config.loss}/)")
+  return stages
+
+
+def outputs(model_dir):
+  """(what, path) of every artifact a run has written so far, in pipeline order."""
+  candidates = [("run configuration", CONFIG_FILE),
+                ("downstream network", os.path.join(DOWNSTREAM_DIR, DOWNSTREAM_INFO)),
+                ("GSW weights", GSW_FILE), ("TDIC checkpoints", "tdic"),
+                ("APIC checkpoints", "apic"), ("SAIC checkpoints", "saic"),
+                ("TensorBoard logs", LOGS_DIR), ("SavedModel + TFLite", EXPORT_DIR)]
+  return [(what, os.path.join(model_dir, path)) for what, path in candidates
+          if os.path.exists(os.path.join(model_dir, path))]

@@ -1,0 +1,147 @@
+"""Images <-> .saic files with a trained codec stage (bin/compress, bin/decompress).
+
+Images are coded at their own size (padded to the stride inside the codec, cropped back after
+decoding), with the stage's entropy model (codec/stages.py), from a run directory or from a
+bin/export directory: both give the same fingerprint, so files made with one decode with the
+other.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from saic_tf.codec import bitstream
+from saic_tf.codec import networks
+from saic_tf.codec import stages
+from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import write_bytes
+from saic_tf.data.images import check_pixels, DEFAULT_MAX_PIXELS, to_uint8
+from saic_tf.deploy import serving
+
+
+class KerasBackend:
+  """Binary latents <-> images with a trained codec checkpoint (a MODEL_DIR)."""
+
+  def __init__(self, codec):
+    self.codec = codec
+
+  def encode(self, image):
+    """uint8 [H, W, 3] -> binary latent int32 [h, w, C]."""
+    floats = tf.image.convert_image_dtype(tf.constant(image)[None], tf.float32)
+    return self.codec.encode(floats)[0].numpy().astype(np.int32)
+
+  def decode(self, bits, height, width):
+    image = self.codec.decode(tf.constant(bits[None], tf.float32), height, width)
+    return to_uint8(image[0]).numpy()
+
+
+class SavedModelBackend:
+  """The same through the encode/decode signatures of a bin/export SavedModel."""
+
+  def __init__(self, version_dir):
+    loaded = tf.saved_model.load(version_dir)
+    self._loaded = loaded  # keeps the signatures' variables alive
+    self._encode, self._decode = loaded.signatures["encode"], loaded.signatures["decode"]
+
+  def encode(self, image):
+    out = self._encode(image=tf.constant(image, tf.uint8))
+    shape = out["latent_shape"].numpy()
+    packed = np.frombuffer(out["latents_bytes"].numpy(), np.uint8)
+    return np.unpackbits(packed)[:np.prod(shape)].reshape(shape).astype(np.int32)
+
+  def decode(self, bits, height, width):
+    return self._decode(latents_bytes=tf.constant(np.packbits(bits.reshape(-1)).tobytes()),
+                        latent_shape=tf.constant(bits.shape, tf.int32),
+                        image_shape=tf.constant([height, width], tf.int32))["image"].numpy()
+
+
+class FileCodec:
+  """A trained codec stage with its entropy model: image <-> .saic bytes.
+
+  `model` is a MODEL_DIR (a stage's checkpoint and entropy_model.json) or a bin/export directory
+  (its SavedModel and assets.extra/saic.json). Nothing is fitted or written here: a stage
+  without its entropy model is a UserError that says how to fit it."""
+
+  def __init__(self, model, stage=None, max_pixels=None):
+    self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    version_dir = None if os.path.exists(layout.config_path(model)) else serving.resolve(model)
+    if version_dir:
+      info = serving.read_info(version_dir)
+      if stage and stage != info["stage"]:
+        raise UserError(f"--stage={stage}: the export {version_dir} holds {info['stage']}")
+      self.stage, self.stride, self.channels = info["stage"], info["stride"], info["channels"]
+      self.entropy_model = bitstream.EntropyModel.from_dict(info["entropy_model"])
+      self.fingerprint = bytes.fromhex(info["fingerprint"])
+      self.backend = SavedModelBackend(version_dir)
+      return
+    if not os.path.isdir(model):
+      raise UserError(f"--model={model}: no such directory")
+    config = TrainConfig.read(model)
+    trained = stages.load_stage(config, model, stage)
+    self.stage, self.stride = trained.name, config.stride
+    self.codec = trained.codec
+    self.channels = self.codec.channels
+    self.backend = KerasBackend(self.codec)
+    self.entropy_model, self.fingerprint = trained.entropy_model, trained.fingerprint
+
+  def nominal_bpp(self, height, width):
+    h, w = -(-height // self.stride), -(-width // self.stride)
+    return float(networks.nominal_bpp((h, w, self.channels), height, width))
+
+  def compress(self, image):
+    """uint8 [H, W, 3] -> .saic bytes."""
+    height, width = image.shape[:2]
+    if not (0 < height <= bitstream.MAX_SIDE and 0 < width <= bitstream.MAX_SIDE):
+      raise UserError(f"image size {height}x{width} outside 1..{bitstream.MAX_SIDE}")
+    check_pixels(height, width, self.max_pixels)
+    bits = self.backend.encode(image)
+    return bitstream.write(height, width, bits, self.entropy_model, self.fingerprint)
+
+  def decompress(self, data_bytes):
+    """.saic bytes -> uint8 [H, W, 3]."""
+    header = bitstream.parse(data_bytes, self.fingerprint, self.stride, self.channels)
+    check_pixels(header.height, header.width, self.max_pixels)
+    bits = bitstream.decode_bits(header.payload, header.latent_shape, self.entropy_model)
+    return self.backend.decode(bits, header.height, header.width)
+
+
+def _inputs(paths, extensions):
+  """Files named on the command line, and the matching files inside named directories."""
+  files = []
+  for path in paths:
+    if os.path.isdir(path):
+      for directory, _, names in sorted(os.walk(path)):
+        files += [os.path.join(directory, n) for n in sorted(names)
+                  if n.lower().endswith(extensions)]
+    else:
+      files.append(path)
+  return files
+
+
+def _target(path, output, single, suffix):
+  if single and not os.path.isdir(output) and output.endswith(suffix):
+    return output
+  os.makedirs(output, exist_ok=True)
+  return os.path.join(output, os.path.splitext(os.path.basename(path))[0] + suffix)
+
+
+def process(paths, output, extensions, suffix, work):
+  """Runs `work(path) -> (bytes, message)` on every input, writing `output` files atomically.
+  Bad inputs are listed and skipped; returns the list of (path, error)."""
+  files = _inputs(paths, extensions)
+  if not files:
+    raise UserError(f"no input files ({', '.join(extensions)}) in {' '.join(paths)}")
+  failures = []
+  for number, path in enumerate(files, 1):
+    try:
+      content, message = work(path)
+      target = _target(path, output, len(files) == 1, suffix)
+      write_bytes(target, content)
+      print(f"[{number}/{len(files)}] {path} -> {target}  {message}", flush=True)
+    except (UserError, OSError) as e:
+      failures.append((path, str(e) if isinstance(e, UserError) else
+                       f"cannot read or write ({e.strerror or e})"))
+      print(f"[{number}/{len(files)}] {path}: error: {e}", flush=True)
+  return failures

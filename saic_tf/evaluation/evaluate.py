@@ -1,0 +1,195 @@
+"""Evaluation of a run: the downstream network on original and compressed images.
+
+For every method — the original images, each trained codec stage of the run (TDIC, and APIC or
+SAIC), and JPEG / WebP / AVIF at the codec's nominal rate — the split goes through the frozen
+downstream network, and the row reports ACC, macro F1, PSNR, SSIM, MSE (per pixel, [0, 1]),
+feature-map MSE (paper Table 1), bpp (nominal, and for the learned codec also the size of the
+real .saic file) and SI (CLUB, nats, paper Eq. 11; fitted on pairs from the
+training split, estimated on the evaluated split). PSNR/SSIM/MSE are against the original
+images, so the original row has none. Output: MODEL_DIR/eval.json, eval.md and
+eval_gallery.npz (a few images per method with the predicted labels, for bin/report).
+"""
+import dataclasses
+import io
+import os
+from typing import Optional, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from saic_tf.codec import bitstream
+from saic_tf.codec import networks
+from saic_tf.codec import stages as stages_lib
+from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import write_bytes, write_json
+from saic_tf.data import datasets
+from saic_tf.data.images import to_uint8
+from saic_tf.evaluation import baselines as baselines_lib
+from saic_tf.evaluation import club as club_lib
+from saic_tf.evaluation import metrics
+from saic_tf.evaluation import tables
+from saic_tf.semantic import downstream
+
+GALLERY_SIZE = 8
+
+
+@dataclasses.dataclass
+class EvalSettings:
+  split: str = "test"
+  dataset: Optional[str] = None  # None: the run's
+  data_dir: Optional[str] = None  # None: the run's
+  baselines: Tuple[str, ...] = tuple(baselines_lib.CODECS)
+  batch_size: int = 32
+  max_images: int = 0  # 0: the whole split; else a fixed random subset of this size
+  club_train_images: int = 1000
+  club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
+  downstream_dir: Optional[str] = None  # None: the run's (its --downstream_from's/--init_from's)
+
+
+def _methods(config, model_dir, stages, baseline_names):
+  """name -> images -> (reconstructions, bpp per image or None, and per image either the
+  within-target flags (baselines) or the coded bpp (learned codec), or None)."""
+  nominal = networks.nominal_bpp((1, 1, networks.channels_for_bpp(config.bpp, config.stride)),
+                                 config.stride, config.stride)
+  methods = {"original": lambda images: (images, None, None)}
+  for name, _ in stages:
+    stage = stages_lib.load_stage(config, model_dir, name)
+    def run_codec(images, stage=stage):
+      """Reconstructions, nominal bpp, and the bpp of each image's .saic file."""
+      height, width = images.shape[1:3]
+      bits = stage.codec.encode(images)
+      coded = [8 * len(bitstream.write(height, width, b, stage.entropy_model,
+                                       stage.fingerprint)) / (height * width)
+               for b in bits.numpy()]
+      bpp = np.full(images.shape[0], float(stage.codec.nominal_bpp(height, width)))
+      reconstructions = stage.codec.decode(bits, height, width).numpy()
+      return reconstructions, bpp, np.array(coded)
+    methods[name] = run_codec
+  for name in baseline_names:
+    if name not in baselines_lib.CODECS:
+      raise UserError(f"--baselines: unknown codec {name!r}; choose from "
+                      f"{', '.join(baselines_lib.CODECS)}")
+    methods[name] = lambda images, name=name: baselines_lib.round_trip(images, name, nominal)
+  return methods, nominal
+
+
+def _pass(methods, network, dataset, details, gallery_indices=()):
+  """Runs every method over the dataset; returns labels, per-method arrays, and the images
+  (uint8) at `gallery_indices`."""
+  out = {name: dict(probs=[], bpp=[], within=[], coded_bpp=[], psnr=[], ssim=[], mse=[],
+                    feature_mse=[])
+         for name in methods}
+  labels, gallery = [], {name: [] for name in methods}
+  offset = 0
+  for images, batch_labels in dataset:
+    labels.append(batch_labels.numpy())
+    keep = [i - offset for i in gallery_indices if offset <= i < offset + len(batch_labels)]
+    offset += len(batch_labels)
+    original_features = network.features(images, training=False)
+    for name, method in methods.items():
+      reconstructions, bpp, extra = method(images)
+      reconstructions = tf.convert_to_tensor(reconstructions, tf.float32)
+      features = network.features(reconstructions, training=False)
+      logits = network.head(features, training=False)
+      row = out[name]
+      row["probs"].append(tf.nn.softmax(logits).numpy())
+      if bpp is not None:
+        row["bpp"].append(bpp)
+      if extra is not None:
+        row["within" if extra.dtype == bool else "coded_bpp"].append(extra)
+      if details and name != "original":
+        for key, value in metrics.image_metrics(images, reconstructions).items():
+          row[key].append(value)
+        row["feature_mse"].append(metrics.feature_mse(original_features, features))
+      if keep:
+        gallery[name].append(to_uint8(tf.gather(reconstructions, keep)).numpy())
+  merged = {name: {k: np.concatenate(v) for k, v in row.items() if v}
+            for name, row in out.items()}
+  return np.concatenate(labels), merged, {k: np.concatenate(v) for k, v in gallery.items() if v}
+
+
+def _row(name, labels, result, num_classes, si):
+  predictions = result["probs"].argmax(axis=1)
+  matrix = metrics.confusion_matrix(labels, predictions, num_classes)
+  mean = lambda key: float(np.mean(result[key])) if key in result else None
+  row = dict(accuracy=metrics.accuracy(matrix), f1=metrics.macro_f1(matrix),
+             psnr=mean("psnr"), ssim=mean("ssim"), mse=mean("mse"),
+             feature_mse=mean("feature_mse"), bpp=mean("bpp"), coded_bpp=mean("coded_bpp"),
+             si=si)
+  if "within" in result:
+    row["images_over_target"] = int(np.sum(~result["within"]))
+    row["max_bpp"] = float(np.max(result["bpp"]))
+  return row
+
+
+def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
+  """Evaluates the run in `model_dir`; writes eval.json, eval.md, eval_gallery.npz."""
+  config = TrainConfig.read(model_dir)
+  # The CLUB training subset (a seeded shuffle) and CLUB's own fit depend on TensorFlow's global
+  # seed: set it, so that an evaluation gives the same SI in a fresh bin/evaluate and inside a
+  # process that trained first (bin/demo, bin/sweep_tau, bin/reproduce).
+  tf.keras.utils.set_random_seed(config.seed)
+  dataset = settings.dataset or config.dataset
+  data_dir = config.data_dir if settings.data_dir is None else settings.data_dir
+  train_source = datasets.load(dataset, "train", data_dir)
+  test_source = datasets.load(dataset, settings.split, data_dir)
+  base = settings.downstream_dir or config.downstream_run()
+  base_config = TrainConfig.read(base) if base != model_dir else config
+  if base_config.image_size != config.image_size:
+    raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "
+                    f"images, this run's codec {config.image_size}px")
+  network = downstream.load(base_config, base, train_source.num_classes)
+  stages = layout.codec_stages(config, model_dir)
+  methods, nominal = _methods(config, model_dir, stages, settings.baselines)
+  logging.info("evaluate: %s on %s/%s (%s images) with %s", model_dir, dataset,
+               settings.split, settings.max_images or test_source.num_examples,
+               ", ".join(methods))
+  count = min(settings.max_images or test_source.num_examples, test_source.num_examples)
+  picks = np.linspace(0, count - 1, min(GALLERY_SIZE, count)).astype(int)
+  # A subset is drawn at random (fixed by the run's seed): file order is by class.
+  test = datasets.eval_dataset(test_source, config.image_size, settings.batch_size,
+                           limit=settings.max_images or None,
+                           shuffle_seed=config.seed if settings.max_images else None)
+  club_train = datasets.eval_dataset(train_source, config.image_size, settings.batch_size,
+                                 limit=settings.club_train_images, shuffle_seed=config.seed)
+  try:
+    labels, results, gallery = _pass(methods, network, test, details=True,
+                                     gallery_indices=picks)
+    _, train_results, _ = _pass(methods, network, club_train, details=False)
+  except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
+    datasets.check_decode_error(e, test_source, train_source)
+  rows = {}
+  for name in methods:
+    si = club_lib.mutual_information(
+        (train_results["original"]["probs"], train_results[name]["probs"]),
+        (results["original"]["probs"], results[name]["probs"]), settings.club)
+    rows[name] = _row(name, labels, results[name], train_source.num_classes, si)
+    logging.info("evaluate: %-8s ACC %.4f  F1 %.4f  SI %.3f nats", name, rows[name]["accuracy"],
+                 rows[name]["f1"], si)
+  record = dict(
+      model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
+      num_images=int(len(labels)), image_size=config.image_size, loss=config.loss,
+      tau=config.tau, nominal_bpp=nominal, stages={k: v for k, v in stages},
+      downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
+                      feature_layer=network.feature_layer,
+                      test_accuracy=network.info.get("test_accuracy")),
+      si=dict(estimator="CLUB", units="nats", outputs="softmax probabilities",
+              club_train_images=settings.club_train_images,
+              logvar_range=[club_lib.LOGVAR_MIN, club_lib.LOGVAR_MAX],
+              **dataclasses.asdict(settings.club)),
+      rows=rows)
+  write_json(layout.eval_path(model_dir), record)
+  write_bytes(layout.eval_path(model_dir, layout.EVAL_MARKDOWN),
+              tables.eval_markdown(record).encode())
+  gallery_bytes = io.BytesIO()
+  np.savez_compressed(
+      gallery_bytes, labels=labels[picks],
+      class_names=np.array(train_source.display_names or train_source.class_names),
+      methods=np.array(list(methods)),
+      **{f"images_{name}": gallery[name] for name in methods},
+      **{f"predictions_{name}": results[name]["probs"][picks].argmax(1) for name in methods})
+  write_bytes(layout.eval_path(model_dir, layout.GALLERY_FILE), gallery_bytes.getvalue())
+  return record

@@ -1,0 +1,194 @@
+"""Tables and figures from one or more evaluated runs (their eval.json), in the paper's layout.
+
+Rows Original / TDIC / APIC / SAIC / JPEG / WebP / AVIF, one block per nominal rate; columns SI,
+ACC, F1, PSNR, SSIM, MSE, bpp. Figures: accuracy and PSNR against bpp for every method, the τ
+sweep (ACC and SI against τ, paper Fig. 4), the distribution of W' (paper appendix), and a
+gallery like paper Fig. 3 (originals beside each method's reconstruction with the downstream
+network's predicted label).
+"""
+import csv
+import os
+
+import numpy as np
+
+from saic_tf.common import layout
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import read_json
+from saic_tf.evaluation import tables
+
+FIGURES = ("accuracy_vs_bpp.png", "psnr_vs_bpp.png", "tau_sweep.png", "gsw_weights.png",
+           "gallery.png")
+# Figures: one colour per method; SAIC runs of different τ differ by their marker.
+METHOD_COLORS = {"tdic": "tab:blue", "apic": "tab:orange", "saic": "tab:red",
+                 "jpeg": "tab:pink", "webp": "tab:gray", "avif": "tab:olive"}
+SAIC_MARKERS = "s^vD<>ph*"
+
+
+def gather(records):
+  """{nominal bpp: [(method, row)]} over runs, without repeating a row two runs share."""
+  blocks, seen = {}, set()
+  for record in records:
+    for method, row in tables.sorted_rows(record["rows"].items()):
+      stage_checkpoint = record.get("stages", {}).get(method)
+      if method in ("original", "jpeg", "webp", "avif"):  # the same images at the same rate
+        key = (method, record["nominal_bpp"], record["dataset"], record["num_images"])
+      elif method == "saic":
+        key = (method, stage_checkpoint, record["tau"])
+      else:
+        key = (method, stage_checkpoint)
+      if key in seen:
+        continue
+      seen.add(key)
+      row = dict(row, tau=record["tau"] if method == "saic" else None,
+                 model_dir=record["model_dir"])
+      blocks.setdefault(record["nominal_bpp"], []).append((method, row))
+  return {bpp: tables.sorted_rows(entries) for bpp, entries in sorted(blocks.items())}
+
+
+def write_tables(blocks, out_dir):
+  lines = ["# Results", ""]
+  for bpp, entries in blocks.items():
+    lines += [f"## {bpp:g} bpp (nominal)", ""] + tables.markdown_rows(entries) + [""]
+  with open(os.path.join(out_dir, "results.md"), "w") as f:
+    f.write("\n".join(lines))
+  with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["nominal_bpp", "method", "tau"] + list(tables.COLUMNS) +
+                    ["coded_bpp", "feature_mse", "images_over_target", "model_dir"])
+    for bpp, entries in blocks.items():
+      for method, row in entries:
+        writer.writerow([bpp, method, row.get("tau")] + [row[c] for c in tables.COLUMNS] +
+                        [row.get("coded_bpp"), row.get("feature_mse"),
+                         row.get("images_over_target"),
+                         row["model_dir"]])
+
+
+def _save(figure, path):
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  _pyplot().close(figure)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _metric_vs_bpp(blocks, column, ylabel, path):
+  plt = _pyplot()
+  figure, axis = plt.subplots(figsize=(5, 3.5))
+  series = {}
+  for bpp, entries in blocks.items():
+    for method, row in entries:
+      if row[column] is None:
+        continue
+      value = 100 * row[column] if column == "accuracy" else row[column]
+      if method == "original":
+        axis.axhline(value, color="k", linestyle=":", linewidth=1)
+        continue
+      series.setdefault((method, row["tau"]), []).append((row["bpp"], value))
+  saic_taus = sorted(tau for method, tau in series if method == "saic")
+  for method, tau in sorted(series, key=lambda key: tables.order(*key)):
+    points = sorted(series[method, tau])
+    marker = SAIC_MARKERS[saic_taus.index(tau) % len(SAIC_MARKERS)] if method == "saic" else "o"
+    axis.plot(*zip(*points), marker=marker, label=tables.label(method, dict(tau=tau)),
+              color=METHOD_COLORS.get(method))
+  axis.set_xlabel("bpp")
+  axis.set_ylabel(ylabel)
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize=7)
+  _save(figure, path)
+
+
+def _tau_sweep(blocks, path):
+  plt = _pyplot()
+  figure, (acc_axis, si_axis) = plt.subplots(1, 2, figsize=(8, 3.5))
+  for bpp, entries in blocks.items():
+    points = sorted((row["tau"], row["accuracy"], row["si"]) for method, row in entries
+                    if method == "saic" and row.get("tau"))
+    if points:
+      taus, accs, sis = zip(*points)
+      line, = acc_axis.plot(taus, [100 * a for a in accs], marker="o", label=f"{bpp:g} bpp")
+      si_axis.plot(taus, sis, marker="o", label=f"{bpp:g} bpp", color=line.get_color())
+      # APIC is the uniform-weight limit τ → 0 of the same fine-tune: a dashed level.
+      for method, row in entries:
+        if method == "apic":
+          acc_axis.axhline(100 * row["accuracy"], color=line.get_color(), linestyle="--",
+                           linewidth=1, label=f"APIC, {bpp:g} bpp")
+          si_axis.axhline(row["si"], color=line.get_color(), linestyle="--", linewidth=1,
+                          label=f"APIC, {bpp:g} bpp")
+  for axis, ylabel in ((acc_axis, "ACC (%)"), (si_axis, "SI (nats)")):
+    axis.set_xscale("log")
+    axis.set_xlabel("τ")
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    if axis.get_lines():
+      axis.legend(fontsize=7)
+    else:
+      axis.text(0.5, 0.5, "no SAIC run", ha="center", transform=axis.transAxes)
+  _save(figure, path)
+
+
+def _gsw_weights(records, path):
+  plt = _pyplot()
+  figure, axis = plt.subplots(figsize=(5, 3.5))
+  for record in records:
+    gsw_path = layout.gsw_path(record["model_dir"])
+    if os.path.exists(gsw_path):
+      gsw = read_json(gsw_path, "delete it or compute GSW again")
+      axis.hist(gsw["W_prime"], bins=40, alpha=0.6,
+                label=f"τ={gsw['tau']:g}, {record['nominal_bpp']:g} bpp")
+  axis.set_xlabel("w'_k")
+  axis.set_ylabel("channels")
+  if axis.patches:
+    axis.legend(fontsize=7)
+  else:
+    axis.text(0.5, 0.5, "no SAIC run (no gsw.json)", ha="center", transform=axis.transAxes)
+  _save(figure, path)
+
+
+def _gallery(records, path, rows=6):
+  plt = _pyplot()
+  paths = [layout.eval_path(r["model_dir"], layout.GALLERY_FILE) for r in records]
+  galleries = [np.load(path) for path in paths if os.path.exists(path)]
+  columns = []  # (title, images, predictions, labels, class names)
+  for gallery in galleries:
+    for method in gallery["methods"]:
+      title = tables.METHOD_NAMES.get(str(method), str(method))
+      if title not in [c[0] for c in columns]:
+        columns.append((title, gallery[f"images_{method}"], gallery[f"predictions_{method}"],
+                        gallery["labels"], gallery["class_names"]))
+  rows = min([rows] + [len(c[1]) for c in columns]) if columns else 1
+  figure, axes = plt.subplots(rows, max(len(columns), 1), squeeze=False,
+                              figsize=(1.6 * max(len(columns), 1), 1.8 * rows))
+  for j, (title, images, predictions, labels, names) in enumerate(columns):
+    for i in range(rows):
+      axis = axes[i, j]
+      axis.imshow(images[i])
+      right = predictions[i] == labels[i]
+      axis.set_xlabel(str(names[predictions[i]])[:14], fontsize=6,
+                      color="green" if right else "red")
+      axis.set_xticks([])
+      axis.set_yticks([])
+      if i == 0:
+        axis.set_title(title, fontsize=8)
+  _save(figure, path)
+
+
+def build(model_dirs, out_dir):
+  """Writes results.md, results.csv and the figures of the evaluated runs into `out_dir`."""
+  records = [read_json(layout.eval_path(d), f"run bin/evaluate --model_dir={d} first")
+             for d in model_dirs]
+  if not records:
+    raise UserError("bin/report needs at least one evaluated MODEL_DIR")
+  os.makedirs(out_dir, exist_ok=True)
+  blocks = gather(records)
+  write_tables(blocks, out_dir)
+  _metric_vs_bpp(blocks, "accuracy", "ACC (%)", os.path.join(out_dir, FIGURES[0]))
+  _metric_vs_bpp(blocks, "psnr", "PSNR (dB)", os.path.join(out_dir, FIGURES[1]))
+  _tau_sweep(blocks, os.path.join(out_dir, FIGURES[2]))
+  _gsw_weights(records, os.path.join(out_dir, FIGURES[3]))
+  _gallery(records, os.path.join(out_dir, FIGURES[4]))
+  return [os.path.join(out_dir, name) for name in ("results.md", "results.csv") + FIGURES]

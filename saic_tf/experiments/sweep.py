@@ -1,0 +1,79 @@
+"""The τ sweep of paper Fig. 4: SAIC fine-tunes at several τ from one shared base, evaluated and
+reported together.
+
+  ROOT/apic/           downstream network, TDIC, and APIC (uniform weights): the shared base
+  ROOT/saic_tau_<τ>/   one SAIC fine-tune per τ, --init_from=ROOT/apic
+  ROOT/report/         bin/report over all of them
+
+Every part skips what is already done, so the same command continues an interrupted sweep.
+"""
+import dataclasses
+import os
+import time
+
+from absl import logging
+
+from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import read_json
+from saic_tf.evaluation import evaluate
+from saic_tf.evaluation import report
+from saic_tf.training import trainer
+
+
+def check_taus(taus, flag="--taus"):
+  if not taus or any(t <= 0 for t in taus):
+    raise UserError(f"{flag}={','.join(f'{t:g}' for t in taus)}: give one or more values > 0")
+
+
+def saic_run(config: TrainConfig, base_dir, tau, settings: evaluate.EvalSettings):
+  """The SAIC fine-tune at `tau` from the base run in `base_dir` (its downstream network and
+  TDIC stage), as a (config, eval settings) pair; JPEG/WebP/AVIF are left to the base run."""
+  return (dataclasses.replace(
+      config, model_dir=os.path.join(os.path.dirname(base_dir), f"saic_tau_{tau:g}"),
+      loss="saic", tau=float(tau), init_from=base_dir, downstream_from=""),
+          dataclasses.replace(settings, baselines=()))
+
+
+def plan(config: TrainConfig, taus, settings: evaluate.EvalSettings):
+  """[(config, eval settings)]: the base ROOT/apic, then one SAIC run per τ."""
+  check_taus(taus)
+  base = dataclasses.replace(config, model_dir=os.path.join(config.model_dir, "apic"),
+                             loss="apic", tau=None, r=None, init_from="")
+  return [(base, settings)] + [saic_run(config, base.model_dir, tau, settings) for tau in taus]
+
+
+def is_evaluated(model_dir):
+  """True when eval.json exists and was made from the run's current codec checkpoints."""
+  path = layout.eval_path(model_dir)
+  if not os.path.exists(path):
+    return False
+  evaluated = read_json(path, "delete it to evaluate again").get("stages", {})
+  current = layout.codec_stages(TrainConfig.read(model_dir), model_dir)
+  return ({k: os.path.basename(v) for k, v in evaluated.items()} ==
+          {k: os.path.basename(v) for k, v in current})
+
+
+def train_and_evaluate(runs):
+  """Trains (or resumes, or skips) and evaluates each (config, settings) in order; returns the
+  wall-clock seconds each spent training and evaluating, [(model_dir, train, evaluate)]."""
+  seconds = []
+  for run_config, run_settings in runs:
+    start = time.time()
+    trainer.train(run_config)
+    trained = time.time()
+    if is_evaluated(run_config.model_dir):
+      logging.info("%s: already evaluated, skipping", run_config.model_dir)
+    else:
+      evaluate.evaluate(run_config.model_dir, run_settings)
+    seconds.append((run_config.model_dir, trained - start, time.time() - trained))
+  return seconds
+
+
+def run(config: TrainConfig, taus, settings: evaluate.EvalSettings):
+  """Trains and evaluates the base and one SAIC run per τ; returns the report's files."""
+  runs = plan(config, taus, settings)
+  train_and_evaluate(runs)
+  return report.build([c.model_dir for c, _ in runs],
+                      os.path.join(config.model_dir, layout.REPORT_DIR))

@@ -1,0 +1,178 @@
+"""A resumable keras fit: checkpoints every N steps, progress lines and TensorBoard scalars.
+
+Used by every trained part of a run (downstream classifier, TDIC, APIC/SAIC). The optimizer's
+step counter is the clock: a restored checkpoint sets it, and training stops at a total step
+count however often the run was interrupted.
+"""
+import datetime
+import math
+import time
+
+from absl import logging
+import tensorflow as tf
+from tensorflow import keras
+
+from saic_tf.common.checkpoints import restore
+from saic_tf.common.errors import UserError
+
+
+def current_step(model):
+  """The optimizer's step counter (a MirroredVariable under a strategy) as a Python int."""
+  return int(model.optimizer.iterations.numpy())
+
+
+class NonFiniteLoss(UserError):
+  """A NaN or infinite training loss (see StopOnNonFiniteLoss)."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+  """Stops training at the first NaN or infinite loss, before any checkpoint holds its weights:
+  the last good checkpoint stays the newest."""
+
+  def __init__(self, part, manager):
+    super().__init__()
+    self.part, self.manager = part, manager
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = float((logs or {}).get("loss", 0.0))
+    if not math.isfinite(loss):
+      kept = (f"the last good checkpoint, {self.manager.latest_checkpoint}, is intact"
+              if self.manager.latest_checkpoint else "no checkpoint of this part was written")
+      raise NonFiniteLoss(
+          f"{self.part}: the loss is {loss} at step {current_step(self.model)}; stopped "
+          f"without saving ({kept}). Lower the learning rate, check the data, or try another "
+          "--seed")
+
+
+_PROGRESS_FORMATS = {"loss": "loss %.5f", "psnr": "PSNR %.2f dB", "accuracy": "acc %.3f"}
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+  """Progress lines (step, loss, PSNR or accuracy, img/s, ETA), TensorBoard scalars, images."""
+
+  def __init__(self, part, log_dir, total_steps, batch_size, log_every, image_every=None,
+               preview_images=None):
+    super().__init__()
+    self.part, self.total_steps, self.batch_size = part, total_steps, batch_size
+    self.log_every, self.image_every = log_every, image_every
+    self.preview_images = preview_images
+    self.writer = tf.summary.create_file_writer(log_dir)
+
+  def on_train_begin(self, logs=None):
+    self._mark = (time.time(), current_step(self.model))
+    self._last_step = self._mark[1]
+
+  def _crossed(self, step, every):
+    """A multiple of `every` lies in (last step, step] (steps_per_execution may skip some)."""
+    return step // every > self._last_step // every or step >= self.total_steps
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = current_step(self.model)
+    log_now = self._crossed(step, self.log_every)
+    if self.preview_images is not None and self._crossed(step, self.image_every):
+      self._write_images(step)
+    self._last_step = step
+    if not log_now:
+      return
+    now = time.time()
+    last_time, last_step = self._mark
+    self._mark = (now, step)
+    steps_per_second = (step - last_step) / max(now - last_time, 1e-9)
+    images_per_second = steps_per_second * self.batch_size
+    eta = datetime.timedelta(
+        seconds=round((self.total_steps - step) / max(steps_per_second, 1e-9)))
+    learning_rate = self.model.optimizer.learning_rate
+    if callable(learning_rate):  # a schedule
+      learning_rate = learning_rate(self.model.optimizer.iterations)
+    learning_rate = float(keras.backend.get_value(learning_rate))
+    shown = "  ".join(fmt % logs[name] for name, fmt in _PROGRESS_FORMATS.items() if name in logs)
+    logging.info("%s step %d/%d  %s  %.1f img/s  ETA %s", self.part, step, self.total_steps,
+                 shown, images_per_second, eta)
+    with self.writer.as_default(step=step):
+      for name, value in logs.items():
+        tf.summary.scalar(name, value)
+      tf.summary.scalar("learning_rate", learning_rate)
+      tf.summary.scalar("images_per_second", images_per_second)
+    for metric in self.model.metrics:  # the next line averages over the next interval only
+      metric.reset_state()
+
+  def _write_images(self, step):
+    reconstructions = self.model.codec(self.preview_images, training=False)
+    side_by_side = tf.concat([self.preview_images, reconstructions], axis=2)
+    with self.writer.as_default(step=step):
+      tf.summary.image("original | reconstruction", side_by_side, max_outputs=4)
+
+  def on_train_end(self, logs=None):
+    self.writer.flush()
+
+
+class SaveAtEpochEnd(keras.callbacks.Callback):
+  """manager.save at the end of every epoch of a fit, numbered by the optimizer's step."""
+
+  def __init__(self, manager):
+    super().__init__()
+    self.manager = manager
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.manager.save(checkpoint_number=current_step(self.model))
+
+
+def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, every,
+                  monitor, save_dir=None, on_nonfinite="stop"):
+  """Trains to `total_steps` optimizer steps, restoring `checkpoint` from `checkpoint_dir` and
+  saving it every `every` steps and at the end (to `save_dir`, default the same directory; see
+  distribute.write_dir).
+
+  Each checkpoint interval is one epoch of a model.fit on `make_dataset(start_step)` (the
+  batches from that step on), so that a checkpoint lands exactly on each interval's last step
+  whatever steps_per_execution is, and a kill loses at most one interval. The whole intervals
+  share one model.fit: under a tf.distribute strategy in TF 2.14, model.fit's return blocks in
+  the deletion of its input iterator for up to about a minute (the longer it ran, the longer;
+  results/logs/first_run.log, written with one model.fit per interval, shows about 45 s lost
+  at each of the classifier's epoch ends), so one model.fit per interval would pay that at
+  every checkpoint. A start between checkpoints (after --checkpoint_every changed) and a
+  last interval shorter than `every` get a model.fit of their own.
+
+  A NaN or infinite loss stops training without saving (`on_nonfinite="stop"`), or
+  (`"skip"`) discards its interval: the weights go back to the last checkpoint and training
+  goes on with the next interval's batches. Returns False when the checkpoint was already at
+  `total_steps` (nothing to do).
+  """
+  manager = tf.train.CheckpointManager(checkpoint, save_dir or checkpoint_dir, max_to_keep=2)
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  if latest:
+    restore(checkpoint, latest)
+  step = current_step(model)
+  if step >= total_steps:
+    logging.info("%s: complete at step %d (%s), skipping", monitor.part, step, checkpoint_dir)
+    return False
+  if step:
+    logging.info("%s: resuming from step %d (%s)", monitor.part, step, latest)
+  if on_nonfinite == "skip" and not manager.latest_checkpoint:
+    manager.save(checkpoint_number=step)  # something to go back to
+  callbacks = [StopOnNonFiniteLoss(monitor.part, manager), monitor, SaveAtEpochEnd(manager)]
+  while step < total_steps:
+    length = min(every - step % every, total_steps - step)  # to the next checkpoint
+    epochs = (total_steps - step) // every if length == every else 1
+    try:
+      model.fit(make_dataset(step), steps_per_epoch=length, epochs=epochs, verbose=0,
+                callbacks=callbacks)
+    except NonFiniteLoss as e:
+      if on_nonfinite != "skip":
+        raise
+      failed = current_step(model)
+      end = min(step + length * math.ceil((failed - step) / length), total_steps)
+      restore(checkpoint, manager.latest_checkpoint)
+      model.optimizer.iterations.assign(end)
+      logging.warning("%s; --on_nonfinite=skip: steps %d to %d skipped (weights from %s)",
+                      e, end - length + 1, end, manager.latest_checkpoint)
+      manager.save(checkpoint_number=end)
+    step = current_step(model)
+  return True
+
+
+def optimizer_for(config, optimizer):
+  """`optimizer`, wrapped for dynamic loss scaling under --mixed_precision=mixed_float16."""
+  if config.mixed_precision == "mixed_float16":
+    return keras.mixed_precision.LossScaleOptimizer(optimizer)
+  return optimizer

@@ -1,0 +1,178 @@
+"""The resumable run of paper Algorithm 1 (bin/train).
+
+  step 1   downstream classifier F∘head trained on the dataset, then frozen  MODEL_DIR/downstream/
+  step 2   GSW on the frozen network: W, W' = r·softmax(τW)                 MODEL_DIR/gsw.json
+  stage 1  TDIC: E → Q → D with pixel MSE (Eq. 5)                           MODEL_DIR/tdic/
+  stage 2  APIC | SAIC fine-tune from TDIC: Σ_k w'_k ‖F_k(x') − F_k(x)‖²     MODEL_DIR/apic|saic/
+
+Each codec stage ends with its entropy model fitted (codec/stages.py), for .saic files and
+their real bpp. --loss=tdic runs stage 1 only. Each part is checkpointed (tf.train.CheckpointManager) and
+skipped with a log line once complete, so running the same command again continues where it
+stopped. The data pipeline is a function of (seed, step), so a resumed stage trains on exactly
+the batches an uninterrupted one would have seen and stops at its step count. TensorBoard logs
+go to MODEL_DIR/logs/<part>/.
+"""
+import dataclasses
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+from saic_tf.codec import networks
+from saic_tf.codec import stages
+from saic_tf.common import distribute
+from saic_tf.common import layout
+from saic_tf.common.checkpoints import restore
+from saic_tf.common.config import differences, TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.data import datasets
+from saic_tf.semantic import gsw
+from saic_tf.semantic import losses
+from saic_tf.training import downstream
+from saic_tf.training.codec_trainer import CodecTrainer
+from saic_tf.training.loop import current_step, fit_resumably, optimizer_for, TrainingMonitor
+
+
+def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, sources,
+                      init_checkpoint=None):
+  """Trains (or resumes, or skips) one codec stage to `steps`; returns its test metrics."""
+  checkpoint_dir, log_dir = layout.part_dirs(config.model_dir, stage)
+  train_source, test_source = sources
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    codec = networks.build_codec(config)
+    model = CodecTrainer(codec, objective, name=f"{stage}_trainer")
+    learning_rate = config.learning_rate
+    if stage != "tdic" and config.finetune_learning_rate is not None:
+      learning_rate = config.finetune_learning_rate
+    model.compile(optimizer=optimizer_for(config, keras.optimizers.Adam(learning_rate)),
+                  jit_compile=config.jit, steps_per_execution=config.steps_per_execution)
+    model.optimizer.build(codec.trainable_variables)
+    distribute.local_metrics(model, strategy)
+  if init_checkpoint and not tf.train.latest_checkpoint(checkpoint_dir):
+    logging.info("%s: starting from %s", stage, init_checkpoint)
+    restore(tf.train.Checkpoint(codec=codec), init_checkpoint, partial=True)
+  preview = next(iter(datasets.eval_dataset(test_source, config.image_size, 4)))[0]
+  monitor = TrainingMonitor(stage, distribute.write_dir(log_dir, strategy), steps,
+                            config.batch_size, config.log_every, config.image_every, preview)
+  logging.info("%s: %d steps on %s (%d images, %dx%d), batch %d, %g bpp nominal", stage,
+               steps, config.dataset, train_source.num_examples, config.image_size,
+               config.image_size, config.batch_size,
+               codec.nominal_bpp(config.image_size, config.image_size))
+  make_dataset = lambda start: datasets.train_dataset(
+      train_source, config.image_size, config.batch_size, config.seed, start_step=start)
+  fit_resumably(model, tf.train.Checkpoint(codec=codec, optimizer=model.optimizer),
+                checkpoint_dir, make_dataset, steps, config.checkpoint_every, monitor,
+                save_dir=distribute.write_dir(checkpoint_dir, strategy),
+                on_nonfinite=config.on_nonfinite)
+  test_ds = datasets.eval_dataset(test_source, config.image_size, config.batch_size)
+  metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
+  logging.info("%s: test split  loss %.5f  PSNR %.2f dB  MSE %.5f  %.4f bpp nominal", stage,
+               metrics["loss"], metrics["psnr"], metrics["mse"], metrics["bpp"])
+  return dict(stage=stage, step=current_step(model), checkpoint_dir=checkpoint_dir,
+              log_dir=log_dir, test_metrics={k: float(v) for k, v in metrics.items()})
+
+
+def semantic_weights(config: TrainConfig, network, train_source, strategy):
+  """Per-channel weights of the feature loss: all 1 for APIC, GSW's W' for SAIC (gsw.json)."""
+  num_channels = network.features.output.shape[-1]
+  if config.resolved_loss == "apic":
+    return np.ones(num_channels)
+  settings = dict(backbone=network.backbone, feature_layer=network.feature_layer,
+                  dataset=config.dataset, image_size=config.image_size,
+                  gsw_output=config.gsw_output, gsw_batches=config.gsw_batches,
+                  tau=config.tau, r=float(num_channels if config.r is None else config.r))
+  record = gsw.load(config.model_dir, settings)
+  if record is not None:
+    logging.info("gsw: reusing %s", layout.gsw_path(config.model_dir))
+    return np.asarray(record["W_prime"])
+  batches = datasets.eval_dataset(train_source, config.image_size, config.batch_size)
+  w = gsw.compute(network.features, network.head, batches, config.gsw_batches,
+                  config.gsw_output)
+  w_prime, _ = gsw.semantic_weights(w, config.tau, settings["r"])
+  cancels = gsw.cancels(w)
+  if cancels:
+    logging.warning("gsw: W is zero up to rounding (max |w_k| = %.3g): with "
+                    "--gsw_output=probs the class mean of the softmax gradients cancels, so "
+                    "W' is uniform and SAIC trains like APIC; --gsw_output=logits avoids it",
+                    np.max(np.abs(w)))
+  path = layout.gsw_path(config.model_dir)
+  if distribute.is_chief(strategy):
+    gsw.save(config.model_dir, w, w_prime, dict(settings, class_mean_cancels=cancels))
+  log_dir = distribute.write_dir(layout.part_dirs(config.model_dir, "gsw")[1], strategy)
+  with tf.summary.create_file_writer(log_dir).as_default(step=0):
+    tf.summary.histogram("W", w)
+    tf.summary.histogram("W_prime", w_prime)
+  logging.info("gsw: W' in [%.4g, %.4g] over %d channels (τ=%g, r=%g) -> %s", w_prime.min(),
+               w_prime.max(), num_channels, config.tau, settings["r"], path)
+  return w_prime
+
+
+DOWNSTREAM_SETTINGS = ("dataset", "image_size", "backbone", "backbone_weights",
+                       "feature_layer")
+
+
+def check_base_run(config: TrainConfig):
+  """--init_from=DIR must be a run with the same codec and downstream settings;
+  --downstream_from=DIR one with the same downstream settings."""
+  flag, directory, shared = "--downstream_from", config.downstream_from, DOWNSTREAM_SETTINGS
+  if config.init_from:
+    flag, directory = "--init_from", config.init_from
+    shared += ("bpp", "stride", "filters", "steps", "seed")
+  changed = differences(TrainConfig.read(directory).to_dict(), config.to_dict(), shared)
+  if changed:
+    raise UserError(f"{flag}={directory}: that run differs ({changed})")
+
+
+def train(config: TrainConfig, strategy=None):
+  """Algorithm 1 (see module doc). Returns a summary of the last codec stage."""
+  config = dataclasses.replace(config.validate(), loss=config.resolved_loss)
+  try:  # refuse a bad --bpp/--stride before anything is written
+    networks.channels_for_bpp(config.bpp, config.stride)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  if config.init_from or config.downstream_from:
+    check_base_run(config)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  strategy = strategy or distribute.make_strategy(config.strategy)
+  config.write_or_check(write=distribute.is_chief(strategy))
+  keras.mixed_precision.set_global_policy(
+      "float32" if config.mixed_precision == "none" else config.mixed_precision)
+  if config.batch_size % strategy.num_replicas_in_sync:
+    raise UserError(f"--batch_size={config.batch_size} is not divisible by the "
+                    f"{strategy.num_replicas_in_sync} replicas")
+  sources = (datasets.load(config.dataset, "train", config.data_dir),
+             datasets.load(config.dataset, "test", config.data_dir))
+  try:
+    if config.cache:
+      sources = (datasets.cached(sources[0], config.image_size), sources[1])
+    summary = _train_parts(config, strategy, sources)
+  except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
+    datasets.check_decode_error(e, *sources)
+  finally:  # what comes next (evaluation, export) runs in float32
+    keras.mixed_precision.set_global_policy("float32")
+  if distribute.is_chief(strategy):  # each codec stage ends with its entropy model (.saic files)
+    stages.fit_missing_entropy_models(config, config.model_dir)
+  return dict(summary, chief=distribute.is_chief(strategy))
+
+
+def _train_parts(config: TrainConfig, strategy, sources):
+  base_dir = config.init_from or config.model_dir
+  if config.semantic:  # steps 1 and 2, before the long codec stages
+    network = downstream.train_or_load(config, config.downstream_run(), strategy, sources)
+    weights = semantic_weights(config, network, sources[0], strategy)
+  if config.init_from:
+    logging.info("tdic: reusing %s", layout.stage_dir(base_dir, "tdic"))
+  else:
+    summary = train_codec_stage(config, "tdic", networks.pixel_mse, config.steps, strategy,
+                                sources)
+  if not config.semantic:
+    return summary
+  tdic = layout.latest_complete_checkpoint(layout.stage_dir(base_dir, "tdic"), config.steps,
+                                           "TDIC")
+  with strategy.scope():
+    objective = losses.feature_distortion(network.features, weights)
+  return train_codec_stage(config, config.loss, objective, config.finetune_steps, strategy,
+                           sources, init_checkpoint=tdic)

@@ -1,0 +1,139 @@
+"""The package's layout: subpackages in the order data flows, each importing only the ones
+before it, no import cycle, and no library module importing the CLI. Read with `ast` (no
+TensorFlow), over every import, including those inside functions."""
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "saic_tf")
+# The pipeline's order (saic_tf/__init__.py): a package may import itself and those before it.
+ORDER = ("common", "data", "codec", "semantic", "training", "evaluation", "deploy",
+         "experiments")
+TOP_LEVEL = ("saic_tf", "saic_tf.cli")  # the package's docstring, and the CLI (imports any)
+
+
+def module_name(path, root=PACKAGE):
+  relative = os.path.relpath(path, os.path.dirname(root))[:-len(".py")].replace(os.sep, ".")
+  return relative[:-len(".__init__")] if relative.endswith(".__init__") else relative
+
+
+def modules(root=PACKAGE):
+  """{module name: path} of every .py file of the package."""
+  found = {}
+  for directory, _, names in os.walk(root):
+    for name in names:
+      if name.endswith(".py"):
+        path = os.path.join(directory, name)
+        found[module_name(path, root)] = path
+  return found
+
+
+def imported(path, name, known):
+  """The saic_tf modules `path` (module `name`) imports: `import a.b`, `from a import b` (b a
+  module or a name in a), relative imports resolved."""
+  package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+  targets = set()
+  for node in ast.walk(ast.parse(open(path).read(), path)):
+    if isinstance(node, ast.Import):
+      targets.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:
+        parts = package.split(".")
+        base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+      for alias in node.names:
+        full = f"{base}.{alias.name}"
+        targets.add(full if full in known else base)
+  return {t for t in targets if t == "saic_tf" or t.startswith("saic_tf.")}
+
+
+def graph(root=PACKAGE):
+  known = modules(root)
+  return {name: imported(path, name, known) for name, path in known.items()}
+
+
+def stage(module):
+  """Index in ORDER of a module's subpackage; None for the top level."""
+  parts = module.split(".")
+  return ORDER.index(parts[1]) if len(parts) > 1 and parts[1] in ORDER else None
+
+
+def problems(edges):
+  """Every breach of the layout rules in an import graph {module: {imported modules}}."""
+  found = []
+  for module, targets in sorted(edges.items()):
+    if module not in TOP_LEVEL and stage(module) is None:
+      found.append(f"{module}: not in a subpackage of the pipeline ({', '.join(ORDER)})")
+    for target in sorted(targets):
+      if target == "saic_tf.cli" and module != "saic_tf.cli":
+        found.append(f"{module} imports the CLI (saic_tf.cli)")
+      elif module not in TOP_LEVEL and target != "saic_tf":
+        if stage(target) is None or stage(target) > stage(module):
+          found.append(f"{module} imports {target}, later in the pipeline")
+  found += [f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(edges)]
+  return found
+
+
+def cycles(edges):
+  """One cycle per strongly connected group of modules that import each other."""
+  found, state, stack = [], {}, []
+
+  def visit(module):
+    state[module] = "open"
+    stack.append(module)
+    for target in sorted(edges.get(module, ())):
+      if state.get(target) == "open":
+        found.append(stack[stack.index(target):] + [target])
+      elif target not in state:
+        visit(target)
+    stack.pop()
+    state[module] = "done"
+
+  for module in sorted(edges):
+    if module not in state:
+      visit(module)
+  return found
+
+
+def test_the_package_follows_the_pipeline_order_with_no_cycle_and_no_cli_import():
+  edges = graph()
+  assert "saic_tf.training.trainer" in edges and "saic_tf.codec.bitstream" in edges
+  assert "saic_tf.common.layout" in edges["saic_tf.training.trainer"]  # the walk sees imports
+  assert problems(edges) == []
+
+
+def test_every_subpackage_of_the_order_exists_and_nothing_else_does():
+  subpackages = {name for name in os.listdir(PACKAGE)
+                 if os.path.exists(os.path.join(PACKAGE, name, "__init__.py"))}
+  assert subpackages == set(ORDER)
+
+
+@pytest.mark.parametrize("edges, expected", [
+    ({"saic_tf.codec.bitstream": {"saic_tf.training.loop"}, "saic_tf.training.loop": set()},
+     "saic_tf.codec.bitstream imports saic_tf.training.loop, later in the pipeline"),
+    ({"saic_tf.experiments.reproduce": {"saic_tf.cli"}, "saic_tf.cli": set()},
+     "saic_tf.experiments.reproduce imports the CLI (saic_tf.cli)"),
+    ({"saic_tf.deploy.export": {"saic_tf.deploy.file_codec"},
+      "saic_tf.deploy.file_codec": {"saic_tf.deploy.export"}},
+     "import cycle: saic_tf.deploy.export -> saic_tf.deploy.file_codec -> saic_tf.deploy.export"),
+    ({"saic_tf.compression": set()},
+     "saic_tf.compression: not in a subpackage of the pipeline"),
+])
+def test_the_check_catches_each_kind_of_breach(edges, expected):
+  assert any(p.startswith(expected) for p in problems(edges)), problems(edges)
+
+
+def test_the_walk_reads_lazy_and_relative_imports(tmp_path):
+  package = tmp_path / "saic_tf"
+  (package / "codec").mkdir(parents=True)
+  (package / "__init__.py").write_text("")
+  (package / "cli.py").write_text("")
+  (package / "codec" / "__init__.py").write_text("")
+  (package / "codec" / "networks.py").write_text("")
+  (package / "codec" / "bitstream.py").write_text(
+      "from . import networks\n\ndef f():\n  from saic_tf import cli\n")
+  edges = {name: imported(path, name, modules(str(package)))
+           for name, path in modules(str(package)).items()}
+  assert edges["saic_tf.codec.bitstream"] == {"saic_tf.codec.networks", "saic_tf.cli"}
