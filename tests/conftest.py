@@ -16,8 +16,8 @@ IMAGES = os.path.join(ROOT, "saic_tf", "sample_data", "imagenette", "val", "n030
 @pytest.fixture(scope="session")
 def tdic_run(tmp_path_factory):
   """A tiny TDIC run trained on the real sample (shared by the compression and export tests)."""
-  from saic_tf import trainer  # pylint: disable=g-import-not-at-top
-  from saic_tf.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from saic_tf.common.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from saic_tf.training import trainer  # pylint: disable=g-import-not-at-top
   model_dir = tmp_path_factory.mktemp("tdic")
   trainer.train(TrainConfig(model_dir=str(model_dir), dataset="sample", image_size=32,
                             bpp=0.25, filters=8, batch_size=8, learning_rate=1e-3, steps=30,

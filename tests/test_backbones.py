@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
-from saic_tf import backbones
-from saic_tf.errors import UserError
+from saic_tf.common.errors import UserError
+from saic_tf.semantic import backbones
 
 
 @pytest.mark.parametrize("backbone", backbones.BACKBONES)

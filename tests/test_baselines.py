@@ -2,13 +2,15 @@
 import numpy as np
 import pytest
 
-from saic_tf import baselines, data
+from saic_tf.data import datasets, images
+from saic_tf.evaluation import baselines
 
 
 def real_images(size, count=3):
   source = data.load("sample", "test")
   paths = source.arrays[0].numpy()[::37][:count]
-  return [baselines.to_uint8(data.resize(data.decode_image_file(p), size)) for p in paths]
+  return [images.to_uint8(datasets.resize(images.decode_image_file(p), size)).numpy()
+          for p in paths]
 
 
 @pytest.mark.parametrize("codec", sorted(baselines.CODECS))

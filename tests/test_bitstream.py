@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from saic_tf import bitstream
-from saic_tf.errors import UserError
+from saic_tf.codec import bitstream
+from saic_tf.common.errors import UserError
 
 
 def random_bits(shape, p_one=0.2, seed=0):

@@ -7,8 +7,9 @@ import subprocess
 from absl import flags
 import pytest
 
-from saic_tf import cli, codec
-from saic_tf.config import TrainConfig
+from saic_tf import cli
+from saic_tf.codec import networks as codec
+from saic_tf.common.config import TrainConfig
 from conftest import ROOT
 
 

@@ -7,7 +7,7 @@ estimate lies within 15 % + 0.05 nats of its closed form, and never below the tr
 import numpy as np
 import pytest
 
-from saic_tf import club
+from saic_tf.evaluation import club
 
 SETTINGS = club.ClubSettings(steps=1500, batch_size=256)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saic_tf import codec
+from saic_tf.codec import networks as codec
 
 
 def test_binarizer_forward_is_exactly_eq7():

@@ -1,29 +1,70 @@
 """bin/compress and bin/decompress with a tiny trained TDIC run on real images."""
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
+import pytest
 import tensorflow as tf
 
-from saic_tf import baselines, compression
-from conftest import IMAGES
+from conftest import IMAGES, ROOT
+from saic_tf.codec import stages
+from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.data.images import read_image, to_uint8
+from saic_tf.deploy import file_codec
 from test_cli import run_bin
 
+LEGACY = os.path.join(ROOT, "tests", "data", "legacy_saic")
 
 
 def test_file_round_trip_equals_the_codec_and_beats_the_nominal_rate(tdic_run):
-  codec = compression.FileCodec(tdic_run, fit_images=64)
+  codec = file_codec.FileCodec(tdic_run)
   for name in sorted(os.listdir(IMAGES))[:3]:
-    image = compression.read_image(os.path.join(IMAGES, name))
+    image = read_image(os.path.join(IMAGES, name))
     odd = image[:201, :157]  # sizes that are not multiples of the stride
     content = codec.compress(odd)
     decoded = codec.decompress(content)
     floats = tf.image.convert_image_dtype(tf.constant(odd)[None], tf.float32)
     bits = codec.codec.encode(floats)
-    expected = baselines.to_uint8(codec.codec.decode(bits, 201, 157)[0].numpy())
+    expected = to_uint8(codec.codec.decode(bits, 201, 157)[0]).numpy()
     np.testing.assert_array_equal(decoded, expected)
     assert 8 * len(content) / (201 * 157) < codec.nominal_bpp(201, 157)
-  assert os.path.exists(os.path.join(tdic_run, "tdic", compression.ENTROPY_MODEL_FILE))
+
+
+def test_training_fits_the_entropy_model_and_reading_never_does(tdic_run, tmp_path):
+  """bin/train ends each codec stage with its entropy model; compress, decompress and evaluate
+  only read it (a missing one is a one-line error naming bin/export), and bin/export fits it
+  for a run that has none: the same model training fitted."""
+  fitted = os.path.join(tdic_run, "tdic", layout.ENTROPY_MODEL_FILE)
+  assert os.path.exists(fitted)
+  old = str(tmp_path / "old_run")
+  shutil.copytree(tdic_run, old)
+  os.remove(os.path.join(old, "tdic", layout.ENTROPY_MODEL_FILE))
+  with pytest.raises(UserError, match=r"entropy_model.json: missing .*bin/export --model_dir="):
+    file_codec.FileCodec(old)
+  assert not os.path.exists(os.path.join(old, "tdic", layout.ENTROPY_MODEL_FILE))
+  result = run_bin("compress", os.path.join(IMAGES, sorted(os.listdir(IMAGES))[0]),
+                   f"--model={old}", "-o", str(tmp_path / "x.saic"))
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+  assert "bin/export --model_dir=" in result.stderr
+  written = stages.fit_missing_entropy_models(TrainConfig.read(old), old)
+  assert written == [os.path.join(old, "tdic", layout.ENTROPY_MODEL_FILE)]
+  assert open(written[0]).read() == open(fitted).read()
+  assert stages.fit_missing_entropy_models(TrainConfig.read(old), old) == []  # nothing to do
+
+
+def test_a_file_written_before_the_package_moved_decodes_to_the_same_pixels():
+  """tests/data/legacy_saic/ was written by the flat-module code (saic_tf/compression.py): its
+  run, a .saic file made with it, and the pixels that code decoded."""
+  codec = file_codec.FileCodec(os.path.join(LEGACY, "run"))
+  with open(os.path.join(LEGACY, "image.saic"), "rb") as f:
+    decoded = codec.decompress(f.read())
+  expected = np.asarray(Image.open(os.path.join(LEGACY, "decoded.png")))
+  assert decoded.shape == expected.shape == (75, 97, 3)
+  np.testing.assert_array_equal(decoded, expected)
 
 
 def test_cli_round_trip_and_errors(tdic_run, tmp_path):

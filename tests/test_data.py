@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from saic_tf import data
-from saic_tf.errors import UserError
+from saic_tf.common.errors import UserError
+from saic_tf.data import datasets, images
 from conftest import write_stl10_binary
 
 
@@ -16,12 +16,12 @@ def first_batches(ds, k):
 
 
 def test_embedded_sample_is_real_labelled_imagenette():
-  train = data.load("sample", "train")
-  test = data.load("sample", "test")
+  train = datasets.load("sample", "train")
+  test = datasets.load("sample", "test")
   assert (train.num_examples, test.num_examples, train.num_classes) == (200, 100, 10)
   assert train.class_names[0] == "n01440764"
   assert train.display_names[:2] == ["tench", "English springer"]  # from CLASSES.txt
-  images, labels = next(iter(data.train_dataset(train, 48, 8, seed=0)))
+  images, labels = next(iter(datasets.train_dataset(train, 48, 8, seed=0)))
   assert images.shape == (8, 48, 48, 3) and images.dtype == tf.float32
   assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
   assert float(tf.math.reduce_std(images)) > 0.05  # real pictures, not a constant
@@ -29,17 +29,17 @@ def test_embedded_sample_is_real_labelled_imagenette():
 
 
 def test_sample_cifar10_at_native_size():
-  source = data.load("sample_cifar10", "test")
-  images, labels = next(iter(data.eval_dataset(source, 32, 100)))
+  source = datasets.load("sample_cifar10", "test")
+  images, labels = next(iter(datasets.eval_dataset(source, 32, 100)))
   assert images.shape == (100, 32, 32, 3)
   assert np.bincount(labels.numpy()).tolist() == [10] * 10
 
 
 def test_training_order_is_a_function_of_the_seed():
-  source = data.load("sample_cifar10", "train")
-  a = first_batches(data.train_dataset(source, 32, 4, seed=7), 3)
-  b = first_batches(data.train_dataset(source, 32, 4, seed=7), 3)
-  c = first_batches(data.train_dataset(source, 32, 4, seed=8), 3)
+  source = datasets.load("sample_cifar10", "train")
+  a = first_batches(datasets.train_dataset(source, 32, 4, seed=7), 3)
+  b = first_batches(datasets.train_dataset(source, 32, 4, seed=7), 3)
+  c = first_batches(datasets.train_dataset(source, 32, 4, seed=8), 3)
   for (xa, ya), (xb, yb) in zip(a, b):
     np.testing.assert_array_equal(xa, xb)
     np.testing.assert_array_equal(ya, yb)
@@ -47,18 +47,18 @@ def test_training_order_is_a_function_of_the_seed():
 
 
 def test_resumed_stream_continues_exactly():
-  source = data.load("sample_cifar10", "train")
-  straight = first_batches(data.train_dataset(source, 32, 16, seed=3), 16)  # > 1 epoch
-  resumed = first_batches(data.train_dataset(source, 32, 16, seed=3, start_step=11), 5)
+  source = datasets.load("sample_cifar10", "train")
+  straight = first_batches(datasets.train_dataset(source, 32, 16, seed=3), 16)  # > 1 epoch
+  resumed = first_batches(datasets.train_dataset(source, 32, 16, seed=3, start_step=11), 5)
   for (x1, y1), (x2, y2) in zip(straight[11:], resumed):
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(y1, y2)
 
 
 def test_each_epoch_is_a_permutation(awkward_folder):
-  source = data.load("imagefolder", "train", awkward_folder)
+  source = datasets.load("imagefolder", "train", awkward_folder)
   assert source.num_examples == 4  # notes.txt is not an image
-  labels = [y for _, y in first_batches(data.train_dataset(source, 16, 2, seed=1), 4)]
+  labels = [y for _, y in first_batches(datasets.train_dataset(source, 16, 2, seed=1), 4)]
   expected = sorted(source.arrays[1].numpy())
   assert sorted(np.concatenate(labels[:2])) == expected  # epoch 0
   assert sorted(np.concatenate(labels[2:])) == expected  # epoch 1
@@ -66,29 +66,29 @@ def test_each_epoch_is_a_permutation(awkward_folder):
 
 def test_greyscale_rgba_palette_and_odd_sizes_become_rgb(awkward_folder):
   for split in ("train", "test"):
-    source = data.load("imagefolder", split, awkward_folder)
+    source = datasets.load("imagefolder", split, awkward_folder)
     assert source.class_names == ["cat", "dog"]
-    for image, _ in data.eval_dataset(source, 24, 1):
+    for image, _ in datasets.eval_dataset(source, 24, 1):
       assert image.shape == (1, 24, 24, 3)
-  grey = data.decode_image_file(os.path.join(awkward_folder, "train", "cat", "grey.png"))
+  grey = images.decode_image_file(os.path.join(awkward_folder, "train", "cat", "grey.png"))
   assert grey.shape == (23, 17, 3)
   np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
 
 
 def test_eval_is_in_file_order_without_augmentation(awkward_folder):
-  source = data.load("imagefolder", "train", awkward_folder)
-  first, _ = next(iter(data.eval_dataset(source, 16, 4)))
+  source = datasets.load("imagefolder", "train", awkward_folder)
+  first, _ = next(iter(datasets.eval_dataset(source, 16, 4)))
   path = os.path.join(awkward_folder, "train", "cat", "grey.png")
-  np.testing.assert_array_equal(first[0], data.resize(data.decode_image_file(path), 16))
+  np.testing.assert_array_equal(first[0], datasets.resize(images.decode_image_file(path), 16))
 
 
 def test_imagenette_in_shared_loads_as_imagefolder():
-  root = os.path.join(os.path.dirname(data.SAMPLE_ROOT), "..", "..", "shared", "data",
+  root = os.path.join(os.path.dirname(datasets.SAMPLE_ROOT), "..", "..", "shared", "data",
                       "imagenette2-224")
   if not os.path.isdir(root):
     pytest.skip("../shared/data/imagenette2-224 not present")
-  train = data.load("imagefolder", "train", root)
-  test = data.load("imagefolder", "test", root)
+  train = datasets.load("imagefolder", "train", root)
+  test = datasets.load("imagefolder", "test", root)
   assert (train.num_examples, test.num_examples, train.num_classes) == (5000, 3439, 10)
 
 
@@ -97,7 +97,7 @@ def test_imagenette_in_shared_loads_as_imagefolder():
 def test_bad_image_folders_are_one_clear_error(tmp_path, root, match):
   root = str(tmp_path) if root == "EMPTY" else root
   with pytest.raises(UserError, match=match):
-    data.load("imagefolder", "train", root)
+    datasets.load("imagefolder", "train", root)
 
 
 def test_stl10_binary_files(tmp_path):
@@ -108,31 +108,31 @@ def test_stl10_binary_files(tmp_path):
   labels = np.array([0, 3, 9, 1, 2])
   write_stl10_binary(str(tmp_path / "stl10_binary"), "train", images, labels)
   write_stl10_binary(str(tmp_path / "stl10_binary"), "test", images[:2], labels[:2])
-  source = data.load("stl10", "train", str(tmp_path))
+  source = datasets.load("stl10", "train", str(tmp_path))
   assert source.num_examples == 5 and source.class_names[0] == "airplane"
   decoded = [(source.decode(x).numpy(), int(y)) for x, y in source.examples]
   for (image, label), want_image, want_label in zip(decoded, images, labels):
     np.testing.assert_array_equal(image, want_image)
     assert label == want_label
-  batch, _ = next(iter(data.train_dataset(source, 96, 4, seed=0)))
+  batch, _ = next(iter(datasets.train_dataset(source, 96, 4, seed=0)))
   assert batch.shape == (4, 96, 96, 3)
-  assert data.load("stl10", "test", str(tmp_path)).num_examples == 2
+  assert datasets.load("stl10", "test", str(tmp_path)).num_examples == 2
 
 
 def test_stl10_binary_size_mismatch_is_refused(tmp_path):
   images = np.zeros((2, 96, 96, 3), np.uint8)
   write_stl10_binary(str(tmp_path), "train", images, [0, 1, 2])
   with pytest.raises(UserError, match="train_X.bin"):
-    data.load("stl10", "train", str(tmp_path))
+    datasets.load("stl10", "train", str(tmp_path))
 
 
 def test_stl10_through_tfds_mock_data():
   with tfds.testing.mock_data(num_examples=6):
-    source = data.load("stl10", "train")
+    source = datasets.load("stl10", "train")
     assert source.num_examples == 6 and source.num_classes == 10
     assert source.arrays is None  # tfds is streamed
-    a = first_batches(data.train_dataset(source, 32, 3, seed=5), 4)
-    b = first_batches(data.train_dataset(source, 32, 3, seed=5, start_step=2), 2)
+    a = first_batches(datasets.train_dataset(source, 32, 3, seed=5), 4)
+    b = first_batches(datasets.train_dataset(source, 32, 3, seed=5, start_step=2), 2)
   assert a[0][0].shape == (3, 32, 32, 3)
   assert 0.0 <= a[0][0].min() and a[0][0].max() <= 1.0
   for (x1, y1), (x2, y2) in zip(a[2:], b):
@@ -144,7 +144,7 @@ def test_offline_tfds_fails_fast_with_one_clear_line(tmp_path, monkeypatch):
   monkeypatch.setattr(data, "NETWORK_PROBE", "127.0.0.1:9")  # nothing listens: refused at once
   start = time.time()
   with pytest.raises(UserError) as error:
-    data.load("stl10", "train", str(tmp_path))
+    datasets.load("stl10", "train", str(tmp_path))
   message = str(error.value)
   assert time.time() - start < 20
   assert "\n" not in message
@@ -154,14 +154,14 @@ def test_offline_tfds_fails_fast_with_one_clear_line(tmp_path, monkeypatch):
 
 def test_unknown_dataset_is_refused():
   with pytest.raises(UserError, match="--dataset=mnist"):
-    data.load("mnist")
+    datasets.load("mnist")
 
 
 def test_cached_source_gives_the_same_batches():
-  source = data.load("sample_cifar10", "train")
-  cached = data.cached(source, 24)
-  plain = data.train_dataset(source, 24, 8, seed=4, start_step=3)
-  fast = data.train_dataset(cached, 24, 8, seed=4, start_step=3)
+  source = datasets.load("sample_cifar10", "train")
+  cached = datasets.cached(source, 24)
+  plain = datasets.train_dataset(source, 24, 8, seed=4, start_step=3)
+  fast = datasets.train_dataset(cached, 24, 8, seed=4, start_step=3)
   for (a, la), (b, lb) in zip(plain.take(3), fast.take(3)):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(la.numpy(), lb.numpy())

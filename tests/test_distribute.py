@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT
-from saic_tf import distribute
-from saic_tf.errors import UserError
+from saic_tf.common import distribute
+from saic_tf.common.errors import UserError
 
 TINY = ["--dataset=sample", "--image_size=32", "--bpp=0.25", "--filters=8", "--batch_size=8",
         "--learning_rate=1e-3", "--steps=6", "--checkpoint_every=3", "--log_every=3",

@@ -9,9 +9,11 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from saic_tf import club, evaluate, report, sweep, trainer
-from saic_tf.config import TrainConfig
-from saic_tf.errors import UserError
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.evaluation import club, evaluate, report
+from saic_tf.experiments import sweep
+from saic_tf.training import trainer
 from test_cli import run_bin
 
 COLUMNS = ("accuracy", "f1", "psnr", "ssim", "mse", "feature_mse", "bpp", "si")

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import IMAGES, ROOT
-from saic_tf import baselines, compression, export
+from saic_tf.data.images import to_uint8
+from saic_tf.deploy import export, file_codec, serving, tflite
 from test_cli import error_lines, run_bin
 
 
@@ -42,17 +43,17 @@ def test_pack_bits_is_numpy_packbits_and_unpack_inverts_it():
   rng = np.random.default_rng(0)
   for shape in [(1, 1, 1), (3, 5, 7), (4, 4, 8), (2, 3, 16)]:
     bits = rng.integers(0, 2, shape)
-    packed = export.pack_bits(tf.constant(bits, tf.float32)).numpy()
+    packed = serving.pack_bits(tf.constant(bits, tf.float32)).numpy()
     assert packed == np.packbits(bits.reshape(-1)).tobytes()
-    np.testing.assert_array_equal(export.unpack_bits(tf.constant(packed), shape).numpy(), bits)
+    np.testing.assert_array_equal(serving.unpack_bits(tf.constant(packed), shape).numpy(), bits)
 
 
 def test_layout_and_rerun_is_a_no_op(exported, tdic_run):
   version_dir, parity = exported
   assert os.path.basename(version_dir) == "1"
   assert os.path.basename(os.path.dirname(version_dir)) == "tiny"  # OUT/<model_name>/<version>
-  for name in ("saved_model.pb", "variables", export.INFO_FILE, export.TFLITE_FLOAT,
-               export.TFLITE_INT8, export.PARITY_FILE):
+  for name in ("saved_model.pb", "variables", serving.INFO_FILE, tflite.TFLITE_FLOAT,
+               tflite.TFLITE_INT8, tflite.PARITY_FILE):
     assert os.path.exists(os.path.join(version_dir, name)), name
   again, parity_again = export.export(tdic_run, os.path.dirname(os.path.dirname(version_dir)),
                                       "tiny")
@@ -67,10 +68,10 @@ def test_fresh_process_loads_the_export_without_tensorflow_compression(exported,
   np.save(tmp_path / "image.npy", image)
   run_fresh_python(f"""
 import numpy as np, tensorflow as tf
-from saic_tf import export
-assert export.non_core_ops({version_dir!r}) == [], export.non_core_ops({version_dir!r})
+from saic_tf.deploy import serving
+assert serving.non_core_ops({version_dir!r}) == [], serving.non_core_ops({version_dir!r})
 loaded = tf.saved_model.load({version_dir!r})
-assert sorted(loaded.signatures) == sorted(export.SIGNATURES), list(loaded.signatures)
+assert sorted(loaded.signatures) == sorted(serving.SIGNATURES), list(loaded.signatures)
 image = tf.constant(np.load({str(tmp_path / 'image.npy')!r}))
 encoded = loaded.signatures["encode"](image=image)
 decoded = loaded.signatures["decode"](**encoded)["image"]
@@ -81,12 +82,12 @@ np.savez({str(tmp_path / 'out.npz')!r}, latents=encoded["latents_bytes"].numpy()
          default=loaded.signatures["serving_default"](image=image)["image"].numpy())
 """)
   out = np.load(tmp_path / "out.npz")
-  keras = compression.FileCodec(tdic_run).codec
+  keras = file_codec.FileCodec(tdic_run).codec
   bits = keras.encode(tf.image.convert_image_dtype(image[None], tf.float32))[0].numpy()
   assert out["latents"].tobytes() == np.packbits(bits.astype(np.uint8).reshape(-1)).tobytes()
   assert out["latent_shape"].tolist() == [6, 4, keras.channels]
   assert out["image_shape"].tolist() == [41, 29]
-  expected = baselines.to_uint8(keras.decode(bits[None], 41, 29)[0].numpy())
+  expected = to_uint8(keras.decode(bits[None], 41, 29)[0]).numpy()
   assert out["decoded"].dtype == np.uint8 and out["decoded"].shape == (41, 29, 3)
   # Graph and eager float sums may round differently: at most 1 level, on few pixels.
   difference = np.abs(out["decoded"].astype(int) - expected)
@@ -113,10 +114,10 @@ def test_core_op_check_catches_python_and_tensorflow_compression_ops(tmp_path):
   for name in ("python", "coder"):
     tf.saved_model.save(module, str(tmp_path / name), signatures={
         "serving_default": getattr(module, name)})
-  assert "EagerPyFunc" in export.non_core_ops(str(tmp_path / "python"))
+  assert "EagerPyFunc" in serving.non_core_ops(str(tmp_path / "python"))
   flagged = run_fresh_python(f"""
-from saic_tf import export
-print(export.non_core_ops({str(tmp_path / 'coder')!r}))
+from saic_tf.deploy import serving
+print(serving.non_core_ops({str(tmp_path / 'coder')!r}))
 """)
   assert "CreateRangeEncoder" in flagged
 
@@ -127,7 +128,7 @@ def test_saved_model_cli_lists_every_signature(exported):
   result = subprocess.run([cli, "show", "--dir", version_dir, "--all"], capture_output=True,
                           text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  for name in export.SIGNATURES:
+  for name in serving.SIGNATURES:
     assert f"signature_def['{name}']" in result.stdout
   assert "latents_bytes" in result.stdout
 
@@ -155,35 +156,35 @@ def test_rest_request_bodies_of_the_readme_run_through_the_signatures(exported):
         k: {"b64": base64.b64encode(v.numpy()).decode()} if k.endswith("_bytes")
         else v.numpy().tolist() for k, v in outputs.items()}}))
 
-  body = export.rest_request_body("reconstruct", image=image)
+  body = serving.rest_request_body("reconstruct", image=image)
   assert json.loads(body)["inputs"]["image"] == image.tolist()
   reconstructed = np.asarray(predict(body)["outputs"]["image"])
-  encoded = predict(export.rest_request_body("encode", image=image))["outputs"]
-  decoded = np.asarray(predict(export.rest_request_body("decode", **encoded))["outputs"]["image"])
+  encoded = predict(serving.rest_request_body("encode", image=image))["outputs"]
+  decoded = np.asarray(predict(serving.rest_request_body("decode", **encoded))["outputs"]["image"])
   assert decoded.shape == (24, 40, 3)
   np.testing.assert_array_equal(decoded, reconstructed)
 
 
 def test_tflite_decoders_meet_the_parity_bars_with_builtin_ops_at_any_size(exported):
   version_dir, parity = exported
-  for name in (export.TFLITE_FLOAT, export.TFLITE_INT8):
+  for name in (tflite.TFLITE_FLOAT, tflite.TFLITE_INT8):
     row = parity[name]
-    assert row["passes"] and row["psnr_db"] >= export.PARITY_BARS[name], row
+    assert row["passes"] and row["psnr_db"] >= tflite.PARITY_BARS[name], row
     assert len(row["shapes"]) == 2  # the run's size and an odd, non-square one
     assert not any(op.startswith(("Flex", "CUSTOM", "DELEGATE")) for op in row["ops"]), row
     assert row["size_bytes"] == os.path.getsize(os.path.join(version_dir, name))
-  assert parity[export.TFLITE_INT8]["size_bytes"] < parity[export.TFLITE_FLOAT]["size_bytes"]
+  assert parity[tflite.TFLITE_INT8]["size_bytes"] < parity[tflite.TFLITE_FLOAT]["size_bytes"]
   # A latent size the export never saw: the interpreter's input is resized.
-  decoder = export.TFLiteDecoder(os.path.join(version_dir, export.TFLITE_FLOAT))
-  channels = export.read_info(version_dir)["channels"]
+  decoder = tflite.TFLiteDecoder(os.path.join(version_dir, tflite.TFLITE_FLOAT))
+  channels = serving.read_info(version_dir)["channels"]
   latent = np.random.default_rng(1).integers(0, 2, (1, 7, 3, channels)).astype(np.float32)
   assert decoder(latent).shape == (1, 56, 24, 3)
 
 
 def test_saic_files_are_interchangeable_between_run_and_export(exported, tdic_run):
   version_dir, _ = exported
-  from_run = compression.FileCodec(tdic_run)
-  from_export = compression.FileCodec(os.path.dirname(os.path.dirname(version_dir)))
+  from_run = file_codec.FileCodec(tdic_run)
+  from_export = file_codec.FileCodec(os.path.dirname(os.path.dirname(version_dir)))
   assert from_export.fingerprint == from_run.fingerprint
   image = real_image(57, 48)
   content = from_export.compress(image)
@@ -199,7 +200,7 @@ def test_cli_export_prints_parity_and_refuses_bad_input(exported, tdic_run, tmp_
                    "--model_name=tiny")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "already exported" in result.stderr and version_dir in result.stdout
-  assert export.TFLITE_INT8 in result.stdout and "PSNR" in result.stdout
+  assert tflite.TFLITE_INT8 in result.stdout and "PSNR" in result.stdout
   result = run_bin("export", f"--model_dir={tdic_run}", f"--export_dir={export_dir}",
                    "--model_name=tiny", "--stage=saic")
   assert result.returncode == 2 and "Traceback" not in result.stderr

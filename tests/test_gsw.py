@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
-from saic_tf import gsw
-from saic_tf.errors import UserError
+from saic_tf.common import layout
+from saic_tf.common.errors import UserError
+from saic_tf.semantic import gsw
 
 
 def linear_head(channels, classes, seed=0):
@@ -101,7 +102,7 @@ def test_small_tau_gives_uniform_weights_and_large_tau_the_argmax():
 def test_gsw_json_round_trip_and_mismatch(tmp_path):
   settings = dict(backbone="resnet18", feature_layer="stage4", tau=400.0, r=4.0)
   gsw.save(str(tmp_path), [1e-3, 2e-3], [1.5, 2.5], settings)
-  record = json.load(open(tmp_path / gsw.GSW_FILE))
+  record = json.load(open(tmp_path / layout.GSW_FILE))
   assert record["W"] == [1e-3, 2e-3] and record["W_prime"] == [1.5, 2.5]
   assert gsw.load(str(tmp_path), settings)["tau"] == 400.0
   with pytest.raises(UserError, match="tau=400.0 there, 3100.0 now"):

@@ -2,7 +2,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from saic_tf import gsw, losses
+from saic_tf.codec.networks import pixel_mse
+from saic_tf.semantic import gsw, losses
 
 
 def conv_features(seed=0):
@@ -14,7 +15,7 @@ def conv_features(seed=0):
 def test_pixel_mse_per_image():
   x = tf.zeros([2, 2, 2, 3])
   y = tf.concat([tf.zeros([1, 2, 2, 3]), tf.fill([1, 2, 2, 3], 0.5)], 0)
-  np.testing.assert_allclose(losses.pixel_mse(x, y), [0.0, 0.25])
+  np.testing.assert_allclose(pixel_mse(x, y), [0.0, 0.25])
 
 
 def test_feature_distortion_is_eq10():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saic_tf import metrics
+from saic_tf.evaluation import metrics
 
 
 def test_psnr_ssim_mse_against_hand_computed_values():

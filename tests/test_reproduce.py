@@ -9,9 +9,11 @@ import shlex
 from absl import flags
 import pytest
 
-from saic_tf import cli, club, evaluate, reproduce
-from saic_tf.config import TrainConfig
-from saic_tf.errors import UserError
+from saic_tf import cli
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.evaluation import club, evaluate
+from saic_tf.experiments import reproduce
 from conftest import ROOT
 from test_cli import error_lines, run_bin
 

@@ -13,9 +13,12 @@ import tensorflow as tf
 from tensorflow import keras
 
 from conftest import IMAGES, ROOT
-from saic_tf import bitstream, compression, loop, trainer
-from saic_tf.config import TrainConfig
-from saic_tf.errors import UserError
+from saic_tf.codec import bitstream
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.data import images
+from saic_tf.deploy import file_codec
+from saic_tf.training import loop, trainer
 
 
 # ------------------------------------------------------------------------------ .saic fuzzing
@@ -29,7 +32,7 @@ def _with_header(original, height, width, latent):
 
 
 def test_fuzzed_saic_files_end_in_a_clear_error_or_the_right_image(tdic_run, soak):
-  codec = compression.FileCodec(tdic_run, max_pixels=1 << 20)
+  codec = file_codec.FileCodec(tdic_run, max_pixels=1 << 20)
   with Image.open(os.path.join(IMAGES, sorted(os.listdir(IMAGES))[0])) as image:
     original_image = np.asarray(image.convert("RGB"))[:72, :88]
   original = codec.compress(original_image)
@@ -82,13 +85,13 @@ def test_bad_and_awkward_image_files(tmp_path):
   Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")  # a few kB, 400 megapixels
   for name in ("truncated.jpg", "truncated.png", "notes.png", "missing.png"):
     with pytest.raises(UserError, match="not a readable image"):
-      compression.read_image(str(tmp_path / name))
+      images.read_image(str(tmp_path / name))
   with pytest.raises(UserError, match="--max_pixels"):
-    compression.read_image(str(tmp_path / "huge.png"), max_pixels=1 << 24)
-  grey = compression.read_image(str(tmp_path / "sixteen.png"))
+    images.read_image(str(tmp_path / "huge.png"), max_pixels=1 << 24)
+  grey = images.read_image(str(tmp_path / "sixteen.png"))
   assert grey.dtype == np.uint8 and grey.shape == (224, 224, 3)
   np.testing.assert_allclose(grey[..., 0], np.asarray(real.convert("L")), atol=1)
-  assert compression.read_image(str(tmp_path / "palette.png")).shape == (224, 224, 3)
+  assert images.read_image(str(tmp_path / "palette.png")).shape == (224, 224, 3)
 
 
 def test_a_damaged_file_in_an_image_folder_is_named(tmp_path, awkward_folder):
@@ -224,7 +227,7 @@ def test_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path):
   with pytest.raises(UserError, match="ckpt-3: cannot restore"):
     trainer.train(tiny(tmp_path / "other", steps=6, checkpoint_every=3, bpp=0.25))
   with pytest.raises(UserError, match="ckpt-3: cannot restore"):  # bin/compress, bin/export
-    compression.FileCodec(str(tmp_path / "other"))
+    file_codec.FileCodec(str(tmp_path / "other"))
 
 
 def test_non_finite_loss_can_skip_the_interval_instead(tmp_path, caplog):

@@ -7,9 +7,14 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
-from saic_tf import backbones, codec, data, losses, trainer
-from saic_tf.config import TrainConfig
-from saic_tf.errors import UserError
+from saic_tf.codec import networks as codec
+from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.data import datasets
+from saic_tf.semantic import backbones, losses
+from saic_tf.training import trainer
+from saic_tf.training.codec_trainer import CodecTrainer
 
 
 def tiny_config(model_dir, **overrides):
@@ -29,14 +34,14 @@ def codec_weights(model_dir, step):
 
 def test_tdic_loss_decreases_on_real_images():
   keras.utils.set_random_seed(0)
-  model = trainer.CodecTrainer(codec.BinaryCodec(0.5, 8, 16), losses.pixel_mse)
+  model = CodecTrainer(codec.BinaryCodec(0.5, 8, 16), codec.pixel_mse)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
-  source = data.load("sample_cifar10", "train")
-  fixed = next(iter(data.eval_dataset(source, 32, 32)))[0]
-  before = float(tf.reduce_mean(losses.pixel_mse(fixed, model(fixed))))
-  model.fit(data.train_dataset(source, 32, 16, seed=0), steps_per_epoch=100, epochs=1,
+  source = datasets.load("sample_cifar10", "train")
+  fixed = next(iter(datasets.eval_dataset(source, 32, 32)))[0]
+  before = float(tf.reduce_mean(codec.pixel_mse(fixed, model(fixed))))
+  model.fit(datasets.train_dataset(source, 32, 16, seed=0), steps_per_epoch=100, epochs=1,
             verbose=0)
-  after = float(tf.reduce_mean(losses.pixel_mse(fixed, model(fixed))))
+  after = float(tf.reduce_mean(codec.pixel_mse(fixed, model(fixed))))
   assert after < 0.75 * before, (before, after)
 
 
@@ -96,12 +101,12 @@ def test_downstream_network_is_bit_identical_after_fine_tuning():
   classifier = backbones.freeze(backbones.build_classifier("resnet18", 32, num_classes=10))
   features, _ = backbones.split(classifier, "stage4")
   before = [w.copy() for w in classifier.get_weights()]  # includes BatchNorm statistics
-  model = trainer.CodecTrainer(codec.BinaryCodec(0.5, 8, 8),
+  model = CodecTrainer(codec.BinaryCodec(0.5, 8, 8),
                                losses.feature_distortion(features, np.ones(512)))
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
-  source = data.load("sample_cifar10", "train")
+  source = datasets.load("sample_cifar10", "train")
   codec_before = [w.copy() for w in model.codec.get_weights()]
-  model.fit(data.train_dataset(source, 32, 4, seed=0), steps_per_epoch=2, verbose=0)
+  model.fit(datasets.train_dataset(source, 32, 4, seed=0), steps_per_epoch=2, verbose=0)
   for a, b in zip(before, classifier.get_weights()):
     np.testing.assert_array_equal(a, b)
   assert any(not np.array_equal(a, b) for a, b in zip(codec_before, model.codec.get_weights()))
@@ -131,7 +136,7 @@ def test_apic_pipeline_writes_every_artifact(apic_run):
                "logs/tdic", "logs/apic"):
     assert os.path.exists(model_dir / path), path
   assert not os.path.exists(model_dir / "gsw.json")  # APIC uses uniform weights
-  listed = [what for what, _ in trainer.outputs(str(model_dir))]
+  listed = [what for what, _ in layout.outputs(str(model_dir))]
   assert listed == ["run configuration", "downstream network", "TDIC checkpoints",
                     "APIC checkpoints", "TensorBoard logs"]
 
