@@ -2,7 +2,6 @@
 `error:` line. bin/ scripts only choose their flags here, parse, and call the library; the
 library never imports this module."""
 import dataclasses
-import os
 import sys
 
 from absl import app

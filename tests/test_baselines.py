@@ -7,7 +7,7 @@ from saic_tf.evaluation import baselines
 
 
 def real_images(size, count=3):
-  source = data.load("sample", "test")
+  source = datasets.load("sample", "test")
   paths = source.arrays[0].numpy()[::37][:count]
   return [images.to_uint8(datasets.resize(images.decode_image_file(p), size)).numpy()
           for p in paths]

@@ -141,7 +141,7 @@ def test_stl10_through_tfds_mock_data():
 
 
 def test_offline_tfds_fails_fast_with_one_clear_line(tmp_path, monkeypatch):
-  monkeypatch.setattr(data, "NETWORK_PROBE", "127.0.0.1:9")  # nothing listens: refused at once
+  monkeypatch.setattr(datasets, "NETWORK_PROBE", "127.0.0.1:9")  # nothing listens: refused at once
   start = time.time()
   with pytest.raises(UserError) as error:
     datasets.load("stl10", "train", str(tmp_path))

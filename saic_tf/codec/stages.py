@@ -56,7 +56,7 @@ def read_entropy_model(checkpoint, model_dir):
   """The entropy model saved beside `checkpoint`; a UserError that says how to fit it when it
   is missing or unreadable."""
   path = layout.entropy_model_path(os.path.dirname(checkpoint))
-  remedy = f"fit it with bin/export --model_dir={model_dir}"
+  remedy = f"fit it with bin/export --model_dir={model_dir} (or run bin/train again)"
   if not os.path.exists(path):
     raise UserError(f"{path}: missing (this codec stage has no entropy model yet); {remedy}")
   try:

@@ -188,7 +188,7 @@ def codec_latency(settings: BenchSettings, images_uint8, codec, log):
     tflite_path = os.path.join(tmp, "decoder.tflite")
     with open(tflite_path, "wb") as f:
       f.write(tflite.tflite_decoder(codec.decoder))
-    tflite = tflite.TFLiteDecoder(tflite_path)
+    tflite_interpreter = tflite.TFLiteDecoder(tflite_path)
     floats = [tf.image.convert_image_dtype(image[None], tf.float32) for image in images_uint8]
     latents = [codec.encode(x).numpy().astype(np.int32)[0] for x in floats]
     model = bitstream.fit_entropy_model(np.stack(latents), steps=200)
@@ -198,7 +198,7 @@ def codec_latency(settings: BenchSettings, images_uint8, codec, log):
     rows = [
         ("SavedModel encode", timed(lambda i: encode(image=tf.constant(i)), images_uint8, 2)),
         ("SavedModel decode", timed(lambda e: decode(**e), encoded, 2)),
-        ("TFLite decode (float32)", timed(lambda b: tflite(b[None]), latents, 2)),
+        ("TFLite decode (float32)", timed(lambda b: tflite_interpreter(b[None]), latents, 2)),
         (".saic entropy encode", timed(lambda b: bitstream.encode_bits(b, model), latents, 2)),
         (".saic entropy decode", timed(lambda p: bitstream.decode_bits(p[0], p[1].shape, model),
                                        list(zip(payloads, latents)), 2))]
