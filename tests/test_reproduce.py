@@ -90,7 +90,7 @@ def test_tiny_reproduction_writes_results_and_resumes(tmp_path):
   results = tmp_path / "results"
   rates, sweep_taus = ((0.25, 400.0), (0.5, 100.0)), [10.0]
   args = (config, rates, 0.25, sweep_taus, SETTINGS, str(results), "bin/reproduce --tiny",
-          str(flagfile))
+          str(flagfile), cli.train_config_from_flagfile(str(flagfile)))
   files = reproduce.run(*args)
   assert all(os.path.exists(f) for f in files)
   runs = tmp_path / "runs"
