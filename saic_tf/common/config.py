@@ -28,7 +28,7 @@ class TrainConfig:
   r: Optional[float] = None  # None: K, the number of feature channels
   backbone: str = "resnet18"
   backbone_weights: str = "none"
-  feature_layer: str = ""  # "": the backbone's default (saic_tf/backbones.py)
+  feature_layer: str = ""  # "": the backbone's default (saic_tf/semantic/backbones.py)
   gsw_batches: int = 10
   gsw_output: str = "probs"
   downstream_epochs: int = 15

@@ -85,4 +85,5 @@ def train_or_load(config: TrainConfig, base_dir, strategy, sources):
     logging.info("downstream: test accuracy %.4f on %d images -> %s", info["test_accuracy"],
                  info["test_examples"], info_path)
   backbones.freeze(classifier)
-  return downstream.DownstreamNetwork(classifier, features, head, config.backbone, feature_layer, info)
+  return downstream.DownstreamNetwork(classifier, features, head, config.backbone,
+                                      feature_layer, info)

@@ -5,12 +5,12 @@
   stage 1  TDIC: E → Q → D with pixel MSE (Eq. 5)                           MODEL_DIR/tdic/
   stage 2  APIC | SAIC fine-tune from TDIC: Σ_k w'_k ‖F_k(x') − F_k(x)‖²     MODEL_DIR/apic|saic/
 
-Each codec stage ends with its entropy model fitted (codec/stages.py), for .saic files and
-their real bpp. --loss=tdic runs stage 1 only. Each part is checkpointed (tf.train.CheckpointManager) and
+--loss=tdic runs stage 1 only. Each part is checkpointed (tf.train.CheckpointManager) and
 skipped with a log line once complete, so running the same command again continues where it
-stopped. The data pipeline is a function of (seed, step), so a resumed stage trains on exactly
-the batches an uninterrupted one would have seen and stops at its step count. TensorBoard logs
-go to MODEL_DIR/logs/<part>/.
+stopped; then every codec stage gets its entropy model (codec/stages.py), for .saic files and
+their real bpp. The data pipeline is a function of (seed, step), so a resumed stage trains on
+exactly the batches an uninterrupted one would have seen and stops at its step count.
+TensorBoard logs go to MODEL_DIR/logs/<part>/.
 """
 import dataclasses
 
