@@ -10,7 +10,7 @@ from absl import logging
 
 from saic_tf.common import distribute
 from saic_tf.common import layout
-from saic_tf.common.config import LOSSES, MIXED_PRECISION, TrainConfig
+from saic_tf.common.config import LOSSES, LR_SCHEDULES, MIXED_PRECISION, TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
@@ -35,6 +35,12 @@ def define_train_flags(flag_values=FLAGS):
                       "directory, or a folder holding stl10_binary/.", **fv)
   flags.DEFINE_integer("image_size", _DEFAULT.image_size, "Images are resized to this square "
                        "size (96: STL-10's size).", lower_bound=1, **fv)
+  flags.DEFINE_integer("crop_size", _DEFAULT.crop_size, "Codec stages train on random "
+                       "crops of this side, a multiple of --stride (0: whole images). "
+                       "Evaluation always sees whole images.", lower_bound=0, **fv)
+  flags.DEFINE_float("crop_scale_min", _DEFAULT.crop_scale_min, "With --crop_size: before "
+                     "the crop, each training image (at --image_size) is scaled by a random "
+                     "factor in [this, 1], so one codec sees several scales.", **fv)
   flags.DEFINE_enum("loss", _DEFAULT.loss, LOSSES, "Objective of the last stage: tdic = pixel "
                     "MSE only (Eq. 5); apic = TDIC then feature MSE with uniform channel "
                     "weights; saic = TDIC then feature MSE weighted by GSW (Eq. 10). Default: "
@@ -80,6 +86,12 @@ def define_train_flags(flag_values=FLAGS):
   flags.DEFINE_float("finetune_learning_rate", _DEFAULT.finetune_learning_rate, "Adam "
                      "learning rate of the APIC/SAIC fine-tune. Default: --learning_rate "
                      "(the paper uses 1e-5 for both).", **fv)
+  flags.DEFINE_enum("lr_schedule", _DEFAULT.lr_schedule, LR_SCHEDULES, "Learning rate of "
+                    "each codec stage after the warm-up: constant; cosine (down to 1 % of the "
+                    "peak at the last step); step (x0.1 for the last quarter of the steps).",
+                    **fv)
+  flags.DEFINE_integer("warmup_steps", _DEFAULT.warmup_steps, "Linear learning-rate warm-up "
+                       "of each codec stage, in steps.", lower_bound=0, **fv)
   flags.DEFINE_string("init_from", _DEFAULT.init_from, "MODEL_DIR of another run whose "
                       "downstream network and TDIC stage this apic/saic run reuses, so that "
                       "TDIC, APIC and SAIC compare on the same base.", **fv)
@@ -311,6 +323,14 @@ def numbers_from_flag(name, flag_values=FLAGS):
     return [float(v) for v in values]
   except ValueError:
     raise UserError(f"--{name}={','.join(values)}: not a list of numbers") from None
+
+
+def exit_on_failures(failures):
+  """After a command that went on past bad inputs: one `error:` line naming each, exit 1."""
+  if failures:
+    print(f"error: {len(failures)} of the inputs failed: " +
+          "; ".join(f"{path}: {error}" for path, error in failures), file=sys.stderr)
+    sys.exit(1)
 
 
 def run(main, positional=False):

@@ -55,6 +55,36 @@ def test_resumed_stream_continues_exactly():
     np.testing.assert_array_equal(y1, y2)
 
 
+def test_random_crops_are_windows_of_the_image_and_resume_exactly(awkward_folder):
+  """--crop_size: batches of crop_size² windows; without scaling each is a window of the
+  (flipped or not) resized image; with --crop_scale_min the stream still resumes exactly."""
+  folder = datasets.load("imagefolder", "train", awkward_folder)
+  originals = next(iter(datasets.eval_dataset(folder, 32, folder.num_examples)))[0].numpy()
+  crops = first_batches(datasets.train_dataset(folder, 32, 4, seed=2, crop_size=16), 3)
+  assert crops[0][0].shape == (4, 16, 16, 3)
+  for crop in np.concatenate([x for x, _ in crops]):
+    assert any(_window_of(crop, original) for original in originals)
+  source = datasets.load("sample_cifar10", "train")
+  straight = first_batches(datasets.train_dataset(source, 32, 4, seed=2, crop_size=16,
+                                                  crop_scale_min=0.5), 6)
+  resumed = first_batches(datasets.train_dataset(source, 32, 4, seed=2, start_step=4,
+                                                 crop_size=16, crop_scale_min=0.5), 2)
+  for (x1, _), (x2, _) in zip(straight[4:], resumed):
+    np.testing.assert_array_equal(x1, x2)
+  assert all(x.shape == (4, 16, 16, 3) and 0 <= x.min() and x.max() <= 1 for x, _ in straight)
+
+
+def _window_of(crop, image):
+  """True when `crop` is a window of `image` or of its mirror image."""
+  size = crop.shape[0]
+  for candidate in (image, image[:, ::-1]):
+    for i in range(image.shape[0] - size + 1):
+      for j in range(image.shape[1] - size + 1):
+        if np.allclose(candidate[i:i + size, j:j + size], crop, atol=1e-6):
+          return True
+  return False
+
+
 def test_each_epoch_is_a_permutation(awkward_folder):
   source = datasets.load("imagefolder", "train", awkward_folder)
   assert source.num_examples == 4  # notes.txt is not an image

@@ -13,7 +13,7 @@ from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.data import datasets
 from saic_tf.semantic import backbones, losses
-from saic_tf.training import trainer
+from saic_tf.training import schedules, trainer
 from saic_tf.training.codec_trainer import CodecTrainer
 
 
@@ -90,7 +90,11 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 @pytest.mark.parametrize("overrides,match", [
     (dict(loss="saic"), "needs --tau"), (dict(loss="tdic", tau=400.0), "saic only"),
-    (dict(tau=-1.0), "must be > 0"), (dict(init_from="elsewhere"), "nothing to reuse")])
+    (dict(tau=-1.0), "must be > 0"), (dict(init_from="elsewhere"), "nothing to reuse"),
+    (dict(crop_size=12), "multiple of --stride=8"), (dict(crop_size=64), "larger than"),
+    (dict(crop_scale_min=0.5), "needs --crop_size"),
+    (dict(crop_size=16, crop_scale_min=0.0), r"in \(0, 1\]"),
+    (dict(lr_schedule="linear"), "--lr_schedule=linear")])
 def test_contradicting_flags_fail_before_anything_is_written(tmp_path, overrides, match):
   with pytest.raises(UserError, match=match):
     trainer.train(tiny_config(tmp_path, **overrides))
@@ -139,6 +143,20 @@ def test_apic_pipeline_writes_every_artifact(apic_run):
   listed = [what for what, _ in layout.outputs(str(model_dir))]
   assert listed == ["run configuration", "downstream network", "TDIC checkpoints",
                     "APIC checkpoints", "TensorBoard logs"]
+  # Each codec stage ends with its entropy model: TDIC's before the fine-tune started.
+  entropy = {stage: json.load(open(model_dir / stage / layout.ENTROPY_MODEL_FILE))
+             for stage in ("tdic", "apic")}
+  assert entropy["tdic"]["checkpoint"] == "ckpt-4" and entropy["apic"]["checkpoint"] == "ckpt-2"
+  assert (os.path.getmtime(model_dir / "tdic" / layout.ENTROPY_MODEL_FILE) <=
+          min(os.path.getmtime(p) for p in glob.glob(str(model_dir / "apic" / "ckpt-*"))))
+
+
+def test_a_stage_trained_further_gets_its_entropy_model_fitted_again(tmp_path):
+  trainer.train(tiny_config(tmp_path, steps=4, checkpoint_every=4))
+  path = tmp_path / "tdic" / layout.ENTROPY_MODEL_FILE
+  assert json.load(open(path))["checkpoint"] == "ckpt-4"
+  trainer.train(tiny_config(tmp_path, steps=6, checkpoint_every=4))
+  assert json.load(open(path))["checkpoint"] == "ckpt-6"
 
 
 def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_path, caplog):
@@ -197,3 +215,28 @@ def test_speed_features_train_to_the_exact_step_with_finite_losses(tmp_path, ove
   tf.train.Checkpoint(codec=restored).restore(os.path.join(
       tmp_path, "tdic", f"ckpt-{config.steps}")).assert_existing_objects_matched().expect_partial()
   assert all(w.dtype == np.float32 for w in restored.get_weights())
+
+
+@pytest.mark.parametrize("decay, expected", [
+    ("constant", [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]),
+    ("step", [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 0.1]),
+    ("cosine", [0.25, 0.5, 0.75, 1.0] + [schedules.ALPHA + (1 - schedules.ALPHA) * 0.5 *
+                                         (1 + np.cos(np.pi * t / 4)) for t in range(4)])])
+def test_learning_rate_warms_up_then_decays(decay, expected):
+  schedule = schedules.WarmupThenDecay(1.0, total_steps=8, warmup_steps=4, decay=decay)
+  np.testing.assert_allclose([float(schedule(step)) for step in range(8)], expected, rtol=1e-6)
+  assert float(schedules.WarmupThenDecay(2.0, 8, 0, "cosine")(8)) == pytest.approx(
+      2.0 * schedules.ALPHA)
+
+
+def test_recipe_flags_train_on_crops_with_a_schedule(tmp_path, caplog):
+  """--crop_size, --crop_scale_min, --lr_schedule and --warmup_steps: the stage trains on
+  crops (nominal bpp of the crop), tests on whole images, and follows the schedule."""
+  caplog.set_level("INFO")
+  config = tiny_config(tmp_path, crop_size=16, crop_scale_min=0.5, lr_schedule="cosine",
+                       warmup_steps=2, steps=6, log_every=1)
+  summary = trainer.train(config)
+  assert summary["step"] == 6 and np.isfinite(summary["test_metrics"]["psnr"])
+  assert "random 16x16 crops at scales 0.5..1" in caplog.text
+  assert "lr 0.001 (cosine, 2 warm-up steps)" in caplog.text
+  assert tf.train.latest_checkpoint(str(tmp_path / "tdic")).endswith("ckpt-6")

@@ -90,7 +90,7 @@ class EntropyModel:
     except (KeyError, TypeError, ValueError, AttributeError):
       valid = False
     if not valid:
-      raise UserError("entropy model: unexpected layout; delete it to fit it again")
+      raise UserError("entropy model: unexpected layout")
     return cls(weights, bias)
 
 

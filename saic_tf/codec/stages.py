@@ -4,20 +4,24 @@ checkpoint, its entropy model and the fingerprint that ties .saic files to both.
 The entropy model (bitstream.EntropyModel) of a stage is fitted once, on the latents of
 ENTROPY_FIT_IMAGES training images, and saved beside the stage's checkpoints
 (layout.entropy_model_path). Fitting is an explicit step: bin/train does it at the end of every
-codec stage, and bin/export for runs trained before it did. Reading a stage never fits one: a
-stage without it is a one-line error that says how to make it.
+codec stage (and again when the stage was trained further), and bin/export for runs trained
+before it did. Reading a stage never fits one: a stage without it is a one-line error that
+says how to make it.
 """
+import contextlib
 import dataclasses
 import os
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
+from tensorflow import keras
 
 from saic_tf.codec import bitstream
 from saic_tf.codec.networks import BinaryCodec, build_codec
 from saic_tf.common import layout
 from saic_tf.common.checkpoints import restore
+from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_json
 from saic_tf.data import datasets
@@ -43,8 +47,8 @@ def restore_codec(config, checkpoint):
   return codec
 
 
-def _select(config, model_dir, stage):
-  """(stage, checkpoint): `stage` of the run, default its last."""
+def select(config, model_dir, stage=None):
+  """(stage, checkpoint): `stage` of the run (a --stage flag), default its last."""
   stages = dict(layout.codec_stages(config, model_dir))
   stage = stage or list(stages)[-1]
   if stage not in stages:
@@ -59,19 +63,32 @@ def read_entropy_model(checkpoint, model_dir):
   remedy = f"fit it with bin/export --model_dir={model_dir} (or run bin/train again)"
   if not os.path.exists(path):
     raise UserError(f"{path}: missing (this codec stage has no entropy model yet); {remedy}")
+  record = read_json(path, remedy)
   try:
-    return bitstream.EntropyModel.from_dict(read_json(path, remedy))
+    return bitstream.EntropyModel.from_dict(record)
   except UserError as e:
-    raise UserError(f"{path}: {e}") from None
+    raise UserError(f"{path}: {e}; {remedy}") from None
 
 
 def load_stage(config, model_dir, stage=None):
   """The TrainedStage `stage` (default: the run's last) of the run in `model_dir`."""
-  stage, checkpoint = _select(config, model_dir, stage)
+  stage, checkpoint = select(config, model_dir, stage)
   codec = restore_codec(config, checkpoint)
   entropy_model = read_entropy_model(checkpoint, model_dir)
   return TrainedStage(stage, checkpoint, codec, entropy_model,
                       bitstream.fingerprint(codec, entropy_model))
+
+
+@contextlib.contextmanager
+def _float32():
+  """Latents as files get them: a codec built under training's mixed-precision policy would
+  compute them in bfloat16 or float16."""
+  policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("float32")
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(policy)
 
 
 def fit_entropy_model(config, codec, count=ENTROPY_FIT_IMAGES):
@@ -84,28 +101,55 @@ def fit_entropy_model(config, codec, count=ENTROPY_FIT_IMAGES):
   return bitstream.fit_entropy_model(np.concatenate(latents))
 
 
-def _has_entropy_model(checkpoint):
+def entropy_model_is_current(checkpoint):
+  """True when the entropy model beside `checkpoint` is readable and was fitted on that
+  checkpoint's weights (older files, which do not say, count as current)."""
   path = layout.entropy_model_path(os.path.dirname(checkpoint))
   if not os.path.exists(path):
     return False
   try:
-    bitstream.EntropyModel.from_dict(read_json(path, "it is fitted again"))
-    return True
+    record = read_json(path, "it is fitted again")
+    bitstream.EntropyModel.from_dict(record)
   except UserError as e:  # derived data (e.g. of an older layout): fitted again
-    logging.warning("entropy model: %s: %s; fitting it again", path, e)
+    logging.warning("entropy model: %s; fitting it again", e)
     return False
+  return record.get("checkpoint", os.path.basename(checkpoint)) == os.path.basename(checkpoint)
 
 
-def fit_missing_entropy_models(config, model_dir, count=ENTROPY_FIT_IMAGES):
-  """Fits and saves the entropy model of every trained codec stage of the run that has none
-  (or an unreadable one); returns the paths written."""
+def fit_stage_entropy_model(config, stage, checkpoint, count=ENTROPY_FIT_IMAGES):
+  """Fits the entropy model of one codec stage on the data of the run that trained it (`config`
+  is that run's) and saves it beside `checkpoint`, unless the one there is current. Returns the
+  path written, or None."""
+  if entropy_model_is_current(checkpoint):
+    return None
+  with _float32():
+    model = fit_entropy_model(config, restore_codec(config, checkpoint), count)
+  path = layout.entropy_model_path(os.path.dirname(checkpoint))
+  record = dict(model.to_dict(), checkpoint=os.path.basename(checkpoint),
+                fitted_on=f"latents of {count} training images of {config.dataset}")
+  try:
+    write_json(path, record)
+  except OSError as e:
+    raise UserError(f"{path}: cannot write the {stage} stage's entropy model ({e.strerror}); "
+                    f"run bin/export --model_dir={os.path.dirname(os.path.dirname(checkpoint))} "
+                    "where it can be written") from None
+  logging.info("%s: entropy model fitted on the latents of %d training images -> %s", stage,
+               count, path)
+  return path
+
+
+def fit_missing_entropy_models(config, model_dir, only=None, count=ENTROPY_FIT_IMAGES):
+  """Fits the entropy model of every trained codec stage of the run (or of stage `only`) whose
+  model is missing, unreadable or older than its checkpoint; a stage reused from an --init_from
+  base is fitted on that base's data. Returns the paths written."""
   written = []
   for stage, checkpoint in layout.codec_stages(config, model_dir):
-    if _has_entropy_model(checkpoint):
+    if only and stage != only:
       continue
-    model = fit_entropy_model(config, restore_codec(config, checkpoint), count)
-    path = write_json(layout.entropy_model_path(os.path.dirname(checkpoint)), model.to_dict())
-    logging.info("%s: entropy model fitted on the latents of %d training images -> %s", stage,
-                 count, path)
-    written.append(path)
+    owner = config
+    if config.init_from and stage == "tdic":  # the base's TDIC stage (layout.codec_stages)
+      owner = TrainConfig.read(config.init_from)
+    path = fit_stage_entropy_model(owner, stage, checkpoint, count)
+    if path:
+      written.append(path)
   return written

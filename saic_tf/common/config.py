@@ -14,6 +14,7 @@ RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir
                                "jit", "steps_per_execution", "on_nonfinite", "cache"})
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("tdic", "apic", "saic")
+LR_SCHEDULES = ("constant", "cosine", "step")
 
 
 @dataclasses.dataclass
@@ -23,6 +24,8 @@ class TrainConfig:
   dataset: str = "sample"
   data_dir: str = ""
   image_size: int = 96
+  crop_size: int = 0  # codec stages train on random crops of this side (0: whole images)
+  crop_scale_min: float = 1.0  # before the crop, images are scaled by a factor in [this, 1]
   loss: Optional[str] = None  # None: saic when tau is given, else tdic
   tau: Optional[float] = None
   r: Optional[float] = None  # None: K, the number of feature channels
@@ -42,6 +45,8 @@ class TrainConfig:
   batch_size: int = 32
   learning_rate: float = 1e-5
   finetune_learning_rate: Optional[float] = None  # None: --learning_rate
+  lr_schedule: str = "constant"  # of each codec stage (training/schedules.py)
+  warmup_steps: int = 0
   init_from: str = ""
   downstream_from: str = ""
   seed: int = 0
@@ -86,6 +91,23 @@ class TrainConfig:
                       f"{', '.join(MIXED_PRECISION)}")
     if self.on_nonfinite not in ("stop", "skip"):
       raise UserError(f"--on_nonfinite={self.on_nonfinite}: must be stop or skip")
+    if self.crop_size < 0 or (self.crop_size and self.stride > 0 and
+                              self.crop_size % self.stride):
+      raise UserError(f"--crop_size={self.crop_size}: must be 0 (whole images) or a positive "
+                      f"multiple of --stride={self.stride}")
+    if self.crop_size > self.image_size:
+      raise UserError(f"--crop_size={self.crop_size}: larger than --image_size="
+                      f"{self.image_size}")
+    if not 0 < self.crop_scale_min <= 1:
+      raise UserError(f"--crop_scale_min={self.crop_scale_min:g}: must be in (0, 1]")
+    if self.crop_scale_min < 1 and not self.crop_size:
+      raise UserError("--crop_scale_min scales images before a random crop: it needs "
+                      "--crop_size")
+    if self.lr_schedule not in LR_SCHEDULES:
+      raise UserError(f"--lr_schedule={self.lr_schedule}: must be one of "
+                      f"{', '.join(LR_SCHEDULES)}")
+    if self.warmup_steps < 0:
+      raise UserError(f"--warmup_steps={self.warmup_steps}: must be >= 0")
     if self.steps_per_execution < 1:
       raise UserError(f"--steps_per_execution={self.steps_per_execution}: must be >= 1")
     if self.downstream_from and (self.init_from or not self.semantic):

@@ -6,9 +6,7 @@ class UserError(Exception):
 
 
 def first_line(error, limit=300, default="unreadable"):
-  """The first line of an exception's message (a TensorFlow error's `message`, else str()),
-  at most `limit` characters: what a one-line UserError quotes of a library's error."""
-  message = getattr(error, "message", None)
-  if not isinstance(message, str):
-    message = str(error)
-  return (message.strip().splitlines() or [default])[0][:limit]
+  """The first line of an exception's text, at most `limit` characters: what a one-line
+  UserError quotes of a library's error (for a TensorFlow error, the first line of its
+  message)."""
+  return (str(error).strip().splitlines() or [default])[0][:limit]

@@ -8,7 +8,7 @@ from saic_tf.common.errors import UserError
 def write_bytes(path, content):
   """Writes to a temporary file, then renames: a kill mid-write never leaves a half file."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp"
+  tmp = f"{path}.tmp{os.getpid()}"  # two processes writing the same file do not share it
   with open(tmp, "wb") as f:
     f.write(content)
   os.replace(tmp, path)

@@ -96,8 +96,8 @@ def outputs(model_dir):
   """(what, path) of every artifact a run has written so far, in pipeline order."""
   candidates = [("run configuration", CONFIG_FILE),
                 ("downstream network", os.path.join(DOWNSTREAM_DIR, DOWNSTREAM_INFO)),
-                ("GSW weights", GSW_FILE), ("TDIC checkpoints", "tdic"),
-                ("APIC checkpoints", "apic"), ("SAIC checkpoints", "saic"),
-                ("TensorBoard logs", LOGS_DIR), ("SavedModel + TFLite", EXPORT_DIR)]
+                ("GSW weights", GSW_FILE)]
+  candidates += [(f"{stage.upper()} checkpoints", stage) for stage in CODEC_STAGES]
+  candidates += [("TensorBoard logs", LOGS_DIR), ("SavedModel + TFLite", EXPORT_DIR)]
   return [(what, os.path.join(model_dir, path)) for what, path in candidates
           if os.path.exists(os.path.join(model_dir, path))]

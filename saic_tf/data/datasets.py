@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from saic_tf.common.errors import first_line, UserError
-from saic_tf.data.images import decode_image_file, IMAGE_EXTENSIONS, to_rgb
+from saic_tf.data.images import (decode_image_file, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,
+                                 read_image, to_rgb)
 
 SAMPLE_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "sample_data")
@@ -67,17 +68,18 @@ def unreadable_files(source: Source, limit=20):
   bad = []
   for path in source.arrays[0].numpy():
     try:
-      decode_image_file(path)
-    except tf.errors.OpError as e:
-      bad.append((path.decode(), first_line(e, 100)))
+      read_image(path, DEFAULT_MAX_PIXELS)
+    except UserError as e:
+      bad.append((path.decode(), str(e)[:100]))
       if len(bad) >= limit:
         break
   return bad
 
 
 def check_decode_error(error, *sources):
-  """Turns a decode error raised inside a tf.data pipeline into a UserError that lists the
-  unreadable files of `sources`; re-raises `error` when none is found."""
+  """Turns an error raised inside a tf.data pipeline (the reader fails there as a TensorFlow
+  error that cannot say which file it was) into a UserError that lists the unreadable files of
+  `sources`; re-raises `error` when none is found."""
   bad = [item for source in sources for item in unreadable_files(source)]
   if not bad:
     raise error
@@ -142,7 +144,8 @@ def image_folder(root, split, name="imagefolder"):
       raise UserError(f"{split_dir}: classes {extra} are not in {train_dir}")
   paths, labels = _list_image_folder(split_dir, class_names)
   if not paths:
-    raise UserError(f"{split_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+    raise UserError(f"{split_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class "
+                    "folders")
   arrays = (tf.constant(paths), tf.constant(labels, tf.int64))
   examples = tf.data.Dataset.from_tensor_slices(arrays)
   return Source(name, split, examples, decode_image_file, len(paths), class_names, arrays,
@@ -269,6 +272,21 @@ def _augment(image, seed):
   return tf.image.stateless_random_flip_left_right(image, flip_seed)
 
 
+def _random_crop(image, seed, crop_size, scale_min):
+  """A crop_size² window at a random place of the image, first scaled (square) by a random
+  factor in [scale_min, 1] (at least to crop_size), and a random horizontal flip; stateless."""
+  scale_seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  if scale_min < 1:
+    side = tf.cast(tf.shape(image)[0], tf.float32) * tf.random.stateless_uniform(
+        [], scale_seed, scale_min, 1.0)
+    side = tf.maximum(tf.cast(tf.round(side), tf.int32), crop_size)
+    image = tf.clip_by_value(
+        tf.image.resize(image, tf.stack([side, side]), method="bilinear", antialias=True),
+        0.0, 1.0)
+  image = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], crop_seed)
+  return tf.image.stateless_random_flip_left_right(image, flip_seed)
+
+
 def _indexed_stream(source: Source, seed, start):
   """(position, (raw, label)) from stream position `start` on; epochs are seeded permutations."""
   raw, labels = source.arrays
@@ -305,8 +323,15 @@ def cached(source: Source, image_size):
                              examples=tf.data.Dataset.from_tensor_slices((images, labels)))
 
 
-def train_dataset(source: Source, image_size, batch_size, seed, start_step=0):
-  """Endless batches (images in [0, 1], labels) from step `start_step` on; see module doc."""
+def train_dataset(source: Source, image_size, batch_size, seed, start_step=0, crop_size=0,
+                  crop_scale_min=1.0):
+  """Endless batches (images in [0, 1], labels) from step `start_step` on; see module doc.
+
+  Images are resized to `image_size` and augmented (shifted and flipped); with `crop_size`, a
+  random crop_size² window of each, scaled first by a random factor in [crop_scale_min, 1]
+  (the codec stages' --crop_size and --crop_scale_min: more steps per CPU-second, and several
+  scales of the same content).
+  """
   if source.num_examples < batch_size:
     raise UserError(f"--batch_size={batch_size} is larger than the {source.num_examples} "
                     f"training images of --dataset={source.name}")
@@ -316,7 +341,10 @@ def train_dataset(source: Source, image_size, batch_size, seed, start_step=0):
   def prepare(position, example):
     raw, label = example
     image = resize(source.decode(raw), image_size)
-    return _augment(image, tf.stack([tf.constant(seed, tf.int64), position])), label
+    key = tf.stack([tf.constant(seed, tf.int64), position])
+    if crop_size:
+      return _random_crop(image, key, crop_size, crop_scale_min), label
+    return _augment(image, key), label
 
   images = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   batches = images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

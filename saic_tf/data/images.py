@@ -1,14 +1,31 @@
-"""The one image reader (bin/compress, image folders, evaluation) and the conversions every
-stage shares: to RGB, the pixel limit, floats in [0, 1] back to uint8."""
+"""The one image reader (bin/compress, image folders, hence bin/train and bin/evaluate) and the
+conversions every stage shares: to RGB, the pixel limit, floats in [0, 1] back to uint8.
+
+Every format Pillow reads (JPEG, PNG, WebP, AVIF, TIFF, BMP, GIF's first frame, ...) comes out
+as 8-bit RGB: greyscale is repeated, alpha dropped, palette and CMYK images converted, and
+16-bit samples scaled to 8 bits (v / 257, rounded). The pixel limit is checked against the size
+the file declares, before anything is decoded.
+"""
+import contextlib
+import os
+import threading
+
+import numpy as np
 from PIL import Image
 import tensorflow as tf
 
 from saic_tf.common.errors import first_line, UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# What image folders and bin/compress pick up in directories (files named one by one are read
+# whatever their name).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".avif",
+                    ".avifs", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".ppm", ".pgm", ".pbm",
+                    ".pnm", ".tga", ".qoi", ".jp2", ".j2k")
 # The encoder and decoder hold ~10 float tensors of filters × (H/2) × (W/2) at once: 2^24 pixels
 # (e.g. 4096×4096) take several GiB at the default width.
 DEFAULT_MAX_PIXELS = 1 << 24
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_HEADER_LOCK = threading.Lock()
 
 
 def to_rgb(image):
@@ -23,18 +40,72 @@ def to_rgb(image):
   return image
 
 
+@contextlib.contextmanager
+def _no_bomb_check():
+  """Pillow refuses to open an image of more than 2 × Image.MAX_IMAGE_PIXELS pixels without
+  saying its size; opening reads only the header, so the check is ours (check_pixels)."""
+  with _HEADER_LOCK:
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+      yield
+    finally:
+      Image.MAX_IMAGE_PIXELS = limit
+
+
+def _to_rgb_array(image):
+  """uint8 [H, W, 3] of an opened Pillow image in any mode."""
+  if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+    values = np.asarray(image, np.float64)
+    if image.mode != "F":
+      values = values / 257.0  # 16-bit samples: 65535 -> 255
+    elif values.size and values.max() <= 1.0:
+      values = values * 255.0  # floats in [0, 1]
+    grey = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+  if image.mode == "P" and "transparency" in image.info:
+    image = image.convert("RGBA")  # the palette's transparency, then dropped with the alpha
+  return np.asarray(image.convert("RGB"))
+
+
+def read_image(path, max_pixels=None):
+  """uint8 RGB [H, W, 3] of an image file (module doc); a UserError if it cannot be read or
+  declares more than `max_pixels` pixels."""
+  if isinstance(path, bytes):
+    path = path.decode()
+  try:
+    if os.path.getsize(path) == 0:
+      raise UserError("not a readable image (the file is empty)")
+    with _no_bomb_check():
+      image = Image.open(path)
+    with image:
+      width, height = image.size
+      if max_pixels:
+        check_pixels(height, width, max_pixels)
+      image.seek(0)  # an animation's first frame
+      return _to_rgb_array(image)
+  except UserError:
+    raise
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    # Pillow: UnidentifiedImageError (an OSError) for what it cannot identify, OSError for
+    # truncated data, SyntaxError or ValueError for some malformed headers.
+    reason = getattr(e, "strerror", None) or first_line(e, 120)
+    raise UserError(f"not a readable image ({reason})") from None
+
+
 def decode_image_file(path):
-  """Reads and decodes one JPEG/PNG/BMP/GIF file to uint8 RGB (greyscale and RGBA converted)."""
-  image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+  """The reader in a TensorFlow graph (tf.data): path string tensor -> uint8 [H, W, 3]."""
+  image = tf.numpy_function(lambda p: read_image(p, DEFAULT_MAX_PIXELS), [path], tf.uint8,
+                            stateful=False)
   image.set_shape([None, None, 3])
   return image
 
 
 def to_uint8(images):
-  """Float images in [0, 1] (tensor or array, any shape) -> uint8 tensor, rounded half to even.
-  Core TF ops only, so the SavedModel's signatures use it too; `.numpy()` for an array."""
-  return tf.cast(tf.round(tf.clip_by_value(tf.convert_to_tensor(images, tf.float32), 0.0, 1.0)
-                          * 255.0), tf.uint8)
+  """Float images in [0, 1] (tensor or array, any shape) -> uint8 tensor: cast to float32,
+  clipped, times 255, rounded half to even. Core TF ops only, so the SavedModel's signatures
+  use it too; `.numpy()` for an array."""
+  return tf.cast(tf.round(tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 1.0) * 255.0),
+                 tf.uint8)
 
 
 def check_pixels(height, width, max_pixels):
@@ -42,22 +113,3 @@ def check_pixels(height, width, max_pixels):
   if height * width > max_pixels:
     raise UserError(f"image of {height}x{width} = {height * width} pixels is above "
                     f"--max_pixels={max_pixels} (raise it if the machine has the memory)")
-
-
-def read_image(path, max_pixels=None):
-  """uint8 RGB [H, W, 3] of an image file; a UserError if unreadable or above `max_pixels`
-  (checked from the file's header, before anything is decoded)."""
-  if max_pixels:
-    try:
-      with Image.open(path) as image:
-        width, height = image.size
-    except Image.DecompressionBombError:
-      width = height = max_pixels  # far above any sane limit
-    except OSError:
-      width = height = 0  # not an image Pillow knows: TensorFlow's decoder says what is wrong
-    check_pixels(height, width, max_pixels)
-  try:
-    return decode_image_file(path).numpy()
-  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
-          tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError) as e:
-    raise UserError(f"not a readable image ({first_line(e, 120)})") from None

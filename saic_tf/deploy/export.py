@@ -43,7 +43,8 @@ def export(model_dir, export_dir, model_name=None, version=None, stage=None, par
 
 def _export(model_dir, export_dir, model_name, version, stage, parity_images):
   config = TrainConfig.read(model_dir)
-  stages.fit_missing_entropy_models(config, model_dir)  # a run trained before stages had one
+  stage, _ = stages.select(config, model_dir, stage)
+  stages.fit_missing_entropy_models(config, model_dir, only=stage)  # e.g. an older run
   trained = stages.load_stage(config, model_dir, stage)
   codec = trained.codec
   base = os.path.join(export_dir, model_name or default_model_name(model_dir))

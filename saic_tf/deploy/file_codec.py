@@ -5,9 +5,11 @@ decoding), with the stage's entropy model (codec/stages.py), from a run director
 bin/export directory: both give the same fingerprint, so files made with one decode with the
 other.
 """
+import io
 import os
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from saic_tf.codec import bitstream
@@ -17,7 +19,8 @@ from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_bytes
-from saic_tf.data.images import check_pixels, DEFAULT_MAX_PIXELS, to_uint8
+from saic_tf.data.images import (check_pixels, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,
+                                 read_image, to_uint8)
 from saic_tf.deploy import serving
 
 
@@ -145,3 +148,41 @@ def process(paths, output, extensions, suffix, work):
                        f"cannot read or write ({e.strerror or e})"))
       print(f"[{number}/{len(files)}] {path}: error: {e}", flush=True)
   return failures
+
+
+def compress_files(codec: FileCodec, paths, output):
+  """bin/compress: every image of `paths` (files, directories) to a .saic file in `output`,
+  with a progress line each. Returns (failures [(path, error)], the summary line or None)."""
+  totals = dict(bits=0, pixels=0, nominal_bits=0.0)
+
+  def work(path):
+    image = read_image(path, codec.max_pixels)
+    content = codec.compress(image)
+    height, width = image.shape[:2]
+    nominal = codec.nominal_bpp(height, width)
+    totals["bits"] += 8 * len(content)
+    totals["pixels"] += height * width
+    totals["nominal_bits"] += nominal * height * width
+    return content, (f"{height}x{width}, {len(content)} bytes, "
+                     f"{8 * len(content) / (height * width):.4f} bpp (nominal {nominal:.4f})")
+
+  failures = process(paths, output, IMAGE_EXTENSIONS, ".saic", work)
+  summary = None
+  if totals["pixels"]:
+    summary = (f"{codec.stage}: {totals['bits'] / totals['pixels']:.4f} bpp actual, "
+               f"{totals['nominal_bits'] / totals['pixels']:.4f} bpp nominal over "
+               f"{totals['pixels']} pixels")
+  return failures, summary
+
+
+def decompress_files(codec: FileCodec, paths, output):
+  """bin/decompress: every .saic file of `paths` to a PNG image in `output`, with a progress
+  line each. Returns the failures [(path, error)]."""
+  def work(path):
+    with open(path, "rb") as f:
+      image = codec.decompress(f.read())
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue(), f"{image.shape[0]}x{image.shape[1]}"
+
+  return process(paths, output, (".saic",), ".png", work)

@@ -159,7 +159,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
     labels, results, gallery = _pass(methods, network, test, details=True,
                                      gallery_indices=picks)
     _, train_results, _ = _pass(methods, network, club_train, details=False)
-  except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
+  except tf.errors.OpError as e:  # e.g. a damaged file in an image folder
     datasets.check_decode_error(e, test_source, train_source)
   rows = {}
   for name in methods:

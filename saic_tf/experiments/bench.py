@@ -23,6 +23,7 @@ from tensorflow import keras
 
 from saic_tf.codec import bitstream
 from saic_tf.codec import networks
+from saic_tf.common.files import write_bytes, write_json
 from saic_tf.data import datasets
 from saic_tf.data.images import to_uint8
 from saic_tf.deploy import serving
@@ -185,7 +186,7 @@ def codec_latency(settings: BenchSettings, images_uint8, codec, log):
                                                   "decode": module.decode})
     loaded = tf.saved_model.load(tmp)
     encode, decode = loaded.signatures["encode"], loaded.signatures["decode"]
-    tflite_path = os.path.join(tmp, "decoder.tflite")
+    tflite_path = os.path.join(tmp, tflite.TFLITE_FLOAT)
     with open(tflite_path, "wb") as f:
       f.write(tflite.tflite_decoder(codec.decoder))
     tflite_interpreter = tflite.TFLiteDecoder(tflite_path)
@@ -340,3 +341,9 @@ def markdown(record):
             f"{s['large_size'][0]}×{s['large_size'][1]} image: **{memory['decode']:.0f} MiB**.",
             ""]
   return "\n".join(lines)
+
+
+def write(record, out):
+  """Writes the Markdown report `out` and the JSON record beside it; returns both paths."""
+  json_path = os.path.splitext(out)[0] + ".json"
+  return [write_bytes(out, markdown(record).encode()), write_json(json_path, record)]

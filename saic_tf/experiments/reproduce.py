@@ -41,7 +41,7 @@ PAPER_ACCURACY = {
 }
 # What RESULTS/runs/ keeps of each run: small files only (no checkpoints).
 KEPT_FILES = (layout.CONFIG_FILE, layout.GSW_FILE, layout.EVAL_FILE, layout.EVAL_MARKDOWN,
-              os.path.join(layout.DOWNSTREAM_DIR, layout.DOWNSTREAM_INFO))
+              layout.downstream_info_path(""))
 TIMINGS_FILE = "timings.json"
 
 
@@ -204,7 +204,8 @@ def run(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.E
   for index, single in enumerate(runs, 1):
     run_config = single[0]
     logging.info("reproduce: run %d/%d: %s", index, len(runs), run_config.model_dir)
-    [(_, train_seconds, eval_seconds)] = sweep.train_and_evaluate([single])
-    _record_time(config.model_dir, run_config.model_dir, train_seconds, eval_seconds)
-    files = collect(runs, rates, results_dir, command_line, flagfile, in_flagfile)
+    [(_, train_seconds, eval_seconds, chief)] = sweep.train_and_evaluate([single])
+    if chief:  # multi_worker: the chief alone writes timings and results
+      _record_time(config.model_dir, run_config.model_dir, train_seconds, eval_seconds)
+      files = collect(runs, rates, results_dir, command_line, flagfile, in_flagfile)
   return files

@@ -57,23 +57,28 @@ def is_evaluated(model_dir):
 
 def train_and_evaluate(runs):
   """Trains (or resumes, or skips) and evaluates each (config, settings) in order; returns the
-  wall-clock seconds each spent training and evaluating, [(model_dir, train, evaluate)]."""
+  wall-clock seconds each spent training and evaluating, and whether this process writes the
+  run's files, [(model_dir, train, evaluate, chief)]. Under --strategy=multi_worker only the
+  chief evaluates (the others would read files the chief is still writing)."""
   seconds = []
   for run_config, run_settings in runs:
     start = time.time()
-    trainer.train(run_config)
+    chief = trainer.train(run_config)["chief"]
     trained = time.time()
-    if is_evaluated(run_config.model_dir):
+    if not chief:
+      logging.info("%s: evaluation is left to the chief worker", run_config.model_dir)
+    elif is_evaluated(run_config.model_dir):
       logging.info("%s: already evaluated, skipping", run_config.model_dir)
     else:
       evaluate.evaluate(run_config.model_dir, run_settings)
-    seconds.append((run_config.model_dir, trained - start, time.time() - trained))
+    seconds.append((run_config.model_dir, trained - start, time.time() - trained, chief))
   return seconds
 
 
 def run(config: TrainConfig, taus, settings: evaluate.EvalSettings):
   """Trains and evaluates the base and one SAIC run per τ; returns the report's files."""
   runs = plan(config, taus, settings)
-  train_and_evaluate(runs)
+  if not all(chief for *_, chief in train_and_evaluate(runs)):
+    return []  # multi_worker: the chief writes the report
   return report.build([c.model_dir for c, _ in runs],
                       os.path.join(config.model_dir, layout.REPORT_DIR))

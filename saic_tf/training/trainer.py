@@ -7,7 +7,7 @@
 
 --loss=tdic runs stage 1 only. Each part is checkpointed (tf.train.CheckpointManager) and
 skipped with a log line once complete, so running the same command again continues where it
-stopped; then every codec stage gets its entropy model (codec/stages.py), for .saic files and
+stopped. Each codec stage ends with its entropy model (codec/stages.py), for .saic files and
 their real bpp. The data pipeline is a function of (seed, step), so a resumed stage trains on
 exactly the batches an uninterrupted one would have seen and stops at its step count.
 TensorBoard logs go to MODEL_DIR/logs/<part>/.
@@ -30,6 +30,7 @@ from saic_tf.data import datasets
 from saic_tf.semantic import gsw
 from saic_tf.semantic import losses
 from saic_tf.training import downstream
+from saic_tf.training import schedules
 from saic_tf.training.codec_trainer import CodecTrainer
 from saic_tf.training.loop import current_step, fit_resumably, optimizer_for, TrainingMonitor
 
@@ -43,9 +44,10 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
   with strategy.scope():
     codec = networks.build_codec(config)
     model = CodecTrainer(codec, objective, name=f"{stage}_trainer")
-    learning_rate = config.learning_rate
+    peak = config.learning_rate
     if stage != "tdic" and config.finetune_learning_rate is not None:
-      learning_rate = config.finetune_learning_rate
+      peak = config.finetune_learning_rate
+    learning_rate = schedules.for_stage(config, peak, steps)
     model.compile(optimizer=optimizer_for(config, keras.optimizers.Adam(learning_rate)),
                   jit_compile=config.jit, steps_per_execution=config.steps_per_execution)
     model.optimizer.build(codec.trainable_variables)
@@ -56,16 +58,23 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
   preview = next(iter(datasets.eval_dataset(test_source, config.image_size, 4)))[0]
   monitor = TrainingMonitor(stage, distribute.write_dir(log_dir, strategy), steps,
                             config.batch_size, config.log_every, config.image_every, preview)
-  logging.info("%s: %d steps on %s (%d images, %dx%d), batch %d, %g bpp nominal", stage,
-               steps, config.dataset, train_source.num_examples, config.image_size,
-               config.image_size, config.batch_size,
+  crops = (f", random {config.crop_size}x{config.crop_size} crops" +
+           (f" at scales {config.crop_scale_min:g}..1" if config.crop_scale_min < 1 else "")
+           if config.crop_size else "")
+  logging.info("%s: %d steps on %s (%d images, %dx%d%s), batch %d, lr %g (%s, %d warm-up "
+               "steps), %g bpp nominal", stage, steps, config.dataset,
+               train_source.num_examples, config.image_size, config.image_size, crops,
+               config.batch_size, peak, config.lr_schedule, config.warmup_steps,
                codec.nominal_bpp(config.image_size, config.image_size))
   make_dataset = lambda start: datasets.train_dataset(
-      train_source, config.image_size, config.batch_size, config.seed, start_step=start)
+      train_source, config.image_size, config.batch_size, config.seed, start_step=start,
+      crop_size=config.crop_size, crop_scale_min=config.crop_scale_min)
   fit_resumably(model, tf.train.Checkpoint(codec=codec, optimizer=model.optimizer),
                 checkpoint_dir, make_dataset, steps, config.checkpoint_every, monitor,
                 save_dir=distribute.write_dir(checkpoint_dir, strategy),
                 on_nonfinite=config.on_nonfinite)
+  if distribute.is_chief(strategy):  # the stage ends with its entropy model (.saic files)
+    stages.fit_stage_entropy_model(config, stage, tf.train.latest_checkpoint(checkpoint_dir))
   test_ds = datasets.eval_dataset(test_source, config.image_size, config.batch_size)
   metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
   logging.info("%s: test split  loss %.5f  PSNR %.2f dB  MSE %.5f  %.4f bpp nominal", stage,
@@ -149,11 +158,11 @@ def train(config: TrainConfig, strategy=None):
     if config.cache:
       sources = (datasets.cached(sources[0], config.image_size), sources[1])
     summary = _train_parts(config, strategy, sources)
-  except tf.errors.InvalidArgumentError as e:  # e.g. a damaged file in an image folder
+  except tf.errors.OpError as e:  # e.g. a damaged file in an image folder
     datasets.check_decode_error(e, *sources)
   finally:  # what comes next (evaluation, export) runs in float32
     keras.mixed_precision.set_global_policy("float32")
-  if distribute.is_chief(strategy):  # each codec stage ends with its entropy model (.saic files)
+  if distribute.is_chief(strategy):  # stages skipped as complete, e.g. of an older run or base
     stages.fit_missing_entropy_models(config, config.model_dir)
   return dict(summary, chief=distribute.is_chief(strategy))
 
