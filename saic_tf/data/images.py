@@ -70,6 +70,8 @@ def _to_rgb_array(image):
 def read_image(path, max_pixels=None):
   """uint8 RGB [H, W, 3] of an image file (module doc); a UserError if it cannot be read or
   declares more than `max_pixels` pixels."""
+  if isinstance(path, np.ndarray):  # a string tensor's value (decode_image_file)
+    path = path.item()
   if isinstance(path, bytes):
     path = path.decode()
   try:

@@ -1,0 +1,44 @@
+"""Pretrained codecs shipped in the package, by name: tdic-0.125, tdic-0.25, tdic-0.5.
+
+Each lives in saic_tf/codec/models/<name>/ as a run directory of its own (layout.zoo_dir):
+config.json, tdic/ckpt-<steps> with the codec's weights alone, tdic/entropy_model.json, plus
+record.json, which says how it was trained (command, steps, data, CPU time) and what it
+measures (written by bin/models --measure). So a name works wherever a trained run does:
+bin/compress --model, bin/export --model, bin/evaluate --model_dir, bin/train --init_from;
+and a .saic file made with one decodes without naming it (its fingerprint is in record.json).
+"""
+import os
+
+from saic_tf.common import layout
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import read_json
+
+RECORD_FILE = "record.json"
+
+
+def names():
+  """The shipped models' names, sorted by rate."""
+  root = layout.ZOO_ROOT
+  found = [n for n in os.listdir(root) if os.path.exists(layout.config_path(
+      os.path.join(root, n)))] if os.path.isdir(root) else []
+  return sorted(found, key=lambda n: (float(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0, n))
+
+
+def record(name):
+  """record.json of a shipped model."""
+  return read_json(os.path.join(layout.zoo_dir(name), RECORD_FILE), "the package is damaged")
+
+
+def by_fingerprint(fingerprint):
+  """The name of the shipped model whose .saic fingerprint (4 bytes) this is, or None."""
+  for name in names():
+    if record(name).get("fingerprint") == fingerprint.hex():
+      return name
+  return None
+
+
+def check_name(name):
+  if name not in names():
+    raise UserError(f"{name}: not a shipped model (bin/models lists them: "
+                    f"{', '.join(names()) or 'none in this checkout'})")
+  return layout.zoo_dir(name)
