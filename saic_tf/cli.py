@@ -195,11 +195,15 @@ def define_export_flags(flag_values=FLAGS, after_training=False):
     flags.DEFINE_bool("export", True, "At the end, export the last stage as bin/export does "
                       "(SavedModel for TF Serving, TFLite decoders).", **fv)
   else:
-    flags.DEFINE_string("model_dir", None, "The trained run to export.", required=True, **fv)
+    flags.DEFINE_string("model_dir", None, "The trained run to export (or give --model).",
+                        **fv)
+    flags.DEFINE_string("model", None, "The trained run to export, or a shipped codec's name "
+                        "(bin/models lists them, e.g. tdic-0.25).", **fv)
     flags.DEFINE_string("stage", None, "Codec stage to export (tdic, apic, saic); default: "
                         "the run's last.", **fv)
   flags.DEFINE_string("export_dir", None, "Writes EXPORT_DIR/<model_name>/<version>/ (TF "
-                      "Serving's layout). Default: MODEL_DIR/export.", **fv)
+                      "Serving's layout). Default: MODEL_DIR/export; ./export for a shipped "
+                      "codec.", **fv)
   flags.DEFINE_string("model_name", None, "TF Serving model name. Default: MODEL_DIR's "
                       "base name.", **fv)
   flags.DEFINE_integer("version", None, "Version number. Default: the existing version "
@@ -209,11 +213,22 @@ def define_export_flags(flag_values=FLAGS, after_training=False):
                        lower_bound=1, **fv)
 
 
+def export_model_from_flags(flag_values=FLAGS):
+  """bin/export's run: --model_dir or --model (a directory or a shipped codec's name)."""
+  if bool(flag_values.model_dir) == bool(flag_values.model):
+    raise UserError("bin/export needs one of --model_dir=DIR or --model=DIR|NAME (a shipped "
+                    "codec, e.g. tdic-0.25)")
+  return flag_values.model_dir or flag_values.model
+
+
 def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
   """Runs export.export with the export flags and prints where everything went."""
   # pylint: disable=g-import-not-at-top
   from saic_tf.deploy import export, serving, tflite
-  export_dir = flag_values.export_dir or layout.export_dir(model_dir)
+  shipped = layout.run_dir(model_dir) != model_dir  # a name: nothing is written in the package
+  export_dir = flag_values.export_dir or (layout.EXPORT_DIR if shipped else
+                                          layout.export_dir(model_dir))
+  model_dir = layout.run_dir(model_dir)
   version_dir, parity = export.export(model_dir, export_dir, flag_values.model_name,
                                       flag_values.version, stage, flag_values.parity_images)
   print(f"\nexported to {version_dir}: SavedModel (signatures "
@@ -273,10 +288,12 @@ def bench_settings_from_flags(flag_values=FLAGS):
 def define_file_codec_flags(decompress=False, flag_values=FLAGS):
   """Flags of bin/compress, or with `decompress` of bin/decompress."""
   fv = dict(flag_values=flag_values)
-  model_help = ("MODEL_DIR of the run the files were made with, or its bin/export directory."
-                if decompress else "MODEL_DIR of a trained run, or a bin/export directory "
-                "(EXPORT_DIR, EXPORT_DIR/<name> or a version directory).")
-  flags.DEFINE_string("model", None, model_help, required=True, **fv)
+  model_help = ("MODEL_DIR of the run the files were made with, its bin/export directory, or "
+                "a shipped codec's name. Default: the shipped codec whose fingerprint each "
+                "file carries." if decompress else "MODEL_DIR of a trained run, a shipped "
+                "codec's name (bin/models lists them, e.g. tdic-0.25), or a bin/export "
+                "directory (EXPORT_DIR, EXPORT_DIR/<name> or a version directory).")
+  flags.DEFINE_string("model", None, model_help, required=not decompress, **fv)
   flags.DEFINE_string("stage", None, "Codec stage (tdic, apic, saic); default: the run's last.",
                       **fv)
   flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images above this many "

@@ -240,6 +240,16 @@ class Header:
   payload: bytes
 
 
+def file_fingerprint(data):
+  """The fingerprint a .saic file carries (which model made it), read from its header alone;
+  the whole file is checked by `parse`."""
+  if data[:4] != MAGIC:
+    raise UserError("not a .saic file (wrong magic)")
+  if len(data) < 9:
+    raise UserError("truncated header")
+  return bytes(data[5:9])
+
+
 def parse(data, model_fingerprint, stride, channels):
   """Checks a .saic file against the model; returns its Header. One-line UserError if bad."""
   stream = io.BytesIO(data)

@@ -148,7 +148,7 @@ def fit_missing_entropy_models(config, model_dir, only=None, count=ENTROPY_FIT_I
       continue
     owner = config
     if config.init_from and stage == "tdic":  # the base's TDIC stage (layout.codec_stages)
-      owner = TrainConfig.read(config.init_from)
+      owner = TrainConfig.read(layout.run_dir(config.init_from))
     path = fit_stage_entropy_model(owner, stage, checkpoint, count)
     if path:
       written.append(path)

@@ -9,11 +9,14 @@ and a .saic file made with one decodes without naming it (its fingerprint is in 
 """
 import os
 
+from saic_tf.codec import stages
 from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json
 
 RECORD_FILE = "record.json"
+_FINGERPRINTS = {}  # name -> fingerprint, computed once per process
 
 
 def names():
@@ -29,15 +32,22 @@ def record(name):
   return read_json(os.path.join(layout.zoo_dir(name), RECORD_FILE), "the package is damaged")
 
 
-def by_fingerprint(fingerprint):
-  """The name of the shipped model whose .saic fingerprint (4 bytes) this is, or None."""
-  for name in names():
-    if record(name).get("fingerprint") == fingerprint.hex():
-      return name
-  return None
+def fingerprint(name):
+  """The .saic fingerprint of a shipped model (of its weights and entropy model)."""
+  if name not in _FINGERPRINTS:
+    directory = check_name(name)
+    _FINGERPRINTS[name] = stages.load_stage(TrainConfig.read(directory), directory).fingerprint
+  return _FINGERPRINTS[name]
+
+
+def by_fingerprint(file_fingerprint):
+  """The name of the shipped model whose .saic files carry this fingerprint (4 bytes), or
+  None."""
+  return next((n for n in names() if fingerprint(n) == file_fingerprint), None)
 
 
 def check_name(name):
+  """The directory of the shipped model `name`, or a UserError listing the names."""
   if name not in names():
     raise UserError(f"{name}: not a shipped model (bin/models lists them: "
                     f"{', '.join(names()) or 'none in this checkout'})")

@@ -115,17 +115,21 @@ class TrainConfig:
                       "apic/saic run; not with --loss=tdic, nor with --init_from (which "
                       "already brings its downstream network)")
     if self.init_from and not self.semantic:
-      raise UserError("--init_from reuses another run's downstream network and TDIC stage for "
-                      "an apic/saic fine-tune; with --loss=tdic there is nothing to reuse")
+      raise UserError("--init_from reuses another run's TDIC stage (a run, or a shipped codec "
+                      "such as tdic-0.25) for an apic/saic fine-tune; with --loss=tdic there "
+                      "is nothing to reuse")
     return self
 
   def downstream_run(self):
     """MODEL_DIR of the run whose downstream network this run uses: --downstream_from, else
-    (following --init_from) the base run's, else this run's own."""
+    (following --init_from) the base run's if it has one (a TDIC run or a shipped codec has
+    none), else this run's own."""
     if self.downstream_from:
       return self.downstream_from
     if self.init_from:
-      return TrainConfig.read(self.init_from).downstream_run()
+      base = TrainConfig.read(layout.run_dir(self.init_from))
+      if base.semantic:
+        return base.downstream_run()
     return self.model_dir
 
   def to_dict(self):

@@ -24,10 +24,33 @@ DOWNSTREAM_INFO = "downstream.json"
 GSW_FILE = "gsw.json"
 CODEC_STAGES = ("tdic", "apic", "saic")  # each stage's directory has the stage's name
 ENTROPY_MODEL_FILE = "entropy_model.json"
+TRAINING_TIME_FILE = "training_time.json"  # beside a part's checkpoints (training/loop.py)
 LOGS_DIR = "logs"
 EVAL_FILE, EVAL_MARKDOWN, GALLERY_FILE = "eval.json", "eval.md", "eval_gallery.npz"
 REPORT_DIR = "report"
 EXPORT_DIR = "export"
+# The shipped codecs (codec/zoo.py): each is a run directory of its own, named like tdic-0.25.
+# SAIC_ZOO_ROOT points elsewhere (tests, or a zoo of one's own).
+ZOO_ROOT = os.environ.get("SAIC_ZOO_ROOT") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "codec", "models")
+
+
+def zoo_dir(name):
+  """The run directory of the shipped codec `name`."""
+  return os.path.join(ZOO_ROOT, name)
+
+
+def is_zoo_name(name):
+  """True for the name of a shipped codec (not a path)."""
+  return bool(name) and os.sep not in name and os.path.exists(config_path(zoo_dir(name)))
+
+
+def run_dir(name_or_dir):
+  """The run directory a --model, --model_dir or --init_from names: a directory, or the name
+  of a shipped codec (a directory of that name wins)."""
+  if name_or_dir and not os.path.exists(name_or_dir) and is_zoo_name(name_or_dir):
+    return zoo_dir(name_or_dir)
+  return name_or_dir
 
 
 def config_path(model_dir):
@@ -81,8 +104,9 @@ def latest_complete_checkpoint(stage_directory, steps, what):
 
 def codec_stages(config, model_dir):
   """[(stage, checkpoint)] of the run's trained codec stages, in training order: TDIC (this
-  run's, or its --init_from base's), then the fine-tune of an apic/saic run."""
-  candidates = [("tdic", stage_dir(config.init_from or model_dir, "tdic"))]
+  run's, or its --init_from base's: a run or a shipped codec), then the fine-tune of an
+  apic/saic run."""
+  candidates = [("tdic", stage_dir(run_dir(config.init_from) or model_dir, "tdic"))]
   if config.semantic:
     candidates.append((config.loss, stage_dir(model_dir, config.loss)))
   stages = [(name, tf.train.latest_checkpoint(d)) for name, d in candidates]

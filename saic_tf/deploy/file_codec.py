@@ -15,6 +15,7 @@ import tensorflow as tf
 from saic_tf.codec import bitstream
 from saic_tf.codec import networks
 from saic_tf.codec import stages
+from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
@@ -63,12 +64,13 @@ class SavedModelBackend:
 class FileCodec:
   """A trained codec stage with its entropy model: image <-> .saic bytes.
 
-  `model` is a MODEL_DIR (a stage's checkpoint and entropy_model.json) or a bin/export directory
-  (its SavedModel and assets.extra/saic.json). Nothing is fitted or written here: a stage
+  `model` is a MODEL_DIR (a stage's checkpoint and entropy_model.json), the name of a shipped
+  codec (codec/zoo.py) or a bin/export directory (its SavedModel and assets.extra/saic.json). Nothing is fitted or written here: a stage
   without its entropy model is a UserError that says how to fit it."""
 
   def __init__(self, model, stage=None, max_pixels=None):
     self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    model = layout.run_dir(model)  # a shipped codec's name, e.g. tdic-0.25
     version_dir = None if os.path.exists(layout.config_path(model)) else serving.resolve(model)
     if version_dir:
       info = serving.read_info(version_dir)
@@ -175,12 +177,27 @@ def compress_files(codec: FileCodec, paths, output):
   return failures, summary
 
 
-def decompress_files(codec: FileCodec, paths, output):
+def decompress_files(codec, paths, output, max_pixels=None):
   """bin/decompress: every .saic file of `paths` to a PNG image in `output`, with a progress
-  line each. Returns the failures [(path, error)]."""
+  line each. `codec` is a FileCodec, or None: each file is decoded by the shipped codec whose
+  fingerprint it carries (codec/zoo.py). Returns the failures [(path, error)]."""
+  shipped = {}
+
+  def codec_for(content):
+    if codec is not None:
+      return codec
+    name = zoo.by_fingerprint(bitstream.file_fingerprint(content))
+    if name is None:
+      raise UserError(f"made by a model that is not shipped (fingerprint "
+                      f"{bitstream.file_fingerprint(content).hex()}): pass --model=MODEL_DIR")
+    if name not in shipped:
+      shipped[name] = FileCodec(name, max_pixels=max_pixels)
+    return shipped[name]
+
   def work(path):
     with open(path, "rb") as f:
-      image = codec.decompress(f.read())
+      content = f.read()
+    image = codec_for(content).decompress(content)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")
     return buffer.getvalue(), f"{image.shape[0]}x{image.shape[1]}"

@@ -6,13 +6,16 @@ count however often the run was interrupted.
 """
 import datetime
 import math
+import os
 import time
 
 from absl import logging
 import tensorflow as tf
 from tensorflow import keras
 
+from saic_tf.common import layout
 from saic_tf.common.checkpoints import restore
+from saic_tf.common.files import read_json, write_json
 from saic_tf.common.errors import UserError
 
 
@@ -107,14 +110,29 @@ class TrainingMonitor(keras.callbacks.Callback):
 
 
 class SaveAtEpochEnd(keras.callbacks.Callback):
-  """manager.save at the end of every epoch of a fit, numbered by the optimizer's step."""
+  """manager.save at the end of every epoch of a fit, numbered by the optimizer's step; and the
+  part's training time so far (layout.TRAINING_TIME_FILE beside the checkpoints: this process's
+  CPU seconds and wall seconds, added up over every resumption, up to the newest checkpoint)."""
 
   def __init__(self, manager):
     super().__init__()
     self.manager = manager
+    self._mark = None
+
+  def on_train_begin(self, logs=None):
+    if self._mark is None:
+      self._mark = (time.process_time(), time.time())
 
   def on_epoch_end(self, epoch, logs=None):
-    self.manager.save(checkpoint_number=current_step(self.model))
+    step = current_step(self.model)
+    self.manager.save(checkpoint_number=step)
+    now = (time.process_time(), time.time())
+    path = os.path.join(self.manager.directory, layout.TRAINING_TIME_FILE)
+    spent = read_json(path, "delete it") if os.path.exists(path) else {}
+    cpu = spent.get("cpu_seconds", 0.0) + now[0] - self._mark[0]
+    wall = spent.get("wall_seconds", 0.0) + now[1] - self._mark[1]
+    write_json(path, dict(step=step, cpu_seconds=round(cpu, 1), wall_seconds=round(wall, 1)))
+    self._mark = now
 
 
 def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, every,

@@ -120,16 +120,38 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
 
 DOWNSTREAM_SETTINGS = ("dataset", "image_size", "backbone", "backbone_weights",
                        "feature_layer")
+CODEC_SETTINGS = ("bpp", "stride", "filters", "steps")
+
+
+def with_base_codec(config: TrainConfig):
+  """A fine-tune from a base without a downstream network (a shipped codec such as tdic-0.25,
+  or a --loss=tdic run) takes the base's codec settings (--bpp, --stride, --filters, --steps):
+  the base is a codec, whatever the data it is fine-tuned on."""
+  if not config.init_from:
+    return config
+  base = TrainConfig.read(layout.run_dir(config.init_from))
+  if base.semantic:
+    return config
+  adopted = {k: getattr(base, k) for k in CODEC_SETTINGS
+             if getattr(base, k) != getattr(config, k)}
+  if adopted:
+    logging.info("--init_from=%s: the base codec's settings %s", config.init_from,
+                 ", ".join(f"--{k}={v}" for k, v in adopted.items()))
+  return dataclasses.replace(config, **adopted)
 
 
 def check_base_run(config: TrainConfig):
-  """--init_from=DIR must be a run with the same codec and downstream settings;
-  --downstream_from=DIR one with the same downstream settings."""
+  """--init_from=DIR must be a run with the same codec and downstream settings (a base without
+  a downstream network: the same codec settings, see with_base_codec); --downstream_from=DIR
+  one with the same downstream settings."""
   flag, directory, shared = "--downstream_from", config.downstream_from, DOWNSTREAM_SETTINGS
   if config.init_from:
     flag, directory = "--init_from", config.init_from
-    shared += ("bpp", "stride", "filters", "steps", "seed")
-  changed = differences(TrainConfig.read(directory).to_dict(), config.to_dict(), shared)
+    base = TrainConfig.read(layout.run_dir(directory))
+    shared = (DOWNSTREAM_SETTINGS + CODEC_SETTINGS + ("seed",) if base.semantic
+              else CODEC_SETTINGS)
+  changed = differences(TrainConfig.read(layout.run_dir(directory)).to_dict(),
+                        config.to_dict(), shared)
   if changed:
     raise UserError(f"{flag}={directory}: that run differs ({changed})")
 
@@ -142,6 +164,7 @@ def train(config: TrainConfig, strategy=None):
   except ValueError as e:
     raise UserError(str(e)) from None
   if config.init_from or config.downstream_from:
+    config = with_base_codec(config)
     check_base_run(config)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -168,7 +191,7 @@ def train(config: TrainConfig, strategy=None):
 
 
 def _train_parts(config: TrainConfig, strategy, sources):
-  base_dir = config.init_from or config.model_dir
+  base_dir = layout.run_dir(config.init_from) or config.model_dir
   if config.semantic:  # steps 1 and 2, before the long codec stages
     network = downstream.train_or_load(config, config.downstream_run(), strategy, sources)
     weights = semantic_weights(config, network, sources[0], strategy)

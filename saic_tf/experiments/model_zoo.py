@@ -1,0 +1,147 @@
+"""bin/models: the shipped codecs (codec/zoo.py) with their measured figures, how a trained run
+becomes one (package), and the command that measures them (measure).
+
+Figures are measured on real files (`.saic` bytes, headers included) by FileCodec, the path
+bin/compress takes:
+
+  kodak           the 24 Kodak photos at full size (768×512), real bpp and PSNR
+  imagenette96    Imagenette's val split (3,439 images) resized to 96×96, as the reproduction
+  sample96        the shipped sample's val images at 96×96 (what the tests check the weights on)
+
+PSNR is of the decoded uint8 image against the uint8 original (max 255), averaged over images;
+bpp is the mean of each file's bits over its pixels. Toderici et al. 2017's binary codec on
+Kodak (tensorflow/compression's published results) is the bar: TODERICI_KODAK, interpolated
+linearly at the same real bpp and extended from the nearest segment outside it.
+"""
+import dataclasses
+import os
+import shutil
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from saic_tf.codec import stages
+from saic_tf.codec import zoo
+from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import read_json, write_json
+from saic_tf.data import datasets
+from saic_tf.data.images import read_image, to_uint8
+from saic_tf.deploy.file_codec import FileCodec
+
+# (bpp, PSNR dB) of Toderici et al. 2017 (binary codes) on Kodak, as the issue quotes them.
+TODERICI_KODAK = ((0.125, 23.0), (0.25, 25.7), (0.5, 28.3))
+
+
+@dataclasses.dataclass
+class MeasureSettings:
+  kodak_dir: str = os.path.join("..", "shared", "data", "kodak")
+  imagenette_dir: str = os.path.join("..", "shared", "data", "imagenette2-224")
+  imagenette_images: int = 0  # 0: the whole val split
+  size: int = 96
+
+
+def toderici_psnr(bpp):
+  """The bar at a real bpp: Toderici 2017's curve, linear between its points and beyond them."""
+  points = TODERICI_KODAK
+  index = 0 if bpp <= points[1][0] else 1
+  (x0, y0), (x1, y1) = points[index], points[index + 1]
+  return y0 + (y1 - y0) * (bpp - x0) / (x1 - x0)
+
+
+def _psnr(original, decoded):
+  return float(tf.image.psnr(tf.constant(original), tf.constant(decoded), max_val=255))
+
+
+def measure_images(codec: FileCodec, images):
+  """Mean PSNR (dB) and mean real bpp of uint8 images through .saic files."""
+  psnr, bpp = [], []
+  for image in images:
+    content = codec.compress(image)
+    psnr.append(_psnr(image, codec.decompress(content)))
+    bpp.append(8 * len(content) / (image.shape[0] * image.shape[1]))
+  return dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), images=len(psnr))
+
+
+def resized_split(dataset, split, data_dir, size, limit=0):
+  """uint8 images of a split at size×size, by the pipeline's one resize path."""
+  source = datasets.load(dataset, split, data_dir)
+  batches = datasets.eval_dataset(source, size, 64, limit=limit or None)
+  return [image for batch, _ in batches for image in to_uint8(batch).numpy()]
+
+
+def measure(name, settings=MeasureSettings(), log=logging.info):
+  """The figures of shipped codec `name` (module doc); written into its record.json."""
+  codec = FileCodec(name)
+  figures = {}
+  start = time.time()
+  figures["sample96"] = measure_images(codec, resized_split("sample", "test", "", settings.size))
+  log(f"{name}: sample96 {figures['sample96']}")
+  if os.path.isdir(settings.imagenette_dir):
+    figures["imagenette96"] = measure_images(codec, resized_split(
+        "imagefolder", "test", settings.imagenette_dir, settings.size,
+        settings.imagenette_images))
+    log(f"{name}: imagenette96 {figures['imagenette96']}")
+  if os.path.isdir(settings.kodak_dir):
+    paths = sorted(os.path.join(settings.kodak_dir, f) for f in os.listdir(settings.kodak_dir)
+                   if f.endswith(".png"))
+    figures["kodak"] = measure_images(codec, [read_image(p) for p in paths])
+    figures["kodak"]["toderici_psnr_at_bpp"] = toderici_psnr(figures["kodak"]["bpp"])
+    log(f"{name}: kodak {figures['kodak']}")
+  figures["seconds"] = round(time.time() - start, 1)
+  path = os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE)
+  write_json(path, dict(zoo.record(name), figures=figures))
+  return figures
+
+
+def package(run, name, command, cpu_seconds=None):
+  """Copies the TDIC stage of the trained run `run` into the zoo as `name`: config.json (with
+  the shipped sample as its data, for the export's calibration; the training data stays in
+  record.json), the codec's weights alone at its last step, its entropy model, record.json."""
+  config = TrainConfig.read(run)
+  if config.resolved_loss != "tdic":
+    raise UserError(f"{run}: a shipped codec is a TDIC run (--loss=tdic)")
+  checkpoint = layout.latest_complete_checkpoint(layout.stage_dir(run, "tdic"), config.steps,
+                                                 "TDIC")
+  trained = stages.load_stage(config, run, "tdic")
+  target = layout.zoo_dir(name)
+  tmp = target + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  shipped = dataclasses.replace(config, model_dir=name, dataset="sample", data_dir="",
+                                cache=False)
+  write_json(layout.config_path(tmp), shipped.to_dict())
+  manager = tf.train.CheckpointManager(tf.train.Checkpoint(codec=trained.codec),
+                                       layout.stage_dir(tmp, "tdic"), max_to_keep=1)
+  manager.save(checkpoint_number=layout.checkpoint_step(checkpoint))
+  shutil.copyfile(layout.entropy_model_path(os.path.dirname(checkpoint)),
+                  layout.entropy_model_path(layout.stage_dir(tmp, "tdic")))
+  write_json(os.path.join(tmp, zoo.RECORD_FILE), dict(
+      name=name, command=command, steps=config.steps, bpp=config.bpp, filters=config.filters,
+      stride=config.stride, trained_on=dict(dataset=config.dataset, data_dir=config.data_dir,
+                                            split="train", image_size=config.image_size,
+                                            crop_size=config.crop_size,
+                                            crop_scale_min=config.crop_scale_min),
+      cpu_seconds=cpu_seconds, fingerprint=trained.fingerprint.hex()))
+  shutil.rmtree(target, ignore_errors=True)
+  os.replace(tmp, target)
+  return target
+
+
+def table(names=None):
+  """bin/models' table: each shipped codec with its measured figures."""
+  lines = [f"{'name':12s} {'bpp':>6s} {'filters':>7s} {'steps':>7s}  "
+           f"{'Kodak PSNR @ real bpp (Toderici 2017 there)':44s} {'Imagenette-96 val':22s}"]
+  for name in names or zoo.names():
+    record = read_json(os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE), "")
+    figures = record.get("figures", {})
+    kodak, imagenette = figures.get("kodak"), figures.get("imagenette96")
+    kodak_cell = (f"{kodak['psnr']:.2f} dB @ {kodak['bpp']:.3f} "
+                  f"({kodak['toderici_psnr_at_bpp']:.2f} dB)" if kodak else "not measured")
+    imagenette_cell = (f"{imagenette['psnr']:.2f} dB @ {imagenette['bpp']:.3f}" if imagenette
+                       else "not measured")
+    lines.append(f"{name:12s} {record['bpp']:6g} {record['filters']:7d} {record['steps']:7d}  "
+                 f"{kodak_cell:44s} {imagenette_cell:22s}")
+  return lines
