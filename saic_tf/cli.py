@@ -333,6 +333,45 @@ def define_reproduce_flags(flag_values=FLAGS):
                     "reproduction).", **fv)
 
 
+def define_models_flags(flag_values=FLAGS):
+  """Flags of bin/models."""
+  from saic_tf.experiments import model_zoo  # pylint: disable=g-import-not-at-top
+  default = model_zoo.MeasureSettings()
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_list("measure", [], "Shipped codecs to measure (Kodak, Imagenette-96 val, the "
+                    "shipped sample; real .saic files) into their record.json; 'all' for "
+                    "every one.", **fv)
+  flags.DEFINE_string("package", None, "A trained --loss=tdic run to ship as --name "
+                      "(maintainers: copies its codec weights, entropy model and record).", **fv)
+  flags.DEFINE_string("name", None, "The shipped name of --package, e.g. tdic-0.25.", **fv)
+  flags.DEFINE_string("command", "", "With --package: the command that trained the run, for "
+                      "its record.", **fv)
+  flags.DEFINE_string("kodak_dir", default.kodak_dir, "The 24 Kodak PNGs (skipped if absent).",
+                      **fv)
+  flags.DEFINE_string("imagenette_dir", default.imagenette_dir, "Imagenette image folder "
+                      "(its val split; skipped if absent).", **fv)
+  flags.DEFINE_integer("imagenette_images", default.imagenette_images, "Val images to measure "
+                       "(0: all).", lower_bound=0, **fv)
+
+
+def models_from_flags(flag_values=FLAGS, log=print):
+  """bin/models: package, measure, then the table of the shipped codecs."""
+  # pylint: disable=g-import-not-at-top
+  from saic_tf.codec import zoo
+  from saic_tf.experiments import model_zoo
+  f = flag_values
+  if bool(f.package) != bool(f.name):
+    raise UserError("--package=RUN and --name=NAME go together")
+  if f.package:
+    log(f"packaged {model_zoo.package(f.package, f.name, f.command)}")
+  names = zoo.names() if f.measure == ["all"] else f.measure
+  settings = model_zoo.MeasureSettings(f.kodak_dir, f.imagenette_dir, f.imagenette_images)
+  for name in names:
+    zoo.check_name(name)
+    model_zoo.measure(name, settings, log=log)
+  return model_zoo.table()
+
+
 def numbers_from_flag(name, flag_values=FLAGS):
   """The values of a list flag as floats, or a UserError naming the flag."""
   values = flag_values[name].value

@@ -134,7 +134,10 @@ def table(names=None):
   """bin/models' table: each shipped codec with its measured figures."""
   lines = [f"{'name':12s} {'bpp':>6s} {'filters':>7s} {'steps':>7s}  "
            f"{'Kodak PSNR @ real bpp (Toderici 2017 there)':44s} {'Imagenette-96 val':22s}"]
-  for name in names or zoo.names():
+  names = names or zoo.names()
+  if not names:
+    return [f"no shipped codecs in {layout.ZOO_ROOT} yet"]
+  for name in names:
     record = read_json(os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE), "")
     figures = record.get("figures", {})
     kodak, imagenette = figures.get("kodak"), figures.get("imagenette96")

@@ -1,0 +1,117 @@
+"""Shipped codecs by name: the machinery, on a zoo of one tiny model packaged from the tdic_run
+fixture (SAIC_ZOO_ROOT points the commands at it). The shipped models themselves are checked
+in test_shipped_models.py."""
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from conftest import IMAGES
+from saic_tf.codec import zoo
+from saic_tf.common import layout
+from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.deploy import file_codec
+from saic_tf.experiments import model_zoo
+from saic_tf.training import trainer
+from test_cli import run_bin
+
+NAME = "tdic-0.25"
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tdic_run, tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("zoo"))
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(layout, "ZOO_ROOT", root)
+    model_zoo.package(tdic_run, NAME, "bin/train --tiny")
+    yield root
+
+
+@pytest.fixture
+def in_zoo(tiny_zoo, monkeypatch):
+  monkeypatch.setattr(layout, "ZOO_ROOT", tiny_zoo)
+  monkeypatch.setattr(zoo, "_FINGERPRINTS", {})
+  return tiny_zoo
+
+
+def zoo_files(root):
+  return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root)
+                for f in fs)
+
+
+def test_a_packaged_run_is_a_shipped_codec_with_the_same_files(in_zoo, tdic_run):
+  assert zoo.names() == [NAME]
+  assert zoo_files(in_zoo) == [f"{NAME}/config.json", f"{NAME}/record.json",
+                               f"{NAME}/tdic/checkpoint", f"{NAME}/tdic/ckpt-30.data-00000-of-00001",
+                               f"{NAME}/tdic/ckpt-30.index", f"{NAME}/tdic/entropy_model.json"]
+  record = zoo.record(NAME)
+  assert record["steps"] == 30 and record["command"] == "bin/train --tiny"
+  by_name, by_run = file_codec.FileCodec(NAME), file_codec.FileCodec(tdic_run)
+  assert by_name.fingerprint == by_run.fingerprint == bytes.fromhex(record["fingerprint"])
+  assert zoo.by_fingerprint(by_run.fingerprint) == NAME
+  assert zoo.by_fingerprint(b"\0\0\0\0") is None
+  with pytest.raises(UserError, match="tdic-9: not a shipped model"):
+    zoo.check_name("tdic-9")
+
+
+def test_compress_by_name_and_decompress_without_naming_the_model(in_zoo, tdic_run, tmp_path):
+  env = dict(SAIC_ZOO_ROOT=in_zoo)
+  image = os.path.join(IMAGES, sorted(os.listdir(IMAGES))[0])
+  result = run_bin("compress", image, f"--model={NAME}", "-o", str(tmp_path / "a.saic"),
+                   env=env)
+  assert result.returncode == 0, result.stderr[-2000:]
+  result = run_bin("decompress", str(tmp_path / "a.saic"), "-o", str(tmp_path / "a.png"),
+                   env=env)
+  assert result.returncode == 0, result.stderr[-2000:]
+  expected = file_codec.FileCodec(tdic_run).decompress((tmp_path / "a.saic").read_bytes())
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), expected)
+  # A file of a model that is not shipped needs --model: one line says so.
+  other = bytearray((tmp_path / "a.saic").read_bytes())
+  other[5:9] = b"\xff\xff\xff\xff"
+  (tmp_path / "other.saic").write_bytes(bytes(other))
+  result = run_bin("decompress", str(tmp_path / "other.saic"), "-o", str(tmp_path / "o.png"),
+                   env=env)
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert "not shipped (fingerprint ffffffff): pass --model" in result.stderr
+
+
+def test_measure_writes_the_figures_and_bin_models_lists_them(in_zoo, tmp_path):
+  settings = model_zoo.MeasureSettings(kodak_dir=str(tmp_path / "none"),
+                                       imagenette_dir=str(tmp_path / "none"))
+  figures = model_zoo.measure(NAME, settings, log=lambda line: None)
+  assert figures["sample96"]["images"] == 100 and 0 < figures["sample96"]["bpp"] <= 0.25
+  assert zoo.record(NAME)["figures"]["sample96"] == figures["sample96"]
+  result = run_bin("models", env=dict(SAIC_ZOO_ROOT=in_zoo))
+  assert result.returncode == 0 and NAME in result.stdout, result.stderr[-2000:]
+  assert model_zoo.toderici_psnr(0.25) == pytest.approx(25.7)
+  assert model_zoo.toderici_psnr(0.375) == pytest.approx(27.0)
+  assert model_zoo.toderici_psnr(0.0625) == pytest.approx(21.65)  # the nearest segment, extended
+
+
+def test_fine_tune_from_a_shipped_codec(in_zoo, tmp_path):
+  """--init_from=NAME: the base's codec settings are taken, the run trains its own downstream
+  network and fine-tunes the shipped TDIC; nothing is written into the zoo."""
+  before = zoo_files(in_zoo)
+  config = TrainConfig(model_dir=str(tmp_path / "run"), dataset="sample", image_size=32,
+                       loss="apic", init_from=NAME, downstream_epochs=1, finetune_steps=2,
+                       batch_size=8, learning_rate=1e-3, checkpoint_every=2, log_every=2,
+                       image_every=2, seed=1)
+  summary = trainer.train(config)
+  assert summary["stage"] == "apic" and summary["step"] == 2
+  saved = TrainConfig.read(str(tmp_path / "run"))
+  assert (saved.bpp, saved.filters, saved.steps, saved.init_from) == (0.25, 8, 30, NAME)
+  assert os.path.exists(tmp_path / "run" / "downstream" / "downstream.json")
+  assert dict(layout.codec_stages(saved, str(tmp_path / "run")))["tdic"].startswith(in_zoo)
+  assert zoo_files(in_zoo) == before
+  file_codec.FileCodec(str(tmp_path / "run"))  # the fine-tuned stage decodes files
+
+
+def test_export_a_shipped_codec_by_name(in_zoo, tmp_path):
+  result = run_bin("export", f"--model={NAME}", f"--export_dir={tmp_path / 'out'}",
+                   "--parity_images=1", env=dict(SAIC_ZOO_ROOT=in_zoo), timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert os.path.exists(tmp_path / "out" / NAME / "1" / "saved_model.pb")
+  result = run_bin("export", f"--export_dir={tmp_path / 'out'}")
+  assert result.returncode == 2 and "needs one of --model_dir" in result.stderr
