@@ -82,7 +82,8 @@ class FileCodec:
       self.backend = SavedModelBackend(version_dir)
       return
     if not os.path.isdir(model):
-      raise UserError(f"--model={model}: no such directory")
+      raise UserError(f"--model={model}: no such directory, nor a shipped codec "
+                      f"({', '.join(zoo.names()) or 'none shipped yet'}; bin/models)")
     config = TrainConfig.read(model)
     trained = stages.load_stage(config, model, stage)
     self.stage, self.stride = trained.name, config.stride

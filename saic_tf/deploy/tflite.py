@@ -47,10 +47,13 @@ def absl_level_kept():
 
 
 class TFLiteDecoder:
-  """Runs a decoder .tflite on latents of any size (resizes the input tensor when it changes)."""
+  """Runs a decoder .tflite on latents of any size (resizes the input tensor when it changes),
+  on `num_threads` threads (default: every core, as TensorFlow itself uses; the interpreter's
+  own default is one thread)."""
 
-  def __init__(self, path):
-    self.interpreter = tf.lite.Interpreter(model_path=path)
+  def __init__(self, path, num_threads=None):
+    self.interpreter = tf.lite.Interpreter(model_path=path,
+                                           num_threads=num_threads or os.cpu_count())
     self.input = self.interpreter.get_input_details()[0]["index"]
     self.output = self.interpreter.get_output_details()[0]["index"]
     self.shape = None
