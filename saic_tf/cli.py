@@ -144,7 +144,10 @@ def train_config_from_flagfile(path):
 def define_eval_flags(flag_values=FLAGS):
   """Flags of bin/evaluate."""
   fv = dict(flag_values=flag_values)
-  flags.DEFINE_string("model_dir", None, "The trained run to evaluate.", required=True, **fv)
+  flags.DEFINE_string("model_dir", None, "The trained run to evaluate, or a shipped codec's "
+                      "name (with --downstream_dir and --out_dir).", required=True, **fv)
+  flags.DEFINE_string("out_dir", None, "Where eval.json, eval.md and eval_gallery.npz go. "
+                      "Default: MODEL_DIR.", **fv)
   flags.DEFINE_string("dataset", None, "Dataset (default: the run's).", **fv)
   flags.DEFINE_string("data_dir", None, "Its data directory (default: the run's).", **fv)
   flags.DEFINE_enum("split", "test", datasets.SPLITS, "Split to evaluate (never tune on it).", **fv)
@@ -185,7 +188,7 @@ def eval_settings_from_flags(flag_values=FLAGS):
       batch_size=flag_values.batch_size, max_images=flag_values.max_images,
       club_train_images=flag_values.club_train_images,
       club=club.ClubSettings(steps=flag_values.club_steps),
-      downstream_dir=flag_values.downstream_dir)
+      downstream_dir=flag_values.downstream_dir, out_dir=flag_values.out_dir)
 
 
 def define_export_flags(flag_values=FLAGS, after_training=False):

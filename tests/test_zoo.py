@@ -1,6 +1,7 @@
 """Shipped codecs by name: the machinery, on a zoo of one tiny model packaged from the tdic_run
 fixture (SAIC_ZOO_ROOT points the commands at it). The shipped models themselves are checked
 in test_shipped_models.py."""
+import dataclasses
 import os
 
 import numpy as np
@@ -13,6 +14,7 @@ from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.deploy import file_codec
+from saic_tf.evaluation import club, evaluate
 from saic_tf.experiments import model_zoo
 from saic_tf.training import trainer
 from test_cli import run_bin
@@ -104,8 +106,17 @@ def test_fine_tune_from_a_shipped_codec(in_zoo, tmp_path):
   assert (saved.bpp, saved.filters, saved.steps, saved.init_from) == (0.25, 8, 30, NAME)
   assert os.path.exists(tmp_path / "run" / "downstream" / "downstream.json")
   assert dict(layout.codec_stages(saved, str(tmp_path / "run")))["tdic"].startswith(in_zoo)
-  assert zoo_files(in_zoo) == before
   file_codec.FileCodec(str(tmp_path / "run"))  # the fine-tuned stage decodes files
+  # bin/evaluate of the shipped codec itself, with that run's classifier: out of the package.
+  settings = evaluate.EvalSettings(baselines=(), max_images=8, club_train_images=16,
+                                   club=club.ClubSettings(steps=5), batch_size=8,
+                                   downstream_dir=str(tmp_path / "run"))
+  with pytest.raises(UserError, match="is a shipped codec: pass --out_dir"):
+    evaluate.evaluate(NAME, settings)
+  record = evaluate.evaluate(NAME, dataclasses.replace(settings, out_dir=str(tmp_path / "ev")))
+  assert set(record["rows"]) == {"original", "tdic"} and record["image_size"] == 32
+  assert os.path.exists(tmp_path / "ev" / layout.EVAL_FILE)
+  assert zoo_files(in_zoo) == before
 
 
 def test_export_a_shipped_codec_by_name(in_zoo, tmp_path):

@@ -47,6 +47,7 @@ class EvalSettings:
   club_train_images: int = 1000
   club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
   downstream_dir: Optional[str] = None  # None: the run's (its --downstream_from's/--init_from's)
+  out_dir: Optional[str] = None  # None: the run's directory (required for a shipped codec)
 
 
 def _methods(config, model_dir, stages, baseline_names):
@@ -126,7 +127,16 @@ def _row(name, labels, result, num_classes, si):
 
 
 def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
-  """Evaluates the run in `model_dir`; writes eval.json, eval.md, eval_gallery.npz."""
+  """Evaluates the run in `model_dir` (or the shipped codec of that name); writes eval.json,
+  eval.md, eval_gallery.npz to settings.out_dir, default `model_dir`.
+
+  A codec without a downstream network of its own (a --loss=tdic run, a shipped codec) is
+  evaluated with --downstream_dir's network, at that network's image size."""
+  if layout.run_dir(model_dir) != model_dir and not settings.out_dir:
+    raise UserError(f"--model_dir={model_dir} is a shipped codec: pass --out_dir=DIR for its "
+                    "evaluation (nothing is written into the package)")
+  model_dir = layout.run_dir(model_dir)
+  out_dir = settings.out_dir or model_dir
   config = TrainConfig.read(model_dir)
   # The CLUB training subset (a seeded shuffle) and CLUB's own fit depend on TensorFlow's global
   # seed: set it, so that an evaluation gives the same SI in a fresh bin/evaluate and inside a
@@ -138,7 +148,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   test_source = datasets.load(dataset, settings.split, data_dir)
   base = settings.downstream_dir or config.downstream_run()
   base_config = TrainConfig.read(base) if base != model_dir else config
-  if base_config.image_size != config.image_size:
+  image_size = config.image_size if config.semantic else base_config.image_size
+  if base_config.image_size != image_size:  # a fine-tune is evaluated at its training size
     raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "
                     f"images, this run's codec {config.image_size}px")
   network = downstream.load(base_config, base, train_source.num_classes)
@@ -150,11 +161,11 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   count = min(settings.max_images or test_source.num_examples, test_source.num_examples)
   picks = np.linspace(0, count - 1, min(GALLERY_SIZE, count)).astype(int)
   # A subset is drawn at random (fixed by the run's seed): file order is by class.
-  test = datasets.eval_dataset(test_source, config.image_size, settings.batch_size,
-                           limit=settings.max_images or None,
-                           shuffle_seed=config.seed if settings.max_images else None)
-  club_train = datasets.eval_dataset(train_source, config.image_size, settings.batch_size,
-                                 limit=settings.club_train_images, shuffle_seed=config.seed)
+  test = datasets.eval_dataset(test_source, image_size, settings.batch_size,
+                               limit=settings.max_images or None,
+                               shuffle_seed=config.seed if settings.max_images else None)
+  club_train = datasets.eval_dataset(train_source, image_size, settings.batch_size,
+                                     limit=settings.club_train_images, shuffle_seed=config.seed)
   try:
     labels, results, gallery = _pass(methods, network, test, details=True,
                                      gallery_indices=picks)
@@ -171,7 +182,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
                  rows[name]["f1"], si)
   record = dict(
       model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
-      num_images=int(len(labels)), image_size=config.image_size, loss=config.loss,
+      num_images=int(len(labels)), image_size=image_size, loss=config.loss,
       tau=config.tau, nominal_bpp=nominal, stages={k: v for k, v in stages},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,
@@ -181,8 +192,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
               logvar_range=[club_lib.LOGVAR_MIN, club_lib.LOGVAR_MAX],
               **dataclasses.asdict(settings.club)),
       rows=rows)
-  write_json(layout.eval_path(model_dir), record)
-  write_bytes(layout.eval_path(model_dir, layout.EVAL_MARKDOWN),
+  write_json(layout.eval_path(out_dir), record)
+  write_bytes(layout.eval_path(out_dir, layout.EVAL_MARKDOWN),
               tables.eval_markdown(record).encode())
   gallery_bytes = io.BytesIO()
   np.savez_compressed(
@@ -191,5 +202,5 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
       methods=np.array(list(methods)),
       **{f"images_{name}": gallery[name] for name in methods},
       **{f"predictions_{name}": results[name]["probs"][picks].argmax(1) for name in methods})
-  write_bytes(layout.eval_path(model_dir, layout.GALLERY_FILE), gallery_bytes.getvalue())
+  write_bytes(layout.eval_path(out_dir, layout.GALLERY_FILE), gallery_bytes.getvalue())
   return record
