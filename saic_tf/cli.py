@@ -35,6 +35,10 @@ def define_train_flags(flag_values=FLAGS):
                       "directory, or a folder holding stl10_binary/.", **fv)
   flags.DEFINE_integer("image_size", _DEFAULT.image_size, "Images are resized to this square "
                        "size (96: STL-10's size).", lower_bound=1, **fv)
+  flags.DEFINE_integer("holdout_every", _DEFAULT.holdout_every, "Every N-th image of the "
+                       "training split (by class, then file name) is held out of training as "
+                       "the validation split, to choose settings on (0: none).", lower_bound=0,
+                       **fv)
   flags.DEFINE_integer("crop_size", _DEFAULT.crop_size, "Codec stages train on random "
                        "crops of this side, a multiple of --stride (0: whole images). "
                        "Evaluation always sees whole images.", lower_bound=0, **fv)
@@ -150,7 +154,8 @@ def define_eval_flags(flag_values=FLAGS):
                       "Default: MODEL_DIR.", **fv)
   flags.DEFINE_string("dataset", None, "Dataset (default: the run's).", **fv)
   flags.DEFINE_string("data_dir", None, "Its data directory (default: the run's).", **fv)
-  flags.DEFINE_enum("split", "test", datasets.SPLITS, "Split to evaluate (never tune on it).", **fv)
+  flags.DEFINE_enum("split", "test", datasets.SPLITS, "Split to evaluate: test (never tune on "
+                    "it), or validation (the run's --holdout_every images).", **fv)
   flags.DEFINE_list("baselines", list(baselines.CODECS), "Pillow codecs evaluated at the "
                     "run's nominal bpp (empty for none).", **fv)
   flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1, **fv)

@@ -85,6 +85,26 @@ def _window_of(crop, image):
   return False
 
 
+def test_validation_is_held_out_of_the_training_split():
+  """--holdout_every=N: every N-th training image (by class, then name) is the validation split,
+  never trained on; together they are the training split; the test split is untouched."""
+  full = datasets.load("sample_cifar10", "train")
+  train = datasets.load("sample_cifar10", "train", holdout_every=5)
+  validation = datasets.load("sample_cifar10", "validation", holdout_every=5)
+  names = lambda source: [p.decode() for p in source.arrays[0].numpy()]
+  assert validation.num_examples == full.num_examples // 5 == len(names(validation))
+  assert train.num_examples + validation.num_examples == full.num_examples
+  assert not set(names(train)) & set(names(validation))
+  assert sorted(names(train) + names(validation)) == sorted(names(full))
+  assert len(set(validation.arrays[1].numpy())) == len(full.class_names)  # every class
+  batch, _ = next(iter(datasets.eval_dataset(validation, 16, 4)))
+  assert batch.shape == (4, 16, 16, 3)
+  assert datasets.load("sample_cifar10", "test", holdout_every=5).num_examples == (
+      datasets.load("sample_cifar10", "test").num_examples)
+  with pytest.raises(UserError, match="needs --holdout_every"):
+    datasets.load("sample_cifar10", "validation")
+
+
 def test_each_epoch_is_a_permutation(awkward_folder):
   source = datasets.load("imagefolder", "train", awkward_folder)
   assert source.num_examples == 4  # notes.txt is not an image

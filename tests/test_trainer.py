@@ -94,7 +94,8 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     (dict(crop_size=12), "multiple of --stride=8"), (dict(crop_size=64), "larger than"),
     (dict(crop_scale_min=0.5), "needs --crop_size"),
     (dict(crop_size=16, crop_scale_min=0.0), r"in \(0, 1\]"),
-    (dict(lr_schedule="linear"), "--lr_schedule=linear")])
+    (dict(lr_schedule="linear"), "--lr_schedule=linear"),
+    (dict(holdout_every=1), "--holdout_every=1")])
 def test_contradicting_flags_fail_before_anything_is_written(tmp_path, overrides, match):
   with pytest.raises(UserError, match=match):
     trainer.train(tiny_config(tmp_path, **overrides))

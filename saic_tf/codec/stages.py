@@ -94,7 +94,7 @@ def _float32():
 def fit_entropy_model(config, codec, count=ENTROPY_FIT_IMAGES):
   """An EntropyModel fitted on the latents of `count` training images of the run's dataset (a
   fixed random subset: the run's seed)."""
-  source = datasets.load(config.dataset, "train", config.data_dir)
+  source = datasets.load(config.dataset, "train", config.data_dir, config.holdout_every)
   images = datasets.eval_dataset(source, config.image_size, 32, limit=count,
                                  shuffle_seed=config.seed)
   latents = [codec.encode(batch).numpy() for batch, _ in images]

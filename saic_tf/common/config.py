@@ -24,6 +24,7 @@ class TrainConfig:
   dataset: str = "sample"
   data_dir: str = ""
   image_size: int = 96
+  holdout_every: int = 0  # every N-th training image is the validation split, not trained on
   crop_size: int = 0  # codec stages train on random crops of this side (0: whole images)
   crop_scale_min: float = 1.0  # before the crop, images are scaled by a factor in [this, 1]
   loss: Optional[str] = None  # None: saic when tau is given, else tdic
@@ -91,6 +92,9 @@ class TrainConfig:
                       f"{', '.join(MIXED_PRECISION)}")
     if self.on_nonfinite not in ("stop", "skip"):
       raise UserError(f"--on_nonfinite={self.on_nonfinite}: must be stop or skip")
+    if self.holdout_every < 0 or self.holdout_every == 1:
+      raise UserError(f"--holdout_every={self.holdout_every}: must be 0 (no validation split) "
+                      "or >= 2")
     if self.crop_size < 0 or (self.crop_size and self.stride > 0 and
                               self.crop_size % self.stride):
       raise UserError(f"--crop_size={self.crop_size}: must be 0 (whole images) or a positive "

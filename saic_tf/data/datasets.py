@@ -32,7 +32,9 @@ TFDS_NAMES = {
     "imagenet2012": ("imagenet2012", {"train": "train", "test": "validation"}),
 }
 DATASETS = tuple(EMBEDDED) + ("imagefolder",) + tuple(TFDS_NAMES)
-SPLITS = ("train", "test")
+# "validation" is carved from the training split (every --holdout_every-th image, see load):
+# hyper-parameters are chosen on it, never on "test".
+SPLITS = ("train", "validation", "test")
 # Shuffle buffer of streamed (tfds) sources; file-list and in-memory sources permute whole epochs.
 STREAM_SHUFFLE_BUFFER = 4096
 # Where a tfds download would go first; probed with a short timeout so that an offline machine
@@ -245,10 +247,37 @@ def tfds_source(dataset, split, data_dir):
   return Source(dataset, split, examples, decode, num_examples, class_names)
 
 
-def load(dataset, split="train", data_dir=None):
-  """The `split` ("train" or "test") of `dataset` (see DATASETS) as a Source."""
+def load(dataset, split="train", data_dir=None, holdout_every=0):
+  """The `split` of `dataset` (see DATASETS) as a Source. With `holdout_every` = N > 0, every
+  N-th image of the training split (in its fixed order: by class, then file name, so every
+  class gives its share) is held out of "train" and makes the "validation" split."""
   if split not in SPLITS:
     raise UserError(f"split {split!r}: must be one of {SPLITS}")
+  if split == "validation" and not holdout_every:
+    raise UserError("the validation split is held out of the training split: it needs "
+                    "--holdout_every=N (every N-th training image)")
+  source = _load(dataset, "test" if split == "test" else "train", data_dir)
+  if holdout_every and split != "test":
+    source = _held_out(source, holdout_every, validation=split == "validation")
+  return source
+
+
+def _held_out(source: Source, every, validation):
+  """The training split without (or with only) every `every`-th example."""
+  chosen = lambda index: tf.equal(index % every, every - 1) == validation
+  split = "validation" if validation else "train"
+  if source.arrays is not None:
+    indexes = [i for i in range(source.num_examples) if ((i % every) == every - 1) == validation]
+    picked = tf.constant(indexes, tf.int64)
+    arrays = tuple(tf.gather(a, picked) for a in source.arrays)
+    return dataclasses.replace(source, split=split, arrays=arrays, num_examples=len(indexes),
+                               examples=tf.data.Dataset.from_tensor_slices(arrays))
+  examples = source.examples.enumerate().filter(lambda i, _: chosen(i)).map(lambda _, e: e)
+  count = sum(((i % every) == every - 1) == validation for i in range(source.num_examples))
+  return dataclasses.replace(source, split=split, examples=examples, num_examples=count)
+
+
+def _load(dataset, split, data_dir):
   if dataset in EMBEDDED:
     return image_folder(os.path.join(SAMPLE_ROOT, EMBEDDED[dataset]), split, name=dataset)
   if dataset == "imagefolder":

@@ -97,7 +97,7 @@ def _export(model_dir, export_dir, model_name, version, stage, parity_images):
 
 def _images(config, split, count, size=None):
   """`count` float images of a split of the run's dataset at `size` (default: the run's)."""
-  source = datasets.load(config.dataset, split, config.data_dir)
+  source = datasets.load(config.dataset, split, config.data_dir, config.holdout_every)
   batches = datasets.eval_dataset(source, size or config.image_size, count, limit=count,
                                   shuffle_seed=config.seed)
   return [image for batch, _ in batches for image in batch.numpy()]

@@ -144,8 +144,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   tf.keras.utils.set_random_seed(config.seed)
   dataset = settings.dataset or config.dataset
   data_dir = config.data_dir if settings.data_dir is None else settings.data_dir
-  train_source = datasets.load(dataset, "train", data_dir)
-  test_source = datasets.load(dataset, settings.split, data_dir)
+  train_source = datasets.load(dataset, "train", data_dir, config.holdout_every)
+  test_source = datasets.load(dataset, settings.split, data_dir, config.holdout_every)
   base = settings.downstream_dir or config.downstream_run()
   base_config = TrainConfig.read(base) if base != model_dir else config
   image_size = config.image_size if config.semantic else base_config.image_size

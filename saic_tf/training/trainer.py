@@ -175,7 +175,7 @@ def train(config: TrainConfig, strategy=None):
   if config.batch_size % strategy.num_replicas_in_sync:
     raise UserError(f"--batch_size={config.batch_size} is not divisible by the "
                     f"{strategy.num_replicas_in_sync} replicas")
-  sources = (datasets.load(config.dataset, "train", config.data_dir),
+  sources = (datasets.load(config.dataset, "train", config.data_dir, config.holdout_every),
              datasets.load(config.dataset, "test", config.data_dir))
   try:
     if config.cache:
