@@ -380,6 +380,40 @@ def models_from_flags(flag_values=FLAGS, log=print):
   return model_zoo.table()
 
 
+def define_ablate_flags(default_out, flag_values=FLAGS):
+  """Flags of bin/ablate."""
+  from saic_tf.experiments import recipe  # pylint: disable=g-import-not-at-top
+  default = recipe.AblationSettings()
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_list("variants", list(recipe.VARIANTS), "Recipe variants to train and score "
+                    f"({', '.join(recipe.VARIANTS)}).", **fv)
+  flags.DEFINE_string("out", default_out, "Markdown table (the JSON record goes beside it).",
+                      **fv)
+  flags.DEFINE_string("dataset", default.dataset, "Training data (its validation split is "
+                      "scored).", **fv)
+  flags.DEFINE_string("data_dir", default.data_dir, "Its --data_dir.", **fv)
+  flags.DEFINE_float("bpp", default.bpp, "Codec rate.", **fv)
+  flags.DEFINE_float("cpu_minutes", default.cpu_minutes, "CPU budget of each variant (CPU "
+                     "time of the process, all cores).", **fv)
+  flags.DEFINE_integer("holdout_every", default.holdout_every, "Every N-th training image is "
+                       "held out and scored.", lower_bound=2, **fv)
+  flags.DEFINE_string("root", default.root, "Where the variants' runs go (resumable).", **fv)
+
+
+def ablation_from_flags(flag_values=FLAGS, log=print):
+  """bin/ablate: trains and scores the variants; returns the files written."""
+  from saic_tf.experiments import recipe  # pylint: disable=g-import-not-at-top
+  f = flag_values
+  unknown = sorted(set(f.variants) - set(recipe.VARIANTS))
+  if unknown:
+    raise UserError(f"--variants: unknown {', '.join(unknown)} (choose from "
+                    f"{', '.join(recipe.VARIANTS)})")
+  settings = recipe.AblationSettings(dataset=f.dataset, data_dir=f.data_dir, bpp=f.bpp,
+                                     cpu_minutes=f.cpu_minutes, holdout_every=f.holdout_every,
+                                     root=f.root)
+  return recipe.write(recipe.run(settings, f.variants, log=log), f.out)
+
+
 def numbers_from_flag(name, flag_values=FLAGS):
   """The values of a list flag as floats, or a UserError naming the flag."""
   values = flag_values[name].value

@@ -66,9 +66,9 @@ def measure_images(codec: FileCodec, images):
   return dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), images=len(psnr))
 
 
-def resized_split(dataset, split, data_dir, size, limit=0):
+def resized_split(dataset, split, data_dir, size, limit=0, holdout_every=0):
   """uint8 images of a split at size×size, by the pipeline's one resize path."""
-  source = datasets.load(dataset, split, data_dir)
+  source = datasets.load(dataset, split, data_dir, holdout_every)
   batches = datasets.eval_dataset(source, size, 64, limit=limit or None)
   return [image for batch, _ in batches for image in to_uint8(batch).numpy()]
 
