@@ -11,7 +11,7 @@ from absl import logging
 from saic_tf.common import distribute
 from saic_tf.common import layout
 from saic_tf.common.config import LOSSES, LR_SCHEDULES, MIXED_PRECISION, TrainConfig
-from saic_tf.common.errors import UserError
+from saic_tf.common.errors import user_error_inside, UserError
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
 from saic_tf.evaluation import baselines
@@ -39,9 +39,9 @@ def define_train_flags(flag_values=FLAGS):
                        "training split (by class, then file name) is held out of training as "
                        "the validation split, to choose settings on (0: none).", lower_bound=0,
                        **fv)
-  flags.DEFINE_integer("crop_size", _DEFAULT.crop_size, "Codec stages train on random "
-                       "crops of this side, a multiple of --stride (0: whole images). "
-                       "Evaluation always sees whole images.", lower_bound=0, **fv)
+  flags.DEFINE_integer("crop_size", _DEFAULT.crop_size, "TDIC trains on random crops of "
+                       "this side, a multiple of --stride (0: whole images); the APIC/SAIC "
+                       "fine-tune and evaluation see whole images.", lower_bound=0, **fv)
   flags.DEFINE_float("crop_scale_min", _DEFAULT.crop_scale_min, "With --crop_size: before "
                      "the crop, each training image (at --image_size) is scaled by a random "
                      "factor in [this, 1], so one codec sees several scales.", **fv)
@@ -97,8 +97,9 @@ def define_train_flags(flag_values=FLAGS):
   flags.DEFINE_integer("warmup_steps", _DEFAULT.warmup_steps, "Linear learning-rate warm-up "
                        "of each codec stage, in steps.", lower_bound=0, **fv)
   flags.DEFINE_string("init_from", _DEFAULT.init_from, "MODEL_DIR of another run whose "
-                      "downstream network and TDIC stage this apic/saic run reuses, so that "
-                      "TDIC, APIC and SAIC compare on the same base.", **fv)
+                      "TDIC stage (and downstream network, if it has one) this apic/saic run "
+                      "reuses, so that TDIC, APIC and SAIC compare on the same base; or a "
+                      "shipped codec's name (bin/models), whose codec settings it takes.", **fv)
   flags.DEFINE_string("downstream_from", _DEFAULT.downstream_from, "MODEL_DIR of another run "
                       "(same dataset, image size, backbone, feature layer) whose trained "
                       "downstream network this apic/saic run uses instead of training its own, "
@@ -404,6 +405,8 @@ def ablation_from_flags(flag_values=FLAGS, log=print):
   """bin/ablate: trains and scores the variants; returns the files written."""
   from saic_tf.experiments import recipe  # pylint: disable=g-import-not-at-top
   f = flag_values
+  if not f.variants or f.cpu_minutes <= 0:
+    raise UserError("bin/ablate needs one or more --variants and --cpu_minutes > 0")
   unknown = sorted(set(f.variants) - set(recipe.VARIANTS))
   if unknown:
     raise UserError(f"--variants: unknown {', '.join(unknown)} (choose from "
@@ -441,5 +444,11 @@ def run(main, positional=False):
       return main(argv)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    except Exception as e:  # pylint: disable=broad-except
+      inside = user_error_inside(e)  # e.g. a damaged image met inside a tf.data pipeline
+      if inside is None:
+        raise
+      print(f"error: {inside}", file=sys.stderr)
       sys.exit(2)
   app.run(guarded)

@@ -39,8 +39,11 @@ def test_recipe_ablation_trains_each_variant_and_scores_held_out_images(tmp_path
               "crops": dict(image_size=32, filters=8, crop_size=16, lr_schedule="cosine")}
   record = recipe.run(settings, variants=variants, log=lambda line: None)
   assert [row["variant"] for row in record["rows"]] == ["plain", "crops"]
-  for row in record["rows"]:
-    assert row["steps"] >= 4 and row["cpu_hours"] > 0
+  for row in record["rows"]:  # the budget's steps at the calibrated CPU cost of a step
+    assert row["steps"] == int(60 * settings.cpu_minutes / row["cpu_seconds_per_step"]) >= 4
+    spent = json.load(open(tmp_path / "runs" / row["variant"] / "tdic" / "training_time.json"))
+    assert spent["step"] == row["steps"] and row["cpu_hours"] == spent["cpu_seconds"] / 3600
+    assert [h[0] for h in spent["history"]][-1] == row["steps"] and len(spent["history"]) >= 2
     assert row["validation32"]["images"] == 40 and row["validation32"]["bpp"] > 0  # headers too
   paths = recipe.write(record, str(tmp_path / "recipe.md"))
   table = open(paths[0]).read()

@@ -1,6 +1,9 @@
 """The one image reader: every format and mode Pillow reads becomes 8-bit RGB, in bin/compress
 and in image folders; bad files are one line that names them."""
+import io
 import os
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -72,10 +75,22 @@ def test_bad_files_are_one_line_and_the_pixel_limit_states_the_declared_size(tmp
     with pytest.raises(UserError, match=r"^not a readable image \(") as error:
       images.read_image(str(tmp_path / name))
     assert "\n" not in str(error.value) and "function_node" not in str(error.value)
-  Image.new("1", (60000, 60000)).save(tmp_path / "declared.png")  # a few kB
+  (tmp_path / "declared.png").write_bytes(png_declaring(60000, 60000))
   with pytest.raises(UserError, match=r"image of 60000x60000 = 3600000000 pixels is above "
                      r"--max_pixels=16777216"):
     images.read_image(str(tmp_path / "declared.png"), max_pixels=1 << 24)
+
+
+def png_declaring(width, height):
+  """A 1×1 PNG whose header declares width×height (IHDR rewritten, CRC-32 fixed): the pixel
+  limit must act on the declared size before anything is decoded."""
+  buffer = io.BytesIO()
+  Image.new("L", (1, 1)).save(buffer, "PNG")
+  data = bytearray(buffer.getvalue())
+  start = data.index(b"IHDR")  # length (4 bytes) before it, then type, 13 bytes of data, CRC
+  data[start + 4:start + 12] = struct.pack(">II", width, height)
+  data[start + 17:start + 21] = struct.pack(">I", zlib.crc32(bytes(data[start:start + 17])))
+  return bytes(data)
 
 
 def test_bin_compress_reads_webp_and_tiff_and_names_bad_files(tdic_run, tmp_path, real):

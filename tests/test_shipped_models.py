@@ -18,7 +18,7 @@ NONE_YET = [pytest.param(None, marks=pytest.mark.skip(reason="no codec is shippe
 @pytest.mark.parametrize("name", SHIPPED or NONE_YET)
 def test_a_shipped_codec_reproduces_its_recorded_figures(name):
   record = zoo.record(name)
-  codec = FileCodec(name)
+  codec = FileCodec(layout.zoo_dir(name))
   assert codec.fingerprint.hex() == record["fingerprint"]
   measured = model_zoo.measure_images(codec, model_zoo.resized_split("sample", "test", "", 96))
   recorded = record["figures"]["sample96"]

@@ -222,18 +222,24 @@ def test_speed_features_train_to_the_exact_step_with_finite_losses(tmp_path, ove
     ("constant", [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]),
     ("step", [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 0.1]),
     ("cosine", [0.25, 0.5, 0.75, 1.0] + [schedules.ALPHA + (1 - schedules.ALPHA) * 0.5 *
-                                         (1 + np.cos(np.pi * t / 4)) for t in range(4)])])
+                                         (1 + np.cos(np.pi * t / 3)) for t in range(4)])])
 def test_learning_rate_warms_up_then_decays(decay, expected):
   schedule = schedules.WarmupThenDecay(1.0, total_steps=8, warmup_steps=4, decay=decay)
   np.testing.assert_allclose([float(schedule(step)) for step in range(8)], expected, rtol=1e-6)
-  assert float(schedules.WarmupThenDecay(2.0, 8, 0, "cosine")(8)) == pytest.approx(
-      2.0 * schedules.ALPHA)
+  assert float(schedules.WarmupThenDecay(2.0, 8, 0, "cosine")(7)) == pytest.approx(
+      2.0 * schedules.ALPHA)  # the last step trained
 
 
-def test_recipe_flags_train_on_crops_with_a_schedule(tmp_path, caplog):
-  """--crop_size, --crop_scale_min, --lr_schedule and --warmup_steps: the stage trains on
-  crops (nominal bpp of the crop), tests on whole images, and follows the schedule."""
+def test_recipe_flags_train_on_crops_with_a_schedule(tmp_path, caplog, monkeypatch):
+  """--crop_size, --crop_scale_min, --lr_schedule and --warmup_steps reach TDIC's batches and
+  optimizer; the fine-tune trains on whole images."""
   caplog.set_level("INFO")
+  crops, rates = [], []
+  train_dataset, for_stage = datasets.train_dataset, schedules.for_stage
+  monkeypatch.setattr(datasets, "train_dataset", lambda *a, **k: (
+      crops.append((k.get("crop_size"), k.get("crop_scale_min"))), train_dataset(*a, **k))[1])
+  monkeypatch.setattr(schedules, "for_stage", lambda *a: (
+      rates.append(for_stage(*a)), rates[-1])[1])
   config = tiny_config(tmp_path, crop_size=16, crop_scale_min=0.5, lr_schedule="cosine",
                        warmup_steps=2, steps=6, log_every=1)
   summary = trainer.train(config)
@@ -241,3 +247,16 @@ def test_recipe_flags_train_on_crops_with_a_schedule(tmp_path, caplog):
   assert "random 16x16 crops at scales 0.5..1" in caplog.text
   assert "lr 0.001 (cosine, 2 warm-up steps)" in caplog.text
   assert tf.train.latest_checkpoint(str(tmp_path / "tdic")).endswith("ckpt-6")
+  assert crops and set(crops) == {(16, 0.5)}
+  [schedule] = rates
+  assert schedule.get_config() == dict(peak=1e-3, total_steps=6, warmup_steps=2,
+                                       decay="cosine")
+  # A fine-tune from it: whole images (crop 0) and its own schedule over its steps.
+  crops.clear(), rates.clear()
+  trainer.train(semantic_config(tmp_path / "apic", loss="apic", crop_size=16,
+                                lr_schedule="cosine", warmup_steps=1))
+  # The classifier's stream (None: no crop argument), TDIC on crops, APIC on whole images.
+  assert [c for c, _ in crops if c is not None] == sorted(
+      [c for c, _ in crops if c is not None], reverse=True)
+  assert {c for c, _ in crops} == {None, 16, 0}
+  assert [r.total_steps for r in rates] == [4, 2]

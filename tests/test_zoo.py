@@ -126,3 +126,24 @@ def test_export_a_shipped_codec_by_name(in_zoo, tmp_path):
   assert os.path.exists(tmp_path / "out" / NAME / "1" / "saved_model.pb")
   result = run_bin("export", f"--export_dir={tmp_path / 'out'}")
   assert result.returncode == 2 and "needs one of --model_dir" in result.stderr
+
+
+def test_a_run_directory_of_the_same_name_wins_and_other_directories_do_not(in_zoo, tmp_path,
+                                                                          monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  os.makedirs(NAME)  # an empty folder of that name (e.g. an output directory) is no run
+  assert layout.run_dir(NAME) == layout.zoo_dir(NAME)
+  with open(layout.config_path(NAME), "w") as f:
+    f.write("{}")
+  assert layout.run_dir(NAME) == NAME
+
+
+def test_bad_names_and_conflicting_codec_flags_are_one_line(in_zoo, tdic_run, tmp_path):
+  for bad in ("all", "../x", "Tdic", "x.tmp", ""):
+    with pytest.raises(UserError, match="--name="):
+      model_zoo.package(tdic_run, bad, "")
+  config = TrainConfig(model_dir=str(tmp_path / "run"), dataset="sample", image_size=32,
+                       loss="apic", init_from=NAME, bpp=0.5)
+  with pytest.raises(UserError, match=r"--bpp=0.5 given, 0.25 there"):
+    trainer.train(config)
+  assert not os.path.exists(tmp_path / "run")

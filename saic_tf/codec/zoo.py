@@ -8,6 +8,7 @@ bin/compress --model, bin/export --model, bin/evaluate --model_dir, bin/train --
 and a .saic file made with one decodes without naming it (its fingerprint is in record.json).
 """
 import os
+import re
 
 from saic_tf.codec import stages
 from saic_tf.common import layout
@@ -15,16 +16,33 @@ from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json
 
-RECORD_FILE = "record.json"
+RECORD_FILE = layout.ZOO_RECORD_FILE
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _FINGERPRINTS = {}  # name -> fingerprint, computed once per process
 
 
+def _rate(name):
+  try:
+    return float(name.rsplit("-", 1)[-1])
+  except ValueError:
+    return float("inf")
+
+
 def names():
-  """The shipped models' names, sorted by rate."""
+  """The shipped models' names, sorted by rate (tdic-0.125, tdic-0.25, tdic-0.5)."""
   root = layout.ZOO_ROOT
-  found = [n for n in os.listdir(root) if os.path.exists(layout.config_path(
-      os.path.join(root, n)))] if os.path.isdir(root) else []
-  return sorted(found, key=lambda n: (float(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0, n))
+  found = [n for n in os.listdir(root) if NAME_PATTERN.match(n) and
+           os.path.exists(layout.config_path(os.path.join(root, n)))] if (
+               os.path.isdir(root)) else []
+  return sorted(found, key=lambda n: (_rate(n), n))
+
+
+def check_new_name(name):
+  """A name a run may be shipped under (--name of bin/models --package)."""
+  if not NAME_PATTERN.match(name or "") or name == "all" or name.endswith(".tmp"):
+    raise UserError(f"--name={name}: use lower-case letters, digits, '.', '_' and '-' "
+                    "(e.g. tdic-0.25)")
+  return name
 
 
 def record(name):

@@ -25,7 +25,7 @@ class TrainConfig:
   data_dir: str = ""
   image_size: int = 96
   holdout_every: int = 0  # every N-th training image is the validation split, not trained on
-  crop_size: int = 0  # codec stages train on random crops of this side (0: whole images)
+  crop_size: int = 0  # TDIC trains on random crops of this side (0: whole images)
   crop_scale_min: float = 1.0  # before the crop, images are scaled by a factor in [this, 1]
   loss: Optional[str] = None  # None: saic when tau is given, else tdic
   tau: Optional[float] = None

@@ -24,6 +24,7 @@ DOWNSTREAM_INFO = "downstream.json"
 GSW_FILE = "gsw.json"
 CODEC_STAGES = ("tdic", "apic", "saic")  # each stage's directory has the stage's name
 ENTROPY_MODEL_FILE = "entropy_model.json"
+ZOO_RECORD_FILE = "record.json"  # a shipped codec's record (codec/zoo.py)
 TRAINING_TIME_FILE = "training_time.json"  # beside a part's checkpoints (training/loop.py)
 LOGS_DIR = "logs"
 EVAL_FILE, EVAL_MARKDOWN, GALLERY_FILE = "eval.json", "eval.md", "eval_gallery.npz"
@@ -42,13 +43,15 @@ def zoo_dir(name):
 
 def is_zoo_name(name):
   """True for the name of a shipped codec (not a path)."""
-  return bool(name) and os.sep not in name and os.path.exists(config_path(zoo_dir(name)))
+  return (bool(name) and os.sep not in name and not name.startswith(".") and
+          os.path.exists(config_path(zoo_dir(name))))
 
 
 def run_dir(name_or_dir):
   """The run directory a --model, --model_dir or --init_from names: a directory, or the name
-  of a shipped codec (a directory of that name wins)."""
-  if name_or_dir and not os.path.exists(name_or_dir) and is_zoo_name(name_or_dir):
+  of a shipped codec (a run directory of that name, with its config.json, wins)."""
+  if (name_or_dir and is_zoo_name(name_or_dir) and
+      not os.path.exists(config_path(name_or_dir))):
     return zoo_dir(name_or_dir)
   return name_or_dir
 

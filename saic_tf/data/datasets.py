@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from saic_tf.common.errors import first_line, UserError
+from saic_tf.common.errors import first_line, user_error_inside, UserError
 from saic_tf.data.images import (decode_image_file, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,
                                  read_image, to_rgb)
 
@@ -82,6 +82,8 @@ def check_decode_error(error, *sources):
   """Turns an error raised inside a tf.data pipeline (the reader fails there as a TensorFlow
   error that cannot say which file it was) into a UserError that lists the unreadable files of
   `sources`; re-raises `error` when none is found."""
+  if user_error_inside(error) is None:  # not the image reader (e.g. out of memory)
+    raise error
   bad = [item for source in sources for item in unreadable_files(source)]
   if not bad:
     raise error
@@ -264,17 +266,19 @@ def load(dataset, split="train", data_dir=None, holdout_every=0):
 
 def _held_out(source: Source, every, validation):
   """The training split without (or with only) every `every`-th example."""
-  chosen = lambda index: tf.equal(index % every, every - 1) == validation
+  if source.arrays is None:
+    raise UserError(f"--holdout_every: --dataset={source.name} is streamed (tfds), not read by "
+                    "index; hold out a validation split of an image folder, the sample or the "
+                    "STL-10 binaries")
   split = "validation" if validation else "train"
-  if source.arrays is not None:
-    indexes = [i for i in range(source.num_examples) if ((i % every) == every - 1) == validation]
-    picked = tf.constant(indexes, tf.int64)
-    arrays = tuple(tf.gather(a, picked) for a in source.arrays)
-    return dataclasses.replace(source, split=split, arrays=arrays, num_examples=len(indexes),
-                               examples=tf.data.Dataset.from_tensor_slices(arrays))
-  examples = source.examples.enumerate().filter(lambda i, _: chosen(i)).map(lambda _, e: e)
-  count = sum(((i % every) == every - 1) == validation for i in range(source.num_examples))
-  return dataclasses.replace(source, split=split, examples=examples, num_examples=count)
+  indexes = [i for i in range(source.num_examples) if ((i % every) == every - 1) == validation]
+  if not indexes:
+    raise UserError(f"--holdout_every={every}: the {split} split of --dataset={source.name} "
+                    f"({source.num_examples} training images) would be empty")
+  picked = tf.constant(indexes, tf.int64)
+  arrays = tuple(tf.gather(a, picked) for a in source.arrays)
+  return dataclasses.replace(source, split=split, arrays=arrays, num_examples=len(indexes),
+                             examples=tf.data.Dataset.from_tensor_slices(arrays))
 
 
 def _load(dataset, split, data_dir):

@@ -94,10 +94,20 @@ def read_image(path, max_pixels=None):
     raise UserError(f"not a readable image ({reason})") from None
 
 
+def _read_named(path):
+  """read_image, with the file named in its error (a pipeline's error cannot say which)."""
+  try:
+    return read_image(path, DEFAULT_MAX_PIXELS)
+  except UserError as e:
+    name = path.item() if isinstance(path, np.ndarray) else path
+    raise UserError(f"{name.decode() if isinstance(name, bytes) else name}: {e}") from None
+
+
 def decode_image_file(path):
-  """The reader in a TensorFlow graph (tf.data): path string tensor -> uint8 [H, W, 3]."""
-  image = tf.numpy_function(lambda p: read_image(p, DEFAULT_MAX_PIXELS), [path], tf.uint8,
-                            stateful=False)
+  """The reader in a TensorFlow graph (tf.data): path string tensor -> uint8 [H, W, 3]. A bad
+  file fails the pipeline with a TensorFlow error that carries "UserError: <path>: <why>"
+  (errors.user_error_inside; cli.run prints that line)."""
+  image = tf.numpy_function(_read_named, [path], tf.uint8, stateful=False)
   image.set_shape([None, None, 3])
   return image
 

@@ -192,7 +192,7 @@ def decompress_files(codec, paths, output, max_pixels=None):
       raise UserError(f"made by a model that is not shipped (fingerprint "
                       f"{bitstream.file_fingerprint(content).hex()}): pass --model=MODEL_DIR")
     if name not in shipped:
-      shipped[name] = FileCodec(name, max_pixels=max_pixels)
+      shipped[name] = FileCodec(layout.zoo_dir(name), max_pixels=max_pixels)
     return shipped[name]
 
   def work(path):

@@ -142,13 +142,19 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   # seed: set it, so that an evaluation gives the same SI in a fresh bin/evaluate and inside a
   # process that trained first (bin/demo, bin/sweep_tau, bin/reproduce).
   tf.keras.utils.set_random_seed(config.seed)
-  dataset = settings.dataset or config.dataset
-  data_dir = config.data_dir if settings.data_dir is None else settings.data_dir
-  train_source = datasets.load(dataset, "train", data_dir, config.holdout_every)
-  test_source = datasets.load(dataset, settings.split, data_dir, config.holdout_every)
+  if not config.semantic and not settings.downstream_dir:
+    raise UserError(f"{model_dir}: a codec without a downstream network (--loss=tdic, or a "
+                    "shipped codec): pass --downstream_dir=RUN, the run whose classifier "
+                    "judges it")
   base = settings.downstream_dir or config.downstream_run()
   base_config = TrainConfig.read(base) if base != model_dir else config
-  image_size = config.image_size if config.semantic else base_config.image_size
+  # A codec alone is judged on the task of the classifier it is given: its data and size.
+  task = config if config.semantic else base_config
+  dataset = settings.dataset or task.dataset
+  data_dir = task.data_dir if settings.data_dir is None else settings.data_dir
+  train_source = datasets.load(dataset, "train", data_dir, task.holdout_every)
+  test_source = datasets.load(dataset, settings.split, data_dir, task.holdout_every)
+  image_size = task.image_size
   if base_config.image_size != image_size:  # a fine-tune is evaluated at its training size
     raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "
                     f"images, this run's codec {config.image_size}px")

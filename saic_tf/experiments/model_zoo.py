@@ -75,7 +75,7 @@ def resized_split(dataset, split, data_dir, size, limit=0, holdout_every=0):
 
 def measure(name, settings=MeasureSettings(), log=logging.info):
   """The figures of shipped codec `name` (module doc); written into its record.json."""
-  codec = FileCodec(name)
+  codec = FileCodec(zoo.check_name(name))
   figures = {}
   start = time.time()
   figures["sample96"] = measure_images(codec, resized_split("sample", "test", "", settings.size))
@@ -97,10 +97,13 @@ def measure(name, settings=MeasureSettings(), log=logging.info):
   return figures
 
 
-def package(run, name, command, cpu_seconds=None):
+def package(run, name, command):
   """Copies the TDIC stage of the trained run `run` into the zoo as `name`: config.json (with
   the shipped sample as its data, for the export's calibration; the training data stays in
-  record.json), the codec's weights alone at its last step, its entropy model, record.json."""
+  record.json), the codec's weights alone at its last step, its entropy model, record.json
+  (with the CPU and wall time training measured). config.json is written last: a directory
+  without it is no shipped codec."""
+  zoo.check_new_name(name)
   config = TrainConfig.read(run)
   if config.resolved_loss != "tdic":
     raise UserError(f"{run}: a shipped codec is a TDIC run (--loss=tdic)")
@@ -111,20 +114,24 @@ def package(run, name, command, cpu_seconds=None):
   tmp = target + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   shipped = dataclasses.replace(config, model_dir=name, dataset="sample", data_dir="",
-                                cache=False)
-  write_json(layout.config_path(tmp), shipped.to_dict())
+                                cache=False, holdout_every=0)
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(codec=trained.codec),
                                        layout.stage_dir(tmp, "tdic"), max_to_keep=1)
   manager.save(checkpoint_number=layout.checkpoint_step(checkpoint))
   shutil.copyfile(layout.entropy_model_path(os.path.dirname(checkpoint)),
                   layout.entropy_model_path(layout.stage_dir(tmp, "tdic")))
+  time_path = os.path.join(os.path.dirname(checkpoint), layout.TRAINING_TIME_FILE)
+  spent = read_json(time_path, "train the run again") if os.path.exists(time_path) else {}
   write_json(os.path.join(tmp, zoo.RECORD_FILE), dict(
       name=name, command=command, steps=config.steps, bpp=config.bpp, filters=config.filters,
       stride=config.stride, trained_on=dict(dataset=config.dataset, data_dir=config.data_dir,
-                                            split="train", image_size=config.image_size,
+                                            split="train", holdout_every=config.holdout_every,
+                                            image_size=config.image_size,
                                             crop_size=config.crop_size,
                                             crop_scale_min=config.crop_scale_min),
-      cpu_seconds=cpu_seconds, fingerprint=trained.fingerprint.hex()))
+      cpu_seconds=spent.get("cpu_seconds"), wall_seconds=spent.get("wall_seconds"),
+      training_time_history=spent.get("history"), fingerprint=trained.fingerprint.hex()))
+  write_json(layout.config_path(tmp), shipped.to_dict())
   shutil.rmtree(target, ignore_errors=True)
   os.replace(tmp, target)
   return target

@@ -14,6 +14,7 @@ import os
 
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_bytes, write_json
 from saic_tf.deploy.file_codec import FileCodec
 from saic_tf.experiments import model_zoo
@@ -54,31 +55,45 @@ def _config(settings: AblationSettings, name, overrides, steps, calibration=Fals
       model_dir=os.path.join(settings.root, part, name), dataset=settings.dataset,
       data_dir=settings.data_dir, loss="tdic", bpp=settings.bpp, batch_size=settings.batch_size,
       learning_rate=settings.learning_rate, holdout_every=settings.holdout_every, steps=steps,
-      checkpoint_every=steps, log_every=max(1, steps // 10), image_every=steps, cache=True,
-      seed=0)
+      checkpoint_every=max(1, steps // (3 if calibration else 10)),
+      log_every=max(1, steps // 10), image_every=steps, cache=True, seed=0)
   config = dataclasses.replace(config, **overrides)
   if config.lr_schedule != "constant":
     config = dataclasses.replace(config, warmup_steps=min(1000, steps // 20))
   return config
 
 
-def _cpu_seconds(model_dir):
+def _training_time(model_dir):
   return read_json(os.path.join(layout.stage_dir(model_dir, "tdic"), layout.TRAINING_TIME_FILE),
-                   "train the variant again")["cpu_seconds"]
+                   "train the variant again")
+
+
+def cpu_seconds_per_step(model_dir):
+  """CPU seconds per step of a run, between its first and last checkpoints (past the tracing
+  and warm-up of the first interval)."""
+  history = _training_time(model_dir)["history"]
+  (first_step, first_cpu, _), (last_step, last_cpu, _) = history[0], history[-1]
+  if last_step == first_step:
+    return last_cpu / last_step
+  return (last_cpu - first_cpu) / (last_step - first_step)
 
 
 def run_variant(settings: AblationSettings, name, overrides, log=print):
   """Calibrates, trains (or resumes) and scores one variant; returns its row."""
   calibration = _config(settings, name, overrides, CALIBRATION_STEPS, calibration=True)
   trainer.train(calibration)
-  per_step = _cpu_seconds(calibration.model_dir) / CALIBRATION_STEPS
-  steps = max(CALIBRATION_STEPS, int(60 * settings.cpu_minutes / per_step))
+  per_step = cpu_seconds_per_step(calibration.model_dir)
+  steps = int(60 * settings.cpu_minutes / per_step)
+  if steps < CALIBRATION_STEPS:
+    raise UserError(f"--cpu_minutes={settings.cpu_minutes:g}: {name} takes {per_step:.3f} CPU "
+                    f"s a step, so the budget gives {steps} steps, fewer than the "
+                    f"{CALIBRATION_STEPS} of its calibration")
   log(f"{name}: {per_step:.3f} CPU s/step -> {steps} steps in {settings.cpu_minutes:g} CPU min")
   config = _config(settings, name, overrides, steps)
   trainer.train(config)
   codec = FileCodec(config.model_dir)
-  row = dict(variant=name, settings=overrides, steps=steps,
-             cpu_hours=_cpu_seconds(config.model_dir) / 3600)
+  row = dict(variant=name, settings=overrides, steps=steps, cpu_seconds_per_step=per_step,
+             cpu_hours=_training_time(config.model_dir)["cpu_seconds"] / 3600)
   for size in settings.score_sizes:
     images = model_zoo.resized_split(settings.dataset, "validation", settings.data_dir, size,
                                      holdout_every=settings.holdout_every)

@@ -110,13 +110,15 @@ class TrainingMonitor(keras.callbacks.Callback):
 
 
 class SaveAtEpochEnd(keras.callbacks.Callback):
-  """manager.save at the end of every epoch of a fit, numbered by the optimizer's step; and the
-  part's training time so far (layout.TRAINING_TIME_FILE beside the checkpoints: this process's
-  CPU seconds and wall seconds, added up over every resumption, up to the newest checkpoint)."""
+  """manager.save at the end of every epoch of a fit, numbered by the optimizer's step; and,
+  with `record_time` (the chief), the part's training time so far (layout.TRAINING_TIME_FILE
+  beside the checkpoints: this process's CPU and wall seconds, added up over every resumption up
+  to the newest checkpoint, with their history [step, cpu, wall] at every checkpoint)."""
 
-  def __init__(self, manager):
+  def __init__(self, manager, record_time=True):
     super().__init__()
     self.manager = manager
+    self.record_time = record_time
     self._mark = None
 
   def on_train_begin(self, logs=None):
@@ -126,12 +128,21 @@ class SaveAtEpochEnd(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     step = current_step(self.model)
     self.manager.save(checkpoint_number=step)
+    if self.record_time:
+      self._record_time(step)
+
+  def _record_time(self, step):
     now = (time.process_time(), time.time())
     path = os.path.join(self.manager.directory, layout.TRAINING_TIME_FILE)
     spent = read_json(path, "delete it") if os.path.exists(path) else {}
-    cpu = spent.get("cpu_seconds", 0.0) + now[0] - self._mark[0]
-    wall = spent.get("wall_seconds", 0.0) + now[1] - self._mark[1]
-    write_json(path, dict(step=step, cpu_seconds=round(cpu, 1), wall_seconds=round(wall, 1)))
+    history = spent.get("history") or ([[spent["step"], spent["cpu_seconds"],
+                                         spent["wall_seconds"]]] if spent else [])
+    history = [h for h in history if h[0] < step]  # not a later state whose checkpoint is lost
+    cpu = (history[-1][1] if history else 0.0) + now[0] - self._mark[0]
+    wall = (history[-1][2] if history else 0.0) + now[1] - self._mark[1]
+    history.append([step, round(cpu, 1), round(wall, 1)])
+    write_json(path, dict(step=step, cpu_seconds=round(cpu, 1), wall_seconds=round(wall, 1),
+                          history=history))
     self._mark = now
 
 
@@ -168,7 +179,9 @@ def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, 
     logging.info("%s: resuming from step %d (%s)", monitor.part, step, latest)
   if on_nonfinite == "skip" and not manager.latest_checkpoint:
     manager.save(checkpoint_number=step)  # something to go back to
-  callbacks = [StopOnNonFiniteLoss(monitor.part, manager), monitor, SaveAtEpochEnd(manager)]
+  chief = save_dir in (None, checkpoint_dir)  # others save to a private directory
+  callbacks = [StopOnNonFiniteLoss(monitor.part, manager), monitor,
+               SaveAtEpochEnd(manager, record_time=chief)]
   while step < total_steps:
     length = min(every - step % every, total_steps - step)  # to the next checkpoint
     epochs = (total_steps - step) // every if length == every else 1

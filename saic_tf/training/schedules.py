@@ -2,8 +2,8 @@
 peak/warmup to the peak over the first `warmup_steps` steps, then
 
   constant   the peak
-  cosine     peak · (ALPHA + (1 − ALPHA) · ½(1 + cos(π t))), t the fraction of the steps after
-             warm-up that are done: down to ALPHA · peak at the last step
+  cosine     peak · (ALPHA + (1 − ALPHA) · ½(1 + cos(π t))), t going from 0 at the first step
+             after warm-up to 1 at the stage's last step: down to ALPHA · peak there
   step       the peak, then peak · STEP_FACTOR for the last STEP_FRACTION of the steps
 
 The rate is a function of the optimizer's step alone, so a resumed stage follows the same curve
@@ -31,7 +31,8 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
     warmup = float(self.warmup_steps)
-    decaying = float(max(self.total_steps - self.warmup_steps, 1))
+    # The last step trained is total_steps - 1 (the optimizer counts from 0): t = 1 there.
+    decaying = float(max(self.total_steps - self.warmup_steps - 1, 1))
     done = tf.clip_by_value((step - warmup) / decaying, 0.0, 1.0)
     if self.decay == "cosine":
       rate = self.peak * (ALPHA + (1 - ALPHA) * 0.5 * (1 + tf.cos(math.pi * done)))

@@ -58,9 +58,12 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
   preview = next(iter(datasets.eval_dataset(test_source, config.image_size, 4)))[0]
   monitor = TrainingMonitor(stage, distribute.write_dir(log_dir, strategy), steps,
                             config.batch_size, config.log_every, config.image_every, preview)
-  crops = (f", random {config.crop_size}x{config.crop_size} crops" +
+  # Crops are for TDIC's pixel loss; the fine-tune's feature loss needs the downstream network's
+  # whole input (on a 48-pixel crop ResNet18's last block is 2x2).
+  crop_size = config.crop_size if stage == "tdic" else 0
+  crops = (f", random {crop_size}x{crop_size} crops" +
            (f" at scales {config.crop_scale_min:g}..1" if config.crop_scale_min < 1 else "")
-           if config.crop_size else "")
+           if crop_size else "")
   logging.info("%s: %d steps on %s (%d images, %dx%d%s), batch %d, lr %g (%s, %d warm-up "
                "steps), %g bpp nominal", stage, steps, config.dataset,
                train_source.num_examples, config.image_size, config.image_size, crops,
@@ -68,7 +71,7 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
                codec.nominal_bpp(config.image_size, config.image_size))
   make_dataset = lambda start: datasets.train_dataset(
       train_source, config.image_size, config.batch_size, config.seed, start_step=start,
-      crop_size=config.crop_size, crop_scale_min=config.crop_scale_min)
+      crop_size=crop_size, crop_scale_min=config.crop_scale_min)
   fit_resumably(model, tf.train.Checkpoint(codec=codec, optimizer=model.optimizer),
                 checkpoint_dir, make_dataset, steps, config.checkpoint_every, monitor,
                 save_dir=distribute.write_dir(checkpoint_dir, strategy),
@@ -118,7 +121,8 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
   return w_prime
 
 
-DOWNSTREAM_SETTINGS = ("dataset", "image_size", "backbone", "backbone_weights",
+# holdout_every: a base trained on this run's validation images would leak them.
+DOWNSTREAM_SETTINGS = ("dataset", "image_size", "holdout_every", "backbone", "backbone_weights",
                        "feature_layer")
 CODEC_SETTINGS = ("bpp", "stride", "filters", "steps")
 
@@ -132,12 +136,18 @@ def with_base_codec(config: TrainConfig):
   base = TrainConfig.read(layout.run_dir(config.init_from))
   if base.semantic:
     return config
+  default = TrainConfig()
   adopted = {k: getattr(base, k) for k in CODEC_SETTINGS
              if getattr(base, k) != getattr(config, k)}
+  conflicts = [f"--{k}={getattr(config, k)!r} given, {v!r} there" for k, v in adopted.items()
+               if getattr(config, k) != getattr(default, k)]
+  if conflicts:
+    raise UserError(f"--init_from={config.init_from}: the base codec's settings are fixed "
+                    f"({'; '.join(conflicts)}): leave them out")
   if adopted:
     logging.info("--init_from=%s: the base codec's settings %s", config.init_from,
                  ", ".join(f"--{k}={v}" for k, v in adopted.items()))
-  return dataclasses.replace(config, **adopted)
+  return dataclasses.replace(config, **adopted).validate()
 
 
 def check_base_run(config: TrainConfig):
