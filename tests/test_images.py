@@ -105,6 +105,12 @@ def test_bin_compress_reads_webp_and_tiff_and_names_bad_files(tdic_run, tmp_path
   error_line = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(error_line) == 1 and "c.avif: not a readable image (the file is empty)" in (
       error_line[0])
+  (inputs / "c.avif").unlink()
+  real.save(inputs / "a.png")  # a.webp and a.png would both become a.saic
+  result = run_bin("compress", str(inputs), f"--model={tdic_run}", "-o", str(tmp_path / "o2"))
+  assert result.returncode == 1 and "is " in result.stderr and "different names" in (
+      result.stderr)
+  assert sorted(os.listdir(tmp_path / "o2")) == ["a.saic", "b.saic"]
 
 
 def test_an_image_folder_of_other_formats_reads_through_the_same_reader(tmp_path, real):

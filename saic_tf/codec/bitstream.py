@@ -247,6 +247,8 @@ def file_fingerprint(data):
     raise UserError("not a .saic file (wrong magic)")
   if len(data) < 9:
     raise UserError("truncated header")
+  if data[4] != VERSION:
+    raise UserError(f"unsupported .saic version {data[4]} (this reads {VERSION})")
   return bytes(data[5:9])
 
 

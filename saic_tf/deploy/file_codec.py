@@ -139,12 +139,16 @@ def process(paths, output, extensions, suffix, work):
   files = _inputs(paths, extensions)
   if not files:
     raise UserError(f"no input files ({', '.join(extensions)}) in {' '.join(paths)}")
-  failures = []
+  failures, written = [], {}
   for number, path in enumerate(files, 1):
     try:
-      content, message = work(path)
       target = _target(path, output, len(files) == 1, suffix)
+      if target in written:  # e.g. a/x.webp and b/x.tif: the second would overwrite the first
+        raise UserError(f"its output {target} is {written[target]}'s already; give the inputs "
+                        "different names")
+      content, message = work(path)
       write_bytes(target, content)
+      written[target] = path
       print(f"[{number}/{len(files)}] {path} -> {target}  {message}", flush=True)
     except (UserError, OSError) as e:
       failures.append((path, str(e) if isinstance(e, UserError) else
