@@ -43,8 +43,8 @@ def zoo_dir(name):
 
 def is_zoo_name(name):
   """True for the name of a shipped codec (not a path)."""
-  return (bool(name) and os.sep not in name and not name.startswith(".") and
-          os.path.exists(config_path(zoo_dir(name))))
+  return (isinstance(name, str) and bool(name) and os.sep not in name and
+          not name.startswith(".") and os.path.exists(config_path(zoo_dir(name))))
 
 
 def run_dir(name_or_dir):
