@@ -155,13 +155,12 @@ def check_base_run(config: TrainConfig):
   a downstream network: the same codec settings, see with_base_codec); --downstream_from=DIR
   one with the same downstream settings."""
   flag, directory, shared = "--downstream_from", config.downstream_from, DOWNSTREAM_SETTINGS
+  base = TrainConfig.read(layout.run_dir(config.init_from or directory))
   if config.init_from:
     flag, directory = "--init_from", config.init_from
-    base = TrainConfig.read(layout.run_dir(directory))
     shared = (DOWNSTREAM_SETTINGS + CODEC_SETTINGS + ("seed",) if base.semantic
               else CODEC_SETTINGS)
-  changed = differences(TrainConfig.read(layout.run_dir(directory)).to_dict(),
-                        config.to_dict(), shared)
+  changed = differences(base.to_dict(), config.to_dict(), shared)
   if changed:
     raise UserError(f"{flag}={directory}: that run differs ({changed})")
 
