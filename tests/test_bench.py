@@ -1,6 +1,8 @@
 """bin/bench keeps working: a tiny setting writes every section (figures are not asserted)."""
 import json
 
+import pytest
+
 from test_cli import run_bin
 
 
@@ -45,6 +47,12 @@ def test_recipe_ablation_trains_each_variant_and_scores_held_out_images(tmp_path
     assert spent["step"] == row["steps"] and row["cpu_hours"] == spent["cpu_seconds"] / 3600
     assert [h[0] for h in spent["history"]][-1] == row["steps"] and len(spent["history"]) >= 2
     assert row["validation32"]["images"] == 40 and row["validation32"]["bpp"] > 0  # headers too
+    assert len(row["validation32"]["psnr_per_image"]) == 40
+  gain, half = recipe.paired_gain(record["rows"][1], record["rows"][0], "validation32")
+  assert gain == pytest.approx(record["rows"][1]["validation32"]["psnr"] -
+                               record["rows"][0]["validation32"]["psnr"], abs=1e-3)
+  assert half > 0
   paths = recipe.write(record, str(tmp_path / "recipe.md"))
   table = open(paths[0]).read()
   assert "| plain | image_size=32, filters=8 |" in table and "| crops |" in table
+  assert "+0.00 ± 0.00 |" in table and f"{gain:+.2f} ± {half:.2f} |" in table

@@ -56,14 +56,18 @@ def _psnr(original, decoded):
   return float(tf.image.psnr(tf.constant(original), tf.constant(decoded), max_val=255))
 
 
-def measure_images(codec: FileCodec, images):
-  """Mean PSNR (dB) and mean real bpp of uint8 images through .saic files."""
+def measure_images(codec: FileCodec, images, per_image=False):
+  """Mean PSNR (dB) and mean real bpp of uint8 images through .saic files (and each image's
+  PSNR, in order, with `per_image`: for paired comparisons on the same images)."""
   psnr, bpp = [], []
   for image in images:
     content = codec.compress(image)
     psnr.append(_psnr(image, codec.decompress(content)))
     bpp.append(8 * len(content) / (image.shape[0] * image.shape[1]))
-  return dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), images=len(psnr))
+  figures = dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), images=len(psnr))
+  if per_image:
+    figures["psnr_per_image"] = [round(value, 4) for value in psnr]
+  return figures
 
 
 def resized_split(dataset, split, data_dir, size, limit=0, holdout_every=0):
