@@ -361,6 +361,14 @@ def define_models_flags(flag_values=FLAGS):
                       "(its val split; skipped if absent).", **fv)
   flags.DEFINE_integer("imagenette_images", default.imagenette_images, "Val images to measure "
                        "(0: all).", lower_bound=0, **fv)
+  flags.DEFINE_string("curve", None, "A shipped codec whose PSNR-against-training-time curve "
+                      "to measure from --snapshots (Imagenette-96 val) into its record.json.",
+                      **fv)
+  flags.DEFINE_string("snapshots", None, "With --curve: a directory of checkpoints the run "
+                      "passed through (ckpt-<step> files, each with its training_time.json).",
+                      **fv)
+  flags.DEFINE_string("out", None, "Also write the table and every recorded curve as Markdown "
+                      "(e.g. docs/models.md).", **fv)
 
 
 def models_from_flags(flag_values=FLAGS, log=print):
@@ -371,6 +379,8 @@ def models_from_flags(flag_values=FLAGS, log=print):
   f = flag_values
   if bool(f.package) != bool(f.name):
     raise UserError("--package=RUN and --name=NAME go together")
+  if bool(f.curve) != bool(f.snapshots):
+    raise UserError("--curve=NAME and --snapshots=DIR go together")
   if f.package:
     log(f"packaged {model_zoo.package(f.package, f.name, f.command)}")
   names = zoo.names() if f.measure == ["all"] else f.measure
@@ -378,6 +388,10 @@ def models_from_flags(flag_values=FLAGS, log=print):
   for name in names:
     zoo.check_name(name)
     model_zoo.measure(name, settings, log=log)
+  if f.curve:
+    model_zoo.curve(f.curve, f.snapshots, settings, log=log)
+  if f.out:
+    log(f"wrote {model_zoo.write_markdown(f.out)}")
   return model_zoo.table()
 
 

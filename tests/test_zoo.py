@@ -2,13 +2,15 @@
 fixture (SAIC_ZOO_ROOT points the commands at it). The shipped models themselves are checked
 in test_shipped_models.py."""
 import dataclasses
+import json
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import IMAGES
+from conftest import IMAGES, ROOT
 from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
@@ -90,6 +92,32 @@ def test_measure_writes_the_figures_and_bin_models_lists_them(in_zoo, tmp_path):
   assert model_zoo.toderici_psnr(0.25) == pytest.approx(25.7)
   assert model_zoo.toderici_psnr(0.375) == pytest.approx(27.0)
   assert model_zoo.toderici_psnr(0.0625) == pytest.approx(21.65)  # the nearest segment, extended
+
+
+def test_curve_scores_each_snapshot_against_the_cpu_time_spent(in_zoo, tmp_path):
+  """bin/models --curve: a snapshot copied under another step (the same weights) scores as the
+  shipped weights do, and the final point is the PSNR of real .saic files."""
+  shipped = os.path.join(in_zoo, NAME, "tdic")
+  snapshot = tmp_path / "snapshots" / "ckpt-10"
+  snapshot.mkdir(parents=True)
+  for suffix in (".index", ".data-00000-of-00001"):
+    shutil.copyfile(os.path.join(shipped, "ckpt-30" + suffix), snapshot / ("ckpt-10" + suffix))
+  imagenette = os.path.join(ROOT, "saic_tf", "sample_data", "imagenette")
+  settings = model_zoo.MeasureSettings(imagenette_dir=imagenette)
+  with pytest.raises(UserError, match="training_time.json"):  # copied without its time
+    model_zoo.curve(NAME, str(tmp_path / "snapshots"), settings, log=lambda line: None)
+  (snapshot / "training_time.json").write_text(json.dumps(
+      dict(cpu_seconds=36.0, wall_seconds=36.0, step=10, history=[[10, 36.0, 36.0]])))
+  points = model_zoo.curve(NAME, str(tmp_path / "snapshots"), settings, log=lambda line: None)
+  assert [p["step"] for p in points] == [10, 30] and points[0]["cpu_hours"] == 0.01
+  assert points[0]["psnr"] == points[1]["psnr"]
+  images = model_zoo.resized_split("imagefolder", "test", imagenette, 96)
+  by_files = model_zoo.measure_images(file_codec.FileCodec(NAME), images)
+  assert points[1]["psnr"] == pytest.approx(by_files["psnr"], abs=1e-3)
+  assert zoo.record(NAME)["curve"] == dict(images=len(images), size=96, points=points)
+  assert "| 10 | 0.01 | 0.01 |" in model_zoo.markdown()
+  result = run_bin("models", f"--curve={NAME}", env=dict(SAIC_ZOO_ROOT=in_zoo))
+  assert result.returncode == 2 and "--curve=NAME and --snapshots=DIR go together" in result.stderr
 
 
 def test_fine_tune_from_a_shipped_codec(in_zoo, tmp_path):

@@ -8,12 +8,18 @@ bin/compress takes:
   imagenette96    Imagenette's val split (3,439 images) resized to 96×96, as the reproduction
   sample96        the shipped sample's val images at 96×96 (what the tests check the weights on)
 
+`curve` scores the checkpoints a training run passed through (copies kept while it ran) on
+Imagenette-96 val against the CPU time spent to reach each: the PSNR-per-training-time curve
+that says what a longer run would give. Bits do not change in the range coder, so the curve
+runs the network alone (its PSNR is that of the .saic files).
+
 PSNR is of the decoded uint8 image against the uint8 original (max 255), averaged over images;
 bpp is the mean of each file's bits over its pixels. Toderici et al. 2017's binary codec on
 Kodak (tensorflow/compression's published results) is the bar: TODERICI_KODAK, interpolated
 linearly at the same real bpp and extended from the nearest segment outside it.
 """
 import dataclasses
+import glob
 import os
 import shutil
 import time
@@ -27,7 +33,7 @@ from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.common.files import read_json, write_json
+from saic_tf.common.files import read_json, write_bytes, write_json
 from saic_tf.data import datasets
 from saic_tf.data.images import read_image, to_uint8
 from saic_tf.deploy.file_codec import FileCodec
@@ -101,6 +107,63 @@ def measure(name, settings=MeasureSettings(), log=logging.info):
   return figures
 
 
+def _snapshot_checkpoints(snapshots):
+  """(step, checkpoint path, training_time.json path) of every ckpt-<step> under `snapshots`."""
+  found = []
+  for index in glob.glob(os.path.join(snapshots, "**", "ckpt-*.index"), recursive=True):
+    checkpoint = index[:-len(".index")]
+    found.append((layout.checkpoint_step(checkpoint), checkpoint,
+                  os.path.join(os.path.dirname(index), layout.TRAINING_TIME_FILE)))
+  return sorted(found)
+
+
+def _spent_at(history, step, where):
+  """(CPU seconds, wall seconds) training had spent at `step`, from a training_time history."""
+  for row_step, cpu, wall in history or []:
+    if row_step == step:
+      return cpu, wall
+  raise UserError(f"{where}: no training time recorded at step {step}")
+
+
+def curve(name, snapshots, settings=MeasureSettings(), log=logging.info):
+  """PSNR on Imagenette-96 val (settings.imagenette_images, 0: all) of each checkpoint under
+  `snapshots` (ckpt-<step> files with the run's training_time.json beside them) and of the
+  shipped weights, against the CPU and wall hours training had spent there; written into the
+  record.json of shipped codec `name` as `curve`."""
+  model_dir = zoo.check_name(name)
+  if not os.path.isdir(snapshots):
+    raise UserError(f"--snapshots={snapshots}: no such directory")
+  if not os.path.isdir(settings.imagenette_dir):
+    raise UserError(f"--imagenette_dir={settings.imagenette_dir}: no such directory")
+  config = TrainConfig.read(model_dir)
+  record = zoo.record(name)
+  shipped = layout.latest_complete_checkpoint(layout.stage_dir(model_dir, "tdic"), config.steps,
+                                              "TDIC")
+  points = [(step, checkpoint, _spent_at(read_json(times, "copy it with the checkpoint")
+                                         .get("history"), step, times))
+            for step, checkpoint, times in _snapshot_checkpoints(snapshots)
+            if step < config.steps]
+  points.append((config.steps, shipped, _spent_at(record.get("training_time_history"),
+                                                  config.steps, f"{name}'s record.json")))
+  images = resized_split("imagefolder", "test", settings.imagenette_dir, settings.size,
+                         settings.imagenette_images)
+  rows = []
+  for step, checkpoint, (cpu, wall) in points:
+    codec = stages.restore_codec(config, checkpoint)
+    psnr = []
+    for start in range(0, len(images), 64):
+      batch = tf.constant(np.stack(images[start:start + 64]))
+      decoded = to_uint8(codec(tf.image.convert_image_dtype(batch, tf.float32)))
+      psnr.extend(tf.image.psnr(batch, decoded, max_val=255).numpy().tolist())
+    rows.append(dict(step=step, cpu_hours=round(cpu / 3600, 3), wall_hours=round(wall / 3600, 3),
+                     psnr=round(float(np.mean(psnr)), 3)))
+    log(f"{name}: step {step}  {rows[-1]['cpu_hours']:.2f} CPU h  {rows[-1]['psnr']:.2f} dB")
+  write_json(os.path.join(model_dir, zoo.RECORD_FILE),
+             dict(zoo.record(name), curve=dict(images=len(images), size=settings.size,
+                                               points=rows)))
+  return rows
+
+
 def package(run, name, command):
   """Copies the TDIC stage of the trained run `run` into the zoo as `name`: config.json (with
   the shipped sample as its data, for the export's calibration; the training data stays in
@@ -159,3 +222,42 @@ def table(names=None):
     lines.append(f"{name:12s} {record['bpp']:6g} {record['filters']:7d} {record['steps']:7d}  "
                  f"{kodak_cell:44s} {imagenette_cell:22s}")
   return lines
+
+
+def markdown(names=None):
+  """The table of the shipped codecs and each recorded curve, as Markdown (bin/models --out)."""
+  names = names or zoo.names()
+  lines = ["# Shipped codecs: measured figures", "",
+           "Written by `bin/models --out` from each codec's `record.json` "
+           "(`saic_tf/experiments/model_zoo.py` says how each figure is measured; docs/zoo.md "
+           "how the codecs were trained).", "",
+           "| name | bpp | filters | steps | CPU h | Kodak PSNR (dB) | Kodak real bpp | "
+           "Toderici 2017 at that bpp (dB) | Imagenette-96 val PSNR (dB) | its real bpp |",
+           "|---" * 10 + "|"]
+  for name in names:
+    record = zoo.record(name)
+    figures = record.get("figures", {})
+    kodak, imagenette = figures.get("kodak"), figures.get("imagenette96")
+    cpu = record.get("cpu_seconds")
+    cells = [name, f"{record['bpp']:g}", str(record["filters"]), str(record["steps"]),
+             f"{cpu / 3600:.2f}" if cpu else "not recorded"]
+    cells += ([f"{kodak['psnr']:.2f}", f"{kodak['bpp']:.3f}",
+               f"{kodak['toderici_psnr_at_bpp']:.2f}"] if kodak else ["not measured"] * 3)
+    cells += ([f"{imagenette['psnr']:.2f}", f"{imagenette['bpp']:.3f}"] if imagenette
+              else ["not measured"] * 2)
+    lines.append("| " + " | ".join(cells) + " |")
+  for name in names:
+    recorded = zoo.record(name).get("curve")
+    if not recorded:
+      continue
+    lines += ["", f"## {name}: PSNR against training time", "",
+              f"Imagenette val at {recorded['size']}×{recorded['size']} "
+              f"({recorded['images']} images), the network alone (`bin/models --curve`).", "",
+              "| step | CPU h | wall h | PSNR (dB) |", "|---|---|---|---|"]
+    lines += [f"| {p['step']} | {p['cpu_hours']:.2f} | {p['wall_hours']:.2f} | "
+              f"{p['psnr']:.2f} |" for p in recorded["points"]]
+  return "\n".join(lines + [""])
+
+
+def write_markdown(out, names=None):
+  return write_bytes(out, markdown(names).encode())
