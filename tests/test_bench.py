@@ -15,7 +15,8 @@ def test_bench_writes_every_section_with_a_tiny_setting(tmp_path):
   text = out.read_text()
   for section in ("## Training throughput", "## Speed features", "## Input pipeline",
                   "## Codec latency per image", "## Peak memory", "| SAIC | resnet18 |",
-                  "| AVIF decode |", "| TFLite decode (float32) |", ".saic entropy decode"):
+                  "| AVIF decode |", "| TFLite decode (float32, ", "| TFLite decode (int8, ",
+                  ".saic entropy decode"):
     assert section in text, section
   record = json.loads((tmp_path / "BENCH.json").read_text())
   assert record["matmul_gflops"] > 0 and record["training"][0]["objective"] == "TDIC"
