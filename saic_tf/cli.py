@@ -10,7 +10,8 @@ from absl import logging
 
 from saic_tf.common import distribute
 from saic_tf.common import layout
-from saic_tf.common.config import LOSSES, LR_SCHEDULES, MIXED_PRECISION, TrainConfig
+from saic_tf.common.config import (GSW_SCALES, GSW_VARIANTS, LOSSES, LR_SCHEDULES,
+                                     MIXED_PRECISION, TrainConfig)
 from saic_tf.common.errors import user_error_inside, UserError
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
@@ -65,9 +66,14 @@ def define_train_flags(flag_values=FLAGS):
                       "the backbone's last block (see saic_tf/semantic/backbones.py).", **fv)
   flags.DEFINE_integer("gsw_batches", _DEFAULT.gsw_batches, "Training batches GSW's W is "
                        "averaged over.", lower_bound=1, **fv)
-  flags.DEFINE_enum("gsw_output", _DEFAULT.gsw_output, ("probs", "logits"), "Outputs y_c "
-                    "whose gradients GSW averages: softmax confidence scores (the paper's) or "
-                    "logits. With probs the class mean cancels exactly (see docs/training.md).", **fv)
+  flags.DEFINE_enum("gsw", _DEFAULT.gsw, GSW_VARIANTS, "GSW variant, what W "
+                    "measures (saic_tf/semantic/gsw.py, docs/training.md): paper (Eq. 2-3 on "
+                    "logits), magnitude, label or fisher.", **fv)
+  flags.DEFINE_enum("gsw_scale", _DEFAULT.gsw_scale, GSW_SCALES, "W before Eq. 4: "
+                    "raw (the paper's scale) or mean_abs (W / mean |W|, so that one --tau means "
+                    "the same for every backbone, layer and variant).", **fv)
+  flags.DEFINE_string("gsw_output", _DEFAULT.gsw_output, "Outputs of --gsw=paper: logits "
+                      "(probs is refused: its class mean is 0, docs/training.md).", **fv)
   flags.DEFINE_integer("downstream_epochs", _DEFAULT.downstream_epochs, "Epochs of training "
                        "the downstream classifier (AdamW, cosine decay).", lower_bound=1, **fv)
   flags.DEFINE_float("downstream_learning_rate", _DEFAULT.downstream_learning_rate, "Peak "

@@ -12,7 +12,7 @@ from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.data import datasets
-from saic_tf.semantic import backbones, losses
+from saic_tf.semantic import backbones, gsw, losses
 from saic_tf.training import schedules, trainer
 from saic_tf.training.codec_trainer import CodecTrainer
 
@@ -162,19 +162,25 @@ def test_a_stage_trained_further_gets_its_entropy_model_fitted_again(tmp_path):
 
 def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_path, caplog):
   base, _ = apic_run
-  config = semantic_config(tmp_path, tau=400.0, init_from=str(base), gsw_output="logits")
+  config = semantic_config(tmp_path, tau=2.0, init_from=str(base), gsw="fisher",
+                           gsw_scale="mean_abs")
+  caplog.set_level("INFO")
   assert trainer.train(config)["stage"] == "saic"
+  assert "effective (τ=2, r=512)" in caplog.text
   assert not os.path.exists(tmp_path / "tdic") and not os.path.exists(tmp_path / "downstream")
   record = json.load(open(tmp_path / "gsw.json"))
-  assert record["tau"] == 400.0 and record["r"] == 512.0 and len(record["W_prime"]) == 512
-  assert record["class_mean_cancels"] is False
+  assert record["tau"] == 2.0 and record["r"] == 512.0 and len(record["W_prime"]) == 512
+  assert record["gsw"] == "fisher" and record["gsw_scale"] == "mean_abs"
+  assert record["class_mean_cancels"] is False and record["image_spread"] > 0
   assert sum(record["W_prime"]) == pytest.approx(512.0)
+  assert 1 < record["effective_channels"] < 512
+  assert record["effective_channels"] == pytest.approx(gsw.effective_channels(record["W_prime"]))
   tags = set()
   for event_file in glob.glob(str(tmp_path / "logs" / "gsw" / "events.*")):
     for event in tf.compat.v1.train.summary_iterator(event_file):
       tags.update(value.tag for value in event.summary.value)
   assert {"W", "W_prime"} <= tags
-  caplog.set_level("INFO")
+  caplog.clear()
   trainer.train(config)
   for line in ("downstream: complete", "gsw: reusing", "saic: complete at step 2"):
     assert line in caplog.text

@@ -15,6 +15,8 @@ RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("tdic", "apic", "saic")
 LR_SCHEDULES = ("constant", "cosine", "step")
+GSW_VARIANTS = ("paper", "magnitude", "label", "fisher")  # semantic/gsw.py
+GSW_SCALES = ("mean_abs", "raw")
 
 
 @dataclasses.dataclass
@@ -33,8 +35,10 @@ class TrainConfig:
   backbone: str = "resnet18"
   backbone_weights: str = "none"
   feature_layer: str = ""  # "": the backbone's default (saic_tf/semantic/backbones.py)
+  gsw: str = "paper"  # the GSW variant (semantic/gsw.py)
+  gsw_scale: str = "raw"  # W before Eq. 4: raw (the paper's) or divided by its mean |W|
   gsw_batches: int = 10
-  gsw_output: str = "probs"
+  gsw_output: str = "logits"  # of --gsw=paper; probs is refused (validate)
   downstream_epochs: int = 15
   downstream_learning_rate: float = 2e-3
   downstream_weight_decay: float = 0.05
@@ -81,6 +85,15 @@ class TrainConfig:
     if loss != "saic" and (self.tau is not None or self.r is not None):
       raise UserError(f"--tau and --r are GSW settings, used by --loss=saic only, not "
                       f"--loss={loss}")
+    if self.gsw not in GSW_VARIANTS:
+      raise UserError(f"--gsw={self.gsw}: must be one of {', '.join(GSW_VARIANTS)}")
+    if self.gsw_scale not in GSW_SCALES:
+      raise UserError(f"--gsw_scale={self.gsw_scale}: must be one of {', '.join(GSW_SCALES)}")
+    if self.gsw_output != "logits":
+      raise UserError(f"--gsw_output={self.gsw_output}: refused, since on softmax "
+                      "probabilities Eq. 2-3's class mean is 0 exactly (Σ_c p_c = 1), so W' "
+                      "would be uniform and SAIC would train as APIC; drop the flag (logits), "
+                      "or use --gsw=magnitude, label or fisher")
     if self.tau is not None and self.tau <= 0:
       raise UserError(f"--tau={self.tau:g}: must be > 0")
     if self.r is not None and self.r <= 0:

@@ -93,31 +93,31 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
     return np.ones(num_channels)
   settings = dict(backbone=network.backbone, feature_layer=network.feature_layer,
                   dataset=config.dataset, image_size=config.image_size,
+                  holdout_every=config.holdout_every, gsw=config.gsw, gsw_scale=config.gsw_scale,
                   gsw_output=config.gsw_output, gsw_batches=config.gsw_batches,
                   tau=config.tau, r=float(num_channels if config.r is None else config.r))
+  path = layout.gsw_path(config.model_dir)
   record = gsw.load(config.model_dir, settings)
   if record is not None:
-    logging.info("gsw: reusing %s", layout.gsw_path(config.model_dir))
+    logging.info("gsw: reusing %s", path)
     return np.asarray(record["W_prime"])
   batches = datasets.eval_dataset(train_source, config.image_size, config.batch_size)
-  w = gsw.compute(network.features, network.head, batches, config.gsw_batches,
-                  config.gsw_output)
-  w_prime, _ = gsw.semantic_weights(w, config.tau, settings["r"])
-  cancels = gsw.cancels(w)
-  if cancels:
-    logging.warning("gsw: W is zero up to rounding (max |w_k| = %.3g): with "
-                    "--gsw_output=probs the class mean of the softmax gradients cancels, so "
-                    "W' is uniform and SAIC trains like APIC; --gsw_output=logits avoids it",
-                    np.max(np.abs(w)))
-  path = layout.gsw_path(config.model_dir)
+  w, spread = gsw.compute(network.features, network.head, batches, config.gsw_batches,
+                          config.gsw)
+  w_prime, _ = gsw.semantic_weights(gsw.normalized(w, config.gsw_scale), config.tau,
+                                    settings["r"])
+  warning = gsw.describe(w, spread, config.gsw)
+  if warning:
+    logging.warning(warning)
   if distribute.is_chief(strategy):
-    gsw.save(config.model_dir, w, w_prime, dict(settings, class_mean_cancels=cancels))
+    gsw.save(config.model_dir, w, w_prime, dict(
+        settings, class_mean_cancels=gsw.cancels(w), image_spread=spread,
+        effective_channels=gsw.effective_channels(w_prime)))
   log_dir = distribute.write_dir(layout.part_dirs(config.model_dir, "gsw")[1], strategy)
   with tf.summary.create_file_writer(log_dir).as_default(step=0):
     tf.summary.histogram("W", w)
     tf.summary.histogram("W_prime", w_prime)
-  logging.info("gsw: W' in [%.4g, %.4g] over %d channels (τ=%g, r=%g) -> %s", w_prime.min(),
-               w_prime.max(), num_channels, config.tau, settings["r"], path)
+  gsw.log_summary(w_prime, config.tau, settings["r"], path)
   return w_prime
 
 
