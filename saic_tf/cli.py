@@ -48,8 +48,11 @@ def define_train_flags(flag_values=FLAGS):
                      "factor in [this, 1], so one codec sees several scales.", **fv)
   flags.DEFINE_enum("loss", _DEFAULT.loss, LOSSES, "Objective of the last stage: tdic = pixel "
                     "MSE only (Eq. 5); apic = TDIC then feature MSE with uniform channel "
-                    "weights; saic = TDIC then feature MSE weighted by GSW (Eq. 10). Default: "
-                    "saic when --tau is given, else tdic.", **fv)
+                    "weights; saic = TDIC then feature MSE weighted by GSW (Eq. 10); kd = TDIC then "
+                    "KL(p(x) ‖ p(x')) of the downstream network's outputs, the output-level "
+                    "reference. Default: saic when --tau is given, else tdic.", **fv)
+  flags.DEFINE_float("kd_feature_weight", _DEFAULT.kd_feature_weight, "--loss=kd: adds this "
+                     "times APIC's feature loss to the KL.", **fv)
   flags.DEFINE_float("tau", _DEFAULT.tau, "GSW temperature τ in W' = r·softmax(τW) (Eq. 4); "
                      "giving it selects --loss=saic.", **fv)
   flags.DEFINE_float("r", _DEFAULT.r, "GSW scale r in W' = r·softmax(τW) (Eq. 4). Default: "

@@ -48,3 +48,24 @@ def test_feature_loss_gradient_reaches_the_reconstruction_only():
     loss = losses.feature_distortion(features, np.ones(6))(x, x_hat)
   grad_x, grad_x_hat = tape.gradient(loss, [x, x_hat])
   assert grad_x is None and float(tf.reduce_sum(tf.abs(grad_x_hat))) > 0
+
+
+def test_kd_is_the_kl_of_the_outputs_plus_the_weighted_feature_loss():
+  features = conv_features(seed=9)
+  pooled = keras.layers.GlobalAveragePooling2D()(features.output)
+  classifier = keras.Model(features.input, keras.layers.Dense(4)(pooled))
+  classifier.trainable = False
+  x = tf.random.uniform([3, 8, 8, 3], seed=10)
+  x_hat = tf.random.uniform([3, 8, 8, 3], seed=11)
+  p = tf.nn.softmax(classifier(x)).numpy()
+  q = tf.nn.softmax(classifier(x_hat)).numpy()
+  kl = (p * (np.log(p) - np.log(q))).sum(axis=1)
+  np.testing.assert_allclose(losses.output_divergence(classifier)(x, x_hat), kl, rtol=1e-4)
+  np.testing.assert_allclose(losses.output_divergence(classifier)(x, x), 0.0, atol=1e-6)
+  apic = losses.feature_distortion(features, np.ones(6))(x, x_hat).numpy()
+  combined = losses.output_divergence(classifier, features, feature_weight=0.5)(x, x_hat)
+  np.testing.assert_allclose(combined, kl + 0.5 * apic, rtol=1e-4)
+  x_hat = tf.Variable(x_hat)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(losses.output_divergence(classifier)(x, x_hat))
+  assert float(tf.reduce_sum(tf.abs(tape.gradient(loss, x_hat)))) > 0

@@ -160,6 +160,18 @@ def test_a_stage_trained_further_gets_its_entropy_model_fitted_again(tmp_path):
   assert json.load(open(path))["checkpoint"] == "ckpt-6"
 
 
+def test_kd_reference_fine_tunes_on_the_output_kl_without_gsw(apic_run, tmp_path):
+  base, _ = apic_run
+  config = semantic_config(tmp_path, loss="kd", init_from=str(base), kd_feature_weight=0.1)
+  summary = trainer.train(config)
+  assert summary["stage"] == "kd" and summary["step"] == 2
+  assert os.path.exists(tmp_path / "kd" / "ckpt-2.index")
+  assert not os.path.exists(tmp_path / "gsw.json")
+  assert [name for name, _ in layout.codec_stages(config, str(tmp_path))] == ["tdic", "kd"]
+  with pytest.raises(UserError, match="--kd_feature_weight=0.1: a weight >= 0 of --loss=kd"):
+    semantic_config(tmp_path, loss="apic", kd_feature_weight=0.1).validate()
+
+
 def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_path, caplog):
   base, _ = apic_run
   config = semantic_config(tmp_path, tau=2.0, init_from=str(base), gsw="fisher",

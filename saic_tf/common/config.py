@@ -13,7 +13,7 @@ RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir
                                "checkpoint_every", "log_every", "image_every", "strategy",
                                "jit", "steps_per_execution", "on_nonfinite", "cache"})
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
-LOSSES = ("tdic", "apic", "saic")
+LOSSES = ("tdic", "apic", "saic", "kd")
 LR_SCHEDULES = ("constant", "cosine", "step")
 GSW_VARIANTS = ("paper", "magnitude", "label", "fisher")  # semantic/gsw.py
 GSW_SCALES = ("mean_abs", "raw")
@@ -39,6 +39,7 @@ class TrainConfig:
   gsw_scale: str = "raw"  # W before Eq. 4: raw (the paper's) or divided by its mean |W|
   gsw_batches: int = 10
   gsw_output: str = "logits"  # of --gsw=paper; probs is refused (validate)
+  kd_feature_weight: float = 0.0  # --loss=kd: KL plus this times APIC's feature loss
   downstream_epochs: int = 15
   downstream_learning_rate: float = 2e-3
   downstream_weight_decay: float = 0.05
@@ -94,6 +95,9 @@ class TrainConfig:
                       "probabilities Eq. 2-3's class mean is 0 exactly (Σ_c p_c = 1), so W' "
                       "would be uniform and SAIC would train as APIC; drop the flag (logits), "
                       "or use --gsw=magnitude, label or fisher")
+    if self.kd_feature_weight < 0 or (self.kd_feature_weight and loss != "kd"):
+      raise UserError(f"--kd_feature_weight={self.kd_feature_weight:g}: a weight >= 0 of "
+                      "--loss=kd only")
     if self.tau is not None and self.tau <= 0:
       raise UserError(f"--tau={self.tau:g}: must be > 0")
     if self.r is not None and self.r <= 0:

@@ -22,7 +22,7 @@ CONFIG_FILE = "config.json"
 DOWNSTREAM_DIR = "downstream"
 DOWNSTREAM_INFO = "downstream.json"
 GSW_FILE = "gsw.json"
-CODEC_STAGES = ("tdic", "apic", "saic")  # each stage's directory has the stage's name
+CODEC_STAGES = ("tdic", "apic", "saic", "kd")  # each stage's directory has the stage's name
 ENTROPY_MODEL_FILE = "entropy_model.json"
 ZOO_RECORD_FILE = "record.json"  # a shipped codec's record (codec/zoo.py)
 TRAINING_TIME_FILE = "training_time.json"  # beside a part's checkpoints (training/loop.py)
@@ -108,7 +108,7 @@ def latest_complete_checkpoint(stage_directory, steps, what):
 def codec_stages(config, model_dir):
   """[(stage, checkpoint)] of the run's trained codec stages, in training order: TDIC (this
   run's, or its --init_from base's: a run or a shipped codec), then the fine-tune of an
-  apic/saic run."""
+  apic/saic/kd run."""
   candidates = [("tdic", stage_dir(run_dir(config.init_from) or model_dir, "tdic"))]
   if config.semantic:
     candidates.append((config.loss, stage_dir(model_dir, config.loss)))

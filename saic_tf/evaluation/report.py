@@ -19,7 +19,7 @@ from saic_tf.evaluation import tables
 FIGURES = ("accuracy_vs_bpp.png", "psnr_vs_bpp.png", "tau_sweep.png", "gsw_weights.png",
            "gallery.png")
 # Figures: one colour per method; SAIC runs of different τ differ by their marker.
-METHOD_COLORS = {"tdic": "tab:blue", "apic": "tab:orange", "saic": "tab:red",
+METHOD_COLORS = {"tdic": "tab:blue", "apic": "tab:orange", "saic": "tab:red", "kd": "tab:green",
                  "jpeg": "tab:pink", "webp": "tab:gray", "avif": "tab:olive"}
 SAIC_MARKERS = "s^vD<>ph*"
 

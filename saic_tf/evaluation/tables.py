@@ -1,10 +1,10 @@
-"""Tables of evaluated runs in the paper's layout: rows Original / TDIC / APIC / SAIC / JPEG /
-WebP / AVIF, columns SI, ACC, F1, PSNR, SSIM, MSE, bpp. One run's table is MODEL_DIR/eval.md
+"""Tables of evaluated runs in the paper's layout: rows Original / TDIC / APIC / SAIC / KD /
+JPEG / WebP / AVIF, columns SI, ACC, F1, PSNR, SSIM, MSE, bpp. One run's table is MODEL_DIR/eval.md
 (evaluate.py); several runs' are bin/report's results.md (report.py)."""
 
-METHOD_ORDER = ("original", "tdic", "apic", "saic", "jpeg", "webp", "avif")
+METHOD_ORDER = ("original", "tdic", "apic", "saic", "kd", "jpeg", "webp", "avif")
 METHOD_NAMES = {"original": "Original", "tdic": "TDIC", "apic": "APIC", "saic": "SAIC",
-                "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+                "kd": "KD", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
 COLUMNS = ("si", "accuracy", "f1", "psnr", "ssim", "mse", "bpp")
 HEADERS = ("SI (nats)", "ACC (%)", "F1 (%)", "PSNR (dB)", "SSIM", "MSE", "bpp")
 

@@ -23,3 +23,26 @@ def feature_distortion(features_model, channel_weights):
     return tf.reduce_sum(per_channel * weights, axis=-1)
 
   return objective
+
+
+def output_divergence(classifier, features_model=None, feature_weight=0.0):
+  """The KD reference (--loss=kd): KL(p(x) ‖ p(x')) of each image between the frozen network's
+  class probabilities on the original x and on the reconstruction x', the output-level
+  consistency that channel weighting (SAIC) stands in for; plus `feature_weight` times APIC's
+  feature loss (all channel weights 1) when it is > 0."""
+  features_loss = None
+  if feature_weight:
+    channels = features_model.output.shape[-1]
+    features_loss = feature_distortion(features_model, [1.0] * channels)
+
+  def objective(images, reconstructions):
+    # float32: log-probabilities of near-certain classes underflow in bfloat16.
+    target = tf.stop_gradient(tf.nn.log_softmax(
+        tf.cast(classifier(images, training=False), tf.float32)))
+    log_q = tf.nn.log_softmax(tf.cast(classifier(reconstructions, training=False), tf.float32))
+    kl = tf.reduce_sum(tf.exp(target) * (target - log_q), axis=-1)
+    if features_loss is None:
+      return kl
+    return kl + feature_weight * features_loss(images, reconstructions)
+
+  return objective

@@ -4,6 +4,7 @@
   step 2   GSW on the frozen network: W, W' = r·softmax(τW)                 MODEL_DIR/gsw.json
   stage 1  TDIC: E → Q → D with pixel MSE (Eq. 5)                           MODEL_DIR/tdic/
   stage 2  APIC | SAIC fine-tune from TDIC: Σ_k w'_k ‖F_k(x') − F_k(x)‖²     MODEL_DIR/apic|saic/
+           or the KD reference: KL(p(x) ‖ p(x'))                            MODEL_DIR/kd/
 
 --loss=tdic runs stage 1 only. Each part is checkpointed (tf.train.CheckpointManager) and
 skipped with a log line once complete, so running the same command again continues where it
@@ -87,9 +88,10 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
 
 
 def semantic_weights(config: TrainConfig, network, train_source, strategy):
-  """Per-channel weights of the feature loss: all 1 for APIC, GSW's W' for SAIC (gsw.json)."""
+  """Per-channel weights of the feature loss: GSW's W' for SAIC (gsw.json), else all 1 (APIC;
+  KD's optional feature term)."""
   num_channels = network.features.output.shape[-1]
-  if config.resolved_loss == "apic":
+  if config.resolved_loss != "saic":
     return np.ones(num_channels)
   settings = dict(backbone=network.backbone, feature_layer=network.feature_layer,
                   dataset=config.dataset, image_size=config.image_size,
@@ -214,6 +216,10 @@ def _train_parts(config: TrainConfig, strategy, sources):
   tdic = layout.latest_complete_checkpoint(layout.stage_dir(base_dir, "tdic"), config.steps,
                                            "TDIC")
   with strategy.scope():
-    objective = losses.feature_distortion(network.features, weights)
+    if config.loss == "kd":
+      objective = losses.output_divergence(network.classifier, network.features,
+                                           config.kd_feature_weight)
+    else:
+      objective = losses.feature_distortion(network.features, weights)
   return train_codec_stage(config, config.loss, objective, config.finetune_steps, strategy,
                            sources, init_checkpoint=tdic)
