@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.evaluation import club, evaluate, report
+from saic_tf.evaluation import club, evaluate, report, statistics
 from saic_tf.experiments import sweep
 from saic_tf.training import trainer
 from test_cli import run_bin
@@ -56,6 +56,15 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   markdown = (saic_run / "eval.md").read_text()
   for name in ("Original", "TDIC", "SAIC (τ=400)", "JPEG", "WebP", "AVIF", "target not reached"):
     assert name in markdown
+  correct = {m: statistics.decode(text) for m, text in record["correct"].items()}
+  assert set(correct) == set(record["rows"]) and record["images_digest"].endswith("-24")
+  for method, row in record["rows"].items():  # the per-image record is the accuracy's
+    assert correct[method].mean() == pytest.approx(row["accuracy"])
+  (paired,) = record["paired"]
+  assert (paired["a"], paired["b"], paired["images"]) == ("saic", "tdic", 24)
+  assert paired["difference"] == pytest.approx(record["rows"]["saic"]["accuracy"] -
+                                               record["rows"]["tdic"]["accuracy"])
+  assert "| SAIC (τ=400) − TDIC |" in markdown
   gallery = np.load(saic_run / "eval_gallery.npz")
   assert gallery["images_saic"].shape == (8, 32, 32, 3) and len(gallery["labels"]) == 8
 
@@ -78,6 +87,36 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
       max_images=24, club_train_images=40, club=club.ClubSettings(steps=50), baselines=()))
   for method in ("original", "tdic", "saic"):
     assert again["rows"][method]["si"] == pytest.approx(record["rows"][method]["si"], rel=1e-3)
+
+
+def test_report_pairs_each_fine_tune_with_apic_on_the_same_images():
+  def record(model_dir, method, tau, correct, labels=(0, 1, 2, 3, 4, 5)):
+    rows = {m: dict(accuracy=0.5, f1=0.5, psnr=None, ssim=None, mse=None, bpp=0.25, si=1.0)
+            for m in ("original", "tdic", method)}
+    return dict(model_dir=model_dir, tau=tau, nominal_bpp=0.25, dataset="d", num_images=6,
+                stages={"tdic": "base", method: model_dir}, rows=rows,
+                images_digest=statistics.images_digest(labels),
+                correct={"original": "111111", "tdic": "100000", method: correct})
+  blocks = report.gather([record("apic", "apic", None, "110000"),
+                          record("saic", "saic", 2.0, "111110"),
+                          record("other", "saic", 3.0, "111111", labels=(5, 4, 3, 2, 1, 0))])
+  ((name_a, name_b, comparison),) = report.paired_against_apic(blocks[0.25])
+  assert (name_a, name_b) == ("SAIC (τ=2)", "APIC")  # the τ=3 run saw other images
+  assert comparison["difference"] == pytest.approx(0.5)
+  assert comparison["mcnemar_p"] == pytest.approx(0.25)  # 3 discordant, all for SAIC: 2·(½)³
+
+
+def test_paired_statistics_have_their_closed_forms():
+  a = np.array([1, 1, 1, 1, 1, 0, 0, 0], bool)
+  b = np.array([0, 0, 0, 0, 0, 0, 0, 0], bool)
+  assert statistics.mcnemar_exact_p(a, b) == pytest.approx(2 / 2**5)
+  assert statistics.mcnemar_exact_p(a, a) == 1.0
+  assert statistics.mcnemar_exact_p([1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]) == 1.0
+  difference, low, high = statistics.bootstrap_difference(a, b)
+  assert difference == pytest.approx(5 / 8) and low < difference < high <= 1.0
+  assert statistics.bootstrap_difference(a, a) == (0.0, 0.0, 0.0)
+  assert statistics.decode(statistics.encode(a)).tolist() == a.tolist()
+  assert statistics.images_digest([0, 1]) != statistics.images_digest([1, 0])
 
 
 def test_report_of_an_unevaluated_run_is_one_line(tmp_path):

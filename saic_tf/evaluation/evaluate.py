@@ -30,10 +30,12 @@ from saic_tf.data.images import to_uint8
 from saic_tf.evaluation import baselines as baselines_lib
 from saic_tf.evaluation import club as club_lib
 from saic_tf.evaluation import metrics
+from saic_tf.evaluation import statistics
 from saic_tf.evaluation import tables
 from saic_tf.semantic import downstream
 
 GALLERY_SIZE = 8
+SUBSET_SEED = 0  # of the --eval_max_images subset, shared by every run
 
 
 @dataclasses.dataclass
@@ -48,6 +50,13 @@ class EvalSettings:
   club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
   downstream_dir: Optional[str] = None  # None: the run's (its --downstream_from's/--init_from's)
   out_dir: Optional[str] = None  # None: the run's directory (required for a shipped codec)
+
+
+def paired_comparisons(record):
+  """Each fine-tune of the run (APIC, SAIC, KD) against its TDIC base, on the same images."""
+  correct = {name: statistics.decode(text) for name, text in record["correct"].items()}
+  return [dict(a=name, b="tdic", **statistics.compare(correct[name], correct["tdic"]))
+          for name in correct if name in ("apic", "saic", "kd") and "tdic" in correct]
 
 
 def _methods(config, model_dir, stages, baseline_names):
@@ -166,10 +175,11 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
                ", ".join(methods))
   count = min(settings.max_images or test_source.num_examples, test_source.num_examples)
   picks = np.linspace(0, count - 1, min(GALLERY_SIZE, count)).astype(int)
-  # A subset is drawn at random (fixed by the run's seed): file order is by class.
+  # A subset is drawn at random (file order is by class), the same one for every run, so that
+  # runs evaluated on it pair image by image (statistics.py).
   test = datasets.eval_dataset(test_source, image_size, settings.batch_size,
                                limit=settings.max_images or None,
-                               shuffle_seed=config.seed if settings.max_images else None)
+                               shuffle_seed=SUBSET_SEED if settings.max_images else None)
   club_train = datasets.eval_dataset(train_source, image_size, settings.batch_size,
                                      limit=settings.club_train_images, shuffle_seed=config.seed)
   try:
@@ -197,7 +207,10 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
               club_train_images=settings.club_train_images,
               logvar_range=[club_lib.LOGVAR_MIN, club_lib.LOGVAR_MAX],
               **dataclasses.asdict(settings.club)),
-      rows=rows)
+      rows=rows, images_digest=statistics.images_digest(labels),
+      correct={name: statistics.encode(results[name]["probs"].argmax(1) == labels)
+               for name in methods})
+  record["paired"] = paired_comparisons(record)
   write_json(layout.eval_path(out_dir), record)
   write_bytes(layout.eval_path(out_dir, layout.EVAL_MARKDOWN),
               tables.eval_markdown(record).encode())

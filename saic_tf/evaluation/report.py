@@ -14,6 +14,7 @@ import numpy as np
 from saic_tf.common import layout
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json
+from saic_tf.evaluation import statistics
 from saic_tf.evaluation import tables
 
 FIGURES = ("accuracy_vs_bpp.png", "psnr_vs_bpp.png", "tau_sweep.png", "gsw_weights.png",
@@ -40,15 +41,35 @@ def gather(records):
         continue
       seen.add(key)
       row = dict(row, tau=record["tau"] if method == "saic" else None,
-                 model_dir=record["model_dir"])
+                 model_dir=record["model_dir"], images_digest=record.get("images_digest"),
+                 correct=record.get("correct", {}).get(method))
       blocks.setdefault(record["nominal_bpp"], []).append((method, row))
   return {bpp: tables.sorted_rows(entries) for bpp, entries in sorted(blocks.items())}
+
+
+def paired_against_apic(entries):
+  """[(label, "APIC", statistics.compare)] of every other learned fine-tune (SAIC at each τ,
+  KD) against the APIC row of the same rate, when both were classified on the same images."""
+  apic = next((row for method, row in entries if method == "apic" and row.get("correct")), None)
+  if apic is None:
+    return []
+  return [(tables.label(method, row), "APIC",
+           statistics.compare(statistics.decode(row["correct"]),
+                              statistics.decode(apic["correct"])))
+          for method, row in entries
+          if method in ("saic", "kd") and row.get("correct")
+          and row["images_digest"] == apic["images_digest"]]
 
 
 def write_tables(blocks, out_dir):
   lines = ["# Results", ""]
   for bpp, entries in blocks.items():
     lines += [f"## {bpp:g} bpp (nominal)", ""] + tables.markdown_rows(entries) + [""]
+    paired = paired_against_apic(entries)
+    if paired:
+      lines += ["Against APIC on the same images: the accuracy difference with its 95 % "
+                "bootstrap interval and McNemar's exact p.", ""]
+      lines += statistics.markdown(paired) + [""]
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write("\n".join(lines))
   with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:

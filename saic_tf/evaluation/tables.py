@@ -2,6 +2,8 @@
 JPEG / WebP / AVIF, columns SI, ACC, F1, PSNR, SSIM, MSE, bpp. One run's table is MODEL_DIR/eval.md
 (evaluate.py); several runs' are bin/report's results.md (report.py)."""
 
+from saic_tf.evaluation import statistics
+
 METHOD_ORDER = ("original", "tdic", "apic", "saic", "kd", "jpeg", "webp", "avif")
 METHOD_NAMES = {"original": "Original", "tdic": "TDIC", "apic": "APIC", "saic": "SAIC",
                 "kd": "KD", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
@@ -66,6 +68,13 @@ def eval_markdown(record):
             f"{si['steps']} steps (batch {si['batch_size']}, lr {si['learning_rate']:g}) on "
             f"{si['club_train_images']} training pairs; log-variance kept in "
             f"{si['logvar_range']}, which bounds the Original row (y against itself).", ""]
+  if record.get("paired"):
+    lines += ["## Paired accuracy differences", "",
+              "On the same images: the difference in accuracy with its 95 % bootstrap interval, "
+              "and McNemar's exact p (saic_tf/evaluation/statistics.py).", ""]
+    lines += statistics.markdown([(label(c["a"], dict(tau=record["tau"])), label(c["b"], {}), c)
+                                  for c in record["paired"]])
+    lines.append("")
   return "\n".join(lines)
 
 

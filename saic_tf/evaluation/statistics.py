@@ -1,0 +1,75 @@
+"""Paired statistics of two methods classified on the same images (bin/evaluate, bin/report).
+
+Each method's per-image correctness is kept in eval.json as a string of 0/1 (`encode`), in
+the evaluation's image order, with a digest of the labels that says which images they were
+(`images_digest`): two records pair only when their digests agree.
+
+  difference   accuracy(a) − accuracy(b), and its 95 % percentile-bootstrap interval over the
+               images (the same resampled images for both methods, which is what pairs them)
+  McNemar      exact two-sided p of the discordant images: of the n images only one method gets
+               right, b go to a; p = min(1, 2·P(Binomial(n, ½) ≤ min(b, n − b)))
+"""
+import hashlib
+import math
+
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def encode(correct):
+  """Per-image correctness (bool array) as the eval.json string of 0/1."""
+  return "".join("1" if c else "0" for c in np.asarray(correct, bool))
+
+
+def decode(text):
+  return np.frombuffer(text.encode(), np.uint8) == ord("1")
+
+
+def images_digest(labels):
+  """Which images an evaluation saw, in order (their labels, and how many)."""
+  labels = np.asarray(labels, np.int64)
+  return hashlib.sha256(labels.tobytes()).hexdigest()[:16] + f"-{len(labels)}"
+
+
+def mcnemar_exact_p(correct_a, correct_b):
+  """Exact two-sided McNemar p of two methods' per-image correctness (module doc)."""
+  a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+  only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+  n = only_a + only_b
+  if n == 0:
+    return 1.0
+  tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+  return min(1.0, float(2 * tail / 2**n))
+
+
+def bootstrap_difference(correct_a, correct_b, resamples=BOOTSTRAP_RESAMPLES, seed=0):
+  """(difference, low, high): accuracy(a) − accuracy(b) with its 95 % paired bootstrap CI."""
+  difference = np.asarray(correct_a, np.float64) - np.asarray(correct_b, np.float64)
+  rng = np.random.default_rng(seed)
+  means = np.empty(resamples)
+  for start in range(0, resamples, 1000):  # 1000 resamples at a time bounds the memory
+    count = min(1000, resamples - start)
+    picks = rng.integers(0, len(difference), size=(count, len(difference)))
+    means[start:start + count] = difference[picks].mean(axis=1)
+  low, high = np.percentile(means, [2.5, 97.5])
+  return float(difference.mean()), float(low), float(high)
+
+
+def compare(correct_a, correct_b):
+  """The paired comparison of a against b, as recorded and tabulated."""
+  difference, low, high = bootstrap_difference(correct_a, correct_b)
+  return dict(difference=difference, ci95=[low, high],
+              mcnemar_p=mcnemar_exact_p(correct_a, correct_b), images=len(correct_a))
+
+
+def markdown(comparisons):
+  """Table lines of [(label a, label b, compare(...))]."""
+  lines = ["| comparison | ΔACC (points) | 95 % CI (bootstrap) | McNemar p | images |",
+           "|---|---|---|---|---|"]
+  for name_a, name_b, c in comparisons:
+    low, high = c["ci95"]
+    lines.append(f"| {name_a} − {name_b} | {100 * c['difference']:+.2f} | "
+                 f"[{100 * low:+.2f}, {100 * high:+.2f}] | {c['mcnemar_p']:.3g} | "
+                 f"{c['images']} |")
+  return lines
