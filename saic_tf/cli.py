@@ -330,6 +330,23 @@ def define_sweep_flags(flag_values=FLAGS):
   """The flags bin/sweep_tau adds to bin/train's."""
   flags.DEFINE_list("taus", ["1", "10", "100", "400", "1000", "2000", "3000", "10000"],
                     "GSW temperatures τ to fine-tune SAIC with.", flag_values=flag_values)
+  define_seeds_flag(flag_values)
+
+
+def define_seeds_flag(flag_values=FLAGS):
+  flags.DEFINE_list("seeds", [], "Repeat every fine-tune (APIC, SAIC) with each of these "
+                    "seeds, from the same base (bin/report: mean ± std). Default: --seed "
+                    "alone.", flag_values=flag_values)
+
+
+def seeds_from_flag(flag_values=FLAGS):
+  """--seeds as integers (None when not given), or a UserError naming the flag."""
+  try:
+    seeds = [int(v) for v in flag_values.seeds]
+  except ValueError:
+    raise UserError(f"--seeds={','.join(flag_values.seeds)}: give integers, e.g. "
+                    "--seeds=0,1,2") from None
+  return seeds or None
 
 
 def define_reproduce_flags(flag_values=FLAGS):
@@ -344,6 +361,7 @@ def define_reproduce_flags(flag_values=FLAGS):
   flags.DEFINE_list("sweep_taus", ["40", "4000", "40000"], "Extra SAIC τ at --sweep_rate "
                     "(besides its --rates τ) for the τ sweep (paper Fig. 4); empty for none.",
                     **fv)
+  define_seeds_flag(flag_values)
   flags.DEFINE_string("results_dir", "results", "Where the tables, figures, eval.json files "
                       "and COMMANDS.md go.", **fv)
   flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.evaluation import club, evaluate, report, statistics
+from saic_tf.evaluation import club, evaluate, report, statistics, tables
 from saic_tf.experiments import sweep
 from saic_tf.training import trainer
 from test_cli import run_bin
@@ -135,6 +135,43 @@ def test_report_does_not_repeat_rows_that_runs_share():
   methods = [(m, r["tau"]) for m, r in blocks[0.25]]
   assert methods == [("original", None), ("tdic", None), ("saic", 10.0), ("saic", 400.0),
                      ("jpeg", None)]
+
+
+def test_seeds_repeat_every_fine_tune_from_the_same_base(tmp_path):
+  runs = sweep.plan(tiny(tmp_path, tau=None), [50.0, 400.0], evaluate.EvalSettings(),
+                    seeds=[0, 1])
+  names = [(os.path.basename(c.model_dir), c.loss, c.seed) for c, _ in runs]
+  assert names == [("apic", "apic", 0), ("saic_tau_50", "saic", 0), ("saic_tau_400", "saic", 0),
+                   ("apic_seed1", "apic", 1), ("saic_tau_50_seed1", "saic", 1),
+                   ("saic_tau_400_seed1", "saic", 1)]
+  assert all(c.init_from == str(tmp_path / "apic") for c, _ in runs[1:])
+  assert runs[3][0].tau is None and runs[4][0].tau == 50.0
+  with pytest.raises(UserError, match="--seeds=1,1: give one or more distinct seeds"):
+    sweep.plan(tiny(tmp_path, tau=None), [50.0], evaluate.EvalSettings(), seeds=[1, 1])
+
+
+def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
+  labels = (0, 1, 2, 3)
+  def record(method, seed, accuracy, correct, tau=None):
+    rows = {m: dict(accuracy=accuracy, f1=accuracy, psnr=20.0 + seed, ssim=0.5, mse=0.01,
+                    bpp=0.25, si=1.0) for m in ("original", "tdic", method)}
+    return dict(model_dir=f"{method}{seed}", tau=tau, nominal_bpp=0.25, dataset="d",
+                num_images=4, seed=seed, stages={"tdic": "base/ckpt", method: f"{method}{seed}"},
+                rows=rows, images_digest=statistics.images_digest(labels),
+                correct={"original": "1111", "tdic": "1000", method: correct})
+  blocks = report.gather([record("apic", 0, 0.25, "1000"), record("apic", 1, 0.5, "1100"),
+                          record("saic", 0, 0.75, "1110", 2.0),
+                          record("saic", 1, 0.75, "1101", 2.0)])
+  entries = dict(blocks[0.25])
+  assert entries["apic"]["seeds"] == [0, 1] and entries["apic"]["accuracy"] == pytest.approx(0.375)
+  assert entries["apic"]["std"]["accuracy"] == pytest.approx(np.std([0.25, 0.5], ddof=1))
+  assert entries["saic"]["psnr"] == pytest.approx(20.5)
+  lines = "\n".join(tables.markdown_rows(blocks[0.25]))
+  assert "| APIC (2 seeds) | 1.00 ± 0.00 | 37.50 ± 17.68 |" in lines
+  ((name, _, comparison),) = report.paired_against_apic(blocks[0.25])
+  assert name == "SAIC (τ=2) (2 seeds)" and comparison["seeds"] == 2
+  assert comparison["difference"] == pytest.approx(0.375)
+  assert comparison["mcnemar_p"] == pytest.approx(2 * 1 / 2**3)  # 3 discordant, all for SAIC
 
 
 def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):

@@ -198,7 +198,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
                  rows[name]["f1"], si)
   record = dict(
       model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
-      num_images=int(len(labels)), image_size=image_size, loss=config.loss,
+      num_images=int(len(labels)), image_size=image_size, loss=config.loss, seed=config.seed,
       tau=config.tau, nominal_bpp=nominal, stages={k: v for k, v in stages},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,

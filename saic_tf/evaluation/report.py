@@ -42,22 +42,58 @@ def gather(records):
       seen.add(key)
       row = dict(row, tau=record["tau"] if method == "saic" else None,
                  model_dir=record["model_dir"], images_digest=record.get("images_digest"),
-                 correct=record.get("correct", {}).get(method))
+                 correct=record.get("correct", {}).get(method), seed=record.get("seed"),
+                 base=record.get("stages", {}).get("tdic"))
       blocks.setdefault(record["nominal_bpp"], []).append((method, row))
-  return {bpp: tables.sorted_rows(entries) for bpp, entries in sorted(blocks.items())}
+  return {bpp: tables.sorted_rows(merge_seeds(entries))
+          for bpp, entries in sorted(blocks.items())}
+
+
+def merge_seeds(entries):
+  """Fine-tunes (APIC, SAIC at one τ, KD) repeated over seeds from the same TDIC base, on the
+  same images, become one row: the mean of each column, `std` (sample standard deviation) of
+  ACC, F1, PSNR and SI, `seeds`, and each seed's per-image correctness in `correct_runs`."""
+  groups, merged = {}, []
+  for method, row in entries:
+    if method in ("apic", "saic", "kd") and row.get("seed") is not None:
+      key = (method, row["tau"], row["base"], row["images_digest"])
+      if key in groups:
+        groups[key].append(row)
+        continue
+      groups[key] = [row]
+    merged.append((method, row))
+  result = []
+  for method, row in merged:
+    runs = groups.get((method, row["tau"], row.get("base"), row.get("images_digest")), [row])
+    if len(runs) < 2 or len({r["seed"] for r in runs}) < len(runs):
+      result += [(method, r) for r in runs]
+      continue
+    runs = sorted(runs, key=lambda r: r["seed"])
+    mean = {}
+    for column in tables.COLUMNS + ("coded_bpp", "feature_mse"):
+      values = [r.get(column) for r in runs]
+      mean[column] = None if None in values else float(np.mean(values))
+    std = {column: float(np.std([r[column] for r in runs], ddof=1))
+           for column in ("accuracy", "f1", "psnr", "si") if mean[column] is not None}
+    result.append((method, dict(runs[0], **mean, std=std, seeds=[r["seed"] for r in runs],
+                                correct_runs=[r.get("correct") for r in runs])))
+  return result
 
 
 def paired_against_apic(entries):
   """[(label, "APIC", statistics.compare)] of every other learned fine-tune (SAIC at each τ,
   KD) against the APIC row of the same rate, when both were classified on the same images."""
-  apic = next((row for method, row in entries if method == "apic" and row.get("correct")), None)
+  def correct(row):
+    runs = row.get("correct_runs") or [row.get("correct")]
+    return None if None in runs else np.stack([statistics.decode(text) for text in runs])
+
+  apic = next((row for method, row in entries
+               if method == "apic" and correct(row) is not None), None)
   if apic is None:
     return []
-  return [(tables.label(method, row), "APIC",
-           statistics.compare(statistics.decode(row["correct"]),
-                              statistics.decode(apic["correct"])))
+  return [(tables.label(method, row), "APIC", statistics.compare(correct(row), correct(apic)))
           for method, row in entries
-          if method in ("saic", "kd") and row.get("correct")
+          if method in ("saic", "kd") and correct(row) is not None
           and row["images_digest"] == apic["images_digest"]]
 
 
@@ -75,13 +111,14 @@ def write_tables(blocks, out_dir):
   with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["nominal_bpp", "method", "tau"] + list(tables.COLUMNS) +
-                    ["coded_bpp", "feature_mse", "images_over_target", "model_dir"])
+                    ["coded_bpp", "feature_mse", "images_over_target", "model_dir", "seeds",
+                     "accuracy_std"])
     for bpp, entries in blocks.items():
       for method, row in entries:
         writer.writerow([bpp, method, row.get("tau")] + [row[c] for c in tables.COLUMNS] +
                         [row.get("coded_bpp"), row.get("feature_mse"),
-                         row.get("images_over_target"),
-                         row["model_dir"]])
+                         row.get("images_over_target"), row["model_dir"],
+                         len(row.get("seeds") or []) or 1, row.get("std", {}).get("accuracy")])
 
 
 def _save(figure, path):

@@ -8,6 +8,11 @@ the evaluation's image order, with a digest of the labels that says which images
                images (the same resampled images for both methods, which is what pairs them)
   McNemar      exact two-sided p of the discordant images: of the n images only one method gets
                right, b go to a; p = min(1, 2·P(Binomial(n, ½) ≤ min(b, n − b)))
+
+Methods repeated over seeds pair seed by seed (the i-th run of a with the i-th of b): the
+difference of each image is averaged over the seeds before the bootstrap (which resamples images,
+so the interval covers the images, not the seeds), and McNemar counts the discordant
+(image, seed) pairs.
 """
 import hashlib
 import math
@@ -44,8 +49,10 @@ def mcnemar_exact_p(correct_a, correct_b):
 
 
 def bootstrap_difference(correct_a, correct_b, resamples=BOOTSTRAP_RESAMPLES, seed=0):
-  """(difference, low, high): accuracy(a) − accuracy(b) with its 95 % paired bootstrap CI."""
-  difference = np.asarray(correct_a, np.float64) - np.asarray(correct_b, np.float64)
+  """(difference, low, high): accuracy(a) − accuracy(b) with its 95 % paired bootstrap CI;
+  [seeds, images] arrays are averaged over the seeds first (module doc)."""
+  difference = np.mean(np.atleast_2d(np.asarray(correct_a, np.float64)) -
+                       np.atleast_2d(np.asarray(correct_b, np.float64)), axis=0)
   rng = np.random.default_rng(seed)
   means = np.empty(resamples)
   for start in range(0, resamples, 1000):  # 1000 resamples at a time bounds the memory
@@ -57,19 +64,23 @@ def bootstrap_difference(correct_a, correct_b, resamples=BOOTSTRAP_RESAMPLES, se
 
 
 def compare(correct_a, correct_b):
-  """The paired comparison of a against b, as recorded and tabulated."""
-  difference, low, high = bootstrap_difference(correct_a, correct_b)
+  """The paired comparison of a against b, as recorded and tabulated: per-image correctness
+  [images], or [seeds, images] for repeated runs (the first seeds both have)."""
+  a, b = np.atleast_2d(correct_a), np.atleast_2d(correct_b)
+  seeds = min(len(a), len(b))
+  a, b = a[:seeds], b[:seeds]
+  difference, low, high = bootstrap_difference(a, b)
   return dict(difference=difference, ci95=[low, high],
-              mcnemar_p=mcnemar_exact_p(correct_a, correct_b), images=len(correct_a))
+              mcnemar_p=mcnemar_exact_p(a.ravel(), b.ravel()), images=a.shape[1], seeds=seeds)
 
 
 def markdown(comparisons):
   """Table lines of [(label a, label b, compare(...))]."""
-  lines = ["| comparison | ΔACC (points) | 95 % CI (bootstrap) | McNemar p | images |",
-           "|---|---|---|---|---|"]
+  lines = ["| comparison | ΔACC (points) | 95 % CI (bootstrap) | McNemar p | images | seeds |",
+           "|---|---|---|---|---|---|"]
   for name_a, name_b, c in comparisons:
     low, high = c["ci95"]
     lines.append(f"| {name_a} − {name_b} | {100 * c['difference']:+.2f} | "
                  f"[{100 * low:+.2f}, {100 * high:+.2f}] | {c['mcnemar_p']:.3g} | "
-                 f"{c['images']} |")
+                 f"{c['images']} | {c.get('seeds', 1)} |")
   return lines

@@ -28,6 +28,8 @@ def label(method, row):
   name = METHOD_NAMES.get(method, method)
   if method == "saic" and row.get("tau") is not None:
     name += f" (τ={row['tau']:g})"
+  if row.get("seeds"):
+    name += f" ({len(row['seeds'])} seeds)"
   return name
 
 
@@ -41,10 +43,19 @@ def _bpp_cell(method, row):
   return cell
 
 
+def _cell(column, row):
+  """A value, or mean ± std for a row merged over seeds (report.merge_seeds)."""
+  cell = _format(column, row[column])
+  std = row.get("std", {}).get(column)
+  if std is not None:
+    cell += " ± " + (f"{100 * std:.2f}" if column in ("accuracy", "f1") else f"{std:.2f}")
+  return cell
+
+
 def markdown_rows(entries):
   lines = ["| method | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
   for method, row in entries:
-    cells = [_format(c, row[c]) for c in COLUMNS[:-1]] + [_bpp_cell(method, row)]
+    cells = [_cell(c, row) for c in COLUMNS[:-1]] + [_bpp_cell(method, row)]
     lines.append(f"| {label(method, row)} | " + " | ".join(cells) + " |")
   return lines
 

@@ -62,23 +62,26 @@ def parse_rates(items):
   return tuple(rates)
 
 
-def plan(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.EvalSettings):
+def plan(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.EvalSettings,
+         seeds=None):
   """[(config, eval settings)] of every run, in the order they run (module doc)."""
   if sweep_taus and sweep_rate not in [bpp for bpp, _ in rates]:
     raise UserError(f"--sweep_rate={sweep_rate:g}: not one of --rates "
                     f"({', '.join(f'{bpp:g}' for bpp, _ in rates)})")
   sweep.check_taus(list(sweep_taus) or [1.0], flag="--sweep_taus")
-  runs, sweep_runs, classifier_run = [], [], ""
+  seeds = sweep.check_seeds(seeds or [config.seed])
+  runs, repeats, sweep_runs, classifier_run = [], [], [], ""
   for bpp, tau in rates:
     rate = dataclasses.replace(config, bpp=bpp, downstream_from=classifier_run,
                                model_dir=os.path.join(config.model_dir, f"bpp_{bpp:g}"))
-    base, paper_saic = sweep.plan(rate, [tau], settings)
+    base, paper_saic, *rate_repeats = sweep.plan(rate, [tau], settings, seeds)
     runs += [base, paper_saic]
+    repeats += rate_repeats
     classifier_run = classifier_run or base[0].model_dir
     if bpp == sweep_rate:
-      sweep_runs = [sweep.saic_run(rate, base[0].model_dir, t, settings)
-                    for t in sweep_taus if t != tau]
-  return runs + sweep_runs
+      sweep_runs = [sweep.saic_run(rate, base[0].model_dir, t, settings, seed, seeds[0])
+                    for seed in seeds for t in sweep_taus if t != tau]
+  return runs + repeats + sweep_runs
 
 
 def train_command(run_config: TrainConfig, flagfile, in_flagfile: TrainConfig):
@@ -174,8 +177,9 @@ def collect(runs, rates, results_dir, command_line, flagfile, in_flagfile: Train
               commands_markdown(runs, results_dir, command_line, flagfile,
                                 in_flagfile).encode())
   write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY)
+  first_seed = [(c, s) for c, s in runs if c.seed == runs[0][0].seed]
   write_bytes(os.path.join(results_dir, "comparison.md"),
-              comparison_markdown(runs, rates).encode())
+              comparison_markdown(first_seed, rates).encode())
   return report.build(done, results_dir) if done else []
 
 
@@ -191,11 +195,12 @@ def _record_time(root, model_dir, train_seconds, eval_seconds):
 
 
 def run(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.EvalSettings,
-        results_dir, command_line, flagfile, in_flagfile: TrainConfig, collect_only=False):
+        results_dir, command_line, flagfile, in_flagfile: TrainConfig, collect_only=False,
+        seeds=None):
   """Trains, evaluates and collects every run of the plan; returns the report's files. With
   `collect_only`, only writes RESULTS/ from the runs evaluated so far. `flagfile` is the
   flagfile the runs share and `in_flagfile` what it sets (for COMMANDS.md)."""
-  runs = plan(config, rates, sweep_rate, sweep_taus, settings)
+  runs = plan(config, rates, sweep_rate, sweep_taus, settings, seeds)
   if collect_only:
     return collect(runs, rates, results_dir, command_line, flagfile, in_flagfile)
   logging.info("reproduce: %d runs under %s, results to %s", len(runs), config.model_dir,

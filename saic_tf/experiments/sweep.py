@@ -5,6 +5,11 @@ reported together.
   ROOT/saic_tau_<τ>/   one SAIC fine-tune per τ, --init_from=ROOT/apic
   ROOT/report/         bin/report over all of them
 
+With several --seeds, the first seed's runs are the ones above, and every fine-tune is repeated
+for each other seed s from the same base (the same classifier and TDIC stage, so the seed
+changes only the fine-tune): ROOT/apic_seed<s>/ and ROOT/saic_tau_<τ>_seed<s>/, after the
+first seed's runs. bin/report gives their mean ± std.
+
 Every part skips what is already done, so the same command continues an interrupted sweep.
 """
 import dataclasses
@@ -27,21 +32,48 @@ def check_taus(taus, flag="--taus"):
     raise UserError(f"{flag}={','.join(f'{t:g}' for t in taus)}: give one or more values > 0")
 
 
-def saic_run(config: TrainConfig, base_dir, tau, settings: evaluate.EvalSettings):
-  """The SAIC fine-tune at `tau` from the base run in `base_dir` (its downstream network and
-  TDIC stage), as a (config, eval settings) pair; JPEG/WebP/AVIF are left to the base run."""
+def check_seeds(seeds):
+  if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+    raise UserError(f"--seeds={','.join(str(s) for s in seeds)}: give one or more distinct "
+                    "seeds >= 0")
+  return list(seeds)
+
+
+def fine_tune(config: TrainConfig, base_dir, loss, tau, settings: evaluate.EvalSettings,
+              seed=None, first_seed=None):
+  """A fine-tune (`loss`, at `tau` for SAIC) from the base run in `base_dir` (its downstream
+  network and TDIC stage), as a (config, eval settings) pair, named by what it is and, for a seed
+  other than the first, by its seed; JPEG/WebP/AVIF are left to the base run."""
+  seed = config.seed if seed is None else seed
+  name = f"saic_tau_{tau:g}" if loss == "saic" else loss
+  if first_seed is not None and seed != first_seed:
+    name += f"_seed{seed}"
   return (dataclasses.replace(
-      config, model_dir=os.path.join(os.path.dirname(base_dir), f"saic_tau_{tau:g}"),
-      loss="saic", tau=float(tau), init_from=base_dir, downstream_from=""),
+      config, model_dir=os.path.join(os.path.dirname(base_dir), name), loss=loss,
+      tau=float(tau) if loss == "saic" else None, r=config.r if loss == "saic" else None,
+      init_from=base_dir, downstream_from="", seed=seed),
           dataclasses.replace(settings, baselines=()))
 
 
-def plan(config: TrainConfig, taus, settings: evaluate.EvalSettings):
-  """[(config, eval settings)]: the base ROOT/apic, then one SAIC run per τ."""
+def saic_run(config: TrainConfig, base_dir, tau, settings: evaluate.EvalSettings, seed=None,
+             first_seed=None):
+  """The SAIC fine-tune at `tau` from the base run in `base_dir` (fine_tune)."""
+  return fine_tune(config, base_dir, "saic", tau, settings, seed, first_seed)
+
+
+def plan(config: TrainConfig, taus, settings: evaluate.EvalSettings, seeds=None):
+  """[(config, eval settings)]: the base ROOT/apic, one SAIC run per τ, then the repeats of
+  every fine-tune for each further seed (module doc)."""
   check_taus(taus)
+  seeds = check_seeds(seeds or [config.seed])
   base = dataclasses.replace(config, model_dir=os.path.join(config.model_dir, "apic"),
-                             loss="apic", tau=None, r=None, init_from="")
-  return [(base, settings)] + [saic_run(config, base.model_dir, tau, settings) for tau in taus]
+                             loss="apic", tau=None, r=None, init_from="", seed=seeds[0])
+  runs = [(base, settings)]
+  for seed in seeds:
+    if seed != seeds[0]:
+      runs.append(fine_tune(config, base.model_dir, "apic", None, settings, seed, seeds[0]))
+    runs += [saic_run(config, base.model_dir, tau, settings, seed, seeds[0]) for tau in taus]
+  return runs
 
 
 def is_evaluated(model_dir):
@@ -75,9 +107,10 @@ def train_and_evaluate(runs):
   return seconds
 
 
-def run(config: TrainConfig, taus, settings: evaluate.EvalSettings):
-  """Trains and evaluates the base and one SAIC run per τ; returns the report's files."""
-  runs = plan(config, taus, settings)
+def run(config: TrainConfig, taus, settings: evaluate.EvalSettings, seeds=None):
+  """Trains and evaluates the base and one SAIC run per τ (and seed); returns the report's
+  files."""
+  runs = plan(config, taus, settings, seeds)
   if not all(chief for *_, chief in train_and_evaluate(runs)):
     return []  # multi_worker: the chief writes the report
   return report.build([c.model_dir for c, _ in runs],
