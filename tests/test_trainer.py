@@ -162,7 +162,10 @@ def test_a_stage_trained_further_gets_its_entropy_model_fitted_again(tmp_path):
 
 def test_kd_reference_fine_tunes_on_the_output_kl_without_gsw(apic_run, tmp_path):
   base, _ = apic_run
-  config = semantic_config(tmp_path, loss="kd", init_from=str(base), kd_feature_weight=0.1)
+  # Another seed than the base's: it seeds this fine-tune only (bin/sweep_tau --seeds).
+  config = semantic_config(tmp_path, loss="kd", init_from=str(base), kd_feature_weight=0.1,
+                           seed=7)
+  assert TrainConfig.read(str(base)).seed != 7
   summary = trainer.train(config)
   assert summary["stage"] == "kd" and summary["step"] == 2
   assert os.path.exists(tmp_path / "kd" / "ckpt-2.index")

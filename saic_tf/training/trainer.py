@@ -160,8 +160,8 @@ def check_base_run(config: TrainConfig):
   base = TrainConfig.read(layout.run_dir(config.init_from or directory))
   if config.init_from:
     flag, directory = "--init_from", config.init_from
-    shared = (DOWNSTREAM_SETTINGS + CODEC_SETTINGS + ("seed",) if base.semantic
-              else CODEC_SETTINGS)
+    # Not the seed: it seeds this run's own fine-tune (bin/sweep_tau --seeds repeats one).
+    shared = DOWNSTREAM_SETTINGS + CODEC_SETTINGS if base.semantic else CODEC_SETTINGS
   changed = differences(base.to_dict(), config.to_dict(), shared)
   if changed:
     raise UserError(f"{flag}={directory}: that run differs ({changed})")
