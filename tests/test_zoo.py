@@ -135,6 +135,15 @@ def test_fine_tune_from_a_shipped_codec(in_zoo, tmp_path):
   assert os.path.exists(tmp_path / "run" / "downstream" / "downstream.json")
   assert dict(layout.codec_stages(saved, str(tmp_path / "run")))["tdic"].startswith(in_zoo)
   file_codec.FileCodec(str(tmp_path / "run"))  # the fine-tuned stage decodes files
+  # Another fine-tune of the shipped codec judged by that run's classifier: one classifier for
+  # several rates (a run as --init_from brings its own, so both flags are refused then).
+  shared = dataclasses.replace(config, model_dir=str(tmp_path / "run2"), loss="kd",
+                               downstream_from=str(tmp_path / "run"))
+  assert trainer.train(shared)["stage"] == "kd"
+  assert not os.path.exists(tmp_path / "run2" / "downstream")
+  with pytest.raises(UserError, match="already brings its downstream network"):
+    trainer.train(dataclasses.replace(shared, model_dir=str(tmp_path / "run3"),
+                                      init_from=str(tmp_path / "run")))
   # bin/evaluate of the shipped codec itself, with that run's classifier: out of the package.
   settings = evaluate.EvalSettings(baselines=(), max_images=8, club_train_images=16,
                                    club=club.ClubSettings(steps=5), batch_size=8,

@@ -131,10 +131,9 @@ class TrainConfig:
       raise UserError(f"--warmup_steps={self.warmup_steps}: must be >= 0")
     if self.steps_per_execution < 1:
       raise UserError(f"--steps_per_execution={self.steps_per_execution}: must be >= 1")
-    if self.downstream_from and (self.init_from or not self.semantic):
+    if self.downstream_from and not self.semantic:
       raise UserError("--downstream_from reuses another run's downstream network for an "
-                      "apic/saic run; not with --loss=tdic, nor with --init_from (which "
-                      "already brings its downstream network)")
+                      "apic/saic/kd run; not with --loss=tdic")
     if self.init_from and not self.semantic:
       raise UserError("--init_from reuses another run's TDIC stage (a run, or a shipped codec "
                       "such as tdic-0.25) for an apic/saic fine-tune; with --loss=tdic there "

@@ -155,16 +155,24 @@ def with_base_codec(config: TrainConfig):
 def check_base_run(config: TrainConfig):
   """--init_from=DIR must be a run with the same codec and downstream settings (a base without
   a downstream network: the same codec settings, see with_base_codec); --downstream_from=DIR
-  one with the same downstream settings."""
-  flag, directory, shared = "--downstream_from", config.downstream_from, DOWNSTREAM_SETTINGS
-  base = TrainConfig.read(layout.run_dir(config.init_from or directory))
+  one with the same downstream settings. Both together only when the --init_from base is a
+  codec alone (e.g. a shipped codec: one classifier for several rates); a run brings its own."""
   if config.init_from:
-    flag, directory = "--init_from", config.init_from
+    base = TrainConfig.read(layout.run_dir(config.init_from))
+    if base.semantic and config.downstream_from:
+      raise UserError(f"--downstream_from with --init_from={config.init_from}: that run "
+                      "already brings its downstream network; give one of them")
     # Not the seed: it seeds this run's own fine-tune (bin/sweep_tau --seeds repeats one).
     shared = DOWNSTREAM_SETTINGS + CODEC_SETTINGS if base.semantic else CODEC_SETTINGS
-  changed = differences(base.to_dict(), config.to_dict(), shared)
-  if changed:
-    raise UserError(f"{flag}={directory}: that run differs ({changed})")
+    changed = differences(base.to_dict(), config.to_dict(), shared)
+    if changed:
+      raise UserError(f"--init_from={config.init_from}: that run differs ({changed})")
+  if config.downstream_from:
+    base = TrainConfig.read(layout.run_dir(config.downstream_from))
+    changed = differences(base.to_dict(), config.to_dict(), DOWNSTREAM_SETTINGS)
+    if changed:
+      raise UserError(f"--downstream_from={config.downstream_from}: that run differs "
+                      f"({changed})")
 
 
 def train(config: TrainConfig, strategy=None):
