@@ -422,6 +422,37 @@ def models_from_flags(flag_values=FLAGS, log=print):
   return model_zoo.table()
 
 
+def define_gsw_study_flags(flag_values=FLAGS):
+  """The flags bin/gsw_study adds to bin/train's."""
+  from saic_tf.experiments import gsw_study  # pylint: disable=g-import-not-at-top
+  default = gsw_study.StudySettings()
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_list("bases", list(default.bases), "Shipped codecs (or --loss=tdic runs) to "
+                    "fine-tune, one per rate (bin/models lists them).", **fv)
+  flags.DEFINE_list("variants", list(default.variants), "GSW variants to compare "
+                    f"({', '.join(GSW_VARIANTS)}).", **fv)
+  flags.DEFINE_list("select_taus", [f"{t:g}" for t in default.select_taus], "τ each variant "
+                    "is tried with on the validation split (with --gsw_scale=mean_abs, W has "
+                    "mean |W| = 1).", **fv)
+  flags.DEFINE_float("select_rate", default.select_rate, "Rate at which τ is chosen (0: the "
+                     "first base's).", **fv)
+  flags.DEFINE_list("seeds", [str(s) for s in default.seeds], "Seeds of every test-phase "
+                    "fine-tune (the first also for the selection).", **fv)
+  flags.DEFINE_string("results_dir", default.results_dir, "Where the tables, selection.md and "
+                      "summary.md go.", **fv)
+  flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "
+                    "--results_dir from the runs evaluated so far.", **fv)
+
+
+def gsw_study_settings_from_flags(flag_values=FLAGS):
+  from saic_tf.experiments import gsw_study  # pylint: disable=g-import-not-at-top
+  f = flag_values
+  return gsw_study.StudySettings(
+      bases=tuple(f.bases), variants=tuple(f.variants),
+      select_taus=tuple(numbers_from_flag("select_taus", f)), select_rate=f.select_rate,
+      seeds=tuple(seeds_from_flag(f) or ()), results_dir=f.results_dir)
+
+
 def define_ablate_flags(default_out, flag_values=FLAGS):
   """Flags of bin/ablate."""
   from saic_tf.experiments import recipe  # pylint: disable=g-import-not-at-top

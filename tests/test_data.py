@@ -132,6 +132,21 @@ def test_eval_is_in_file_order_without_augmentation(awkward_folder):
   np.testing.assert_array_equal(first[0], datasets.resize(images.decode_image_file(path), 16))
 
 
+def test_an_eval_subset_is_the_same_whatever_the_global_seed():
+  """--max_images draws its subset by index (evaluate.SUBSET_SEED): runs trained with other
+  seeds are evaluated on the same images, so they pair image by image."""
+  source = datasets.load("sample", "test", "")
+  subsets = []
+  for global_seed in (1, 2):
+    tf.random.set_seed(global_seed)
+    batches = datasets.eval_dataset(source, 16, 50, limit=30, subset_seed=0)
+    subsets.append(np.concatenate([images.numpy() for images, _ in batches]))
+  assert subsets[0].shape == (30, 16, 16, 3)
+  np.testing.assert_array_equal(subsets[0], subsets[1])
+  other = datasets.eval_dataset(source, 16, 50, limit=30, subset_seed=1)
+  assert not np.array_equal(next(iter(other))[0].numpy(), subsets[0])
+
+
 def test_imagenette_in_shared_loads_as_imagefolder():
   root = os.path.join(os.path.dirname(datasets.SAMPLE_ROOT), "..", "..", "shared", "data",
                       "imagenette2-224")

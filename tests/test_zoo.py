@@ -184,3 +184,35 @@ def test_bad_names_and_conflicting_codec_flags_are_one_line(in_zoo, tdic_run, tm
   with pytest.raises(UserError, match=r"--bpp=0.5 given, 0.25 there"):
     trainer.train(config)
   assert not os.path.exists(tmp_path / "run")
+
+
+def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_path):
+  """bin/gsw_study's machinery, tiny: one classifier, τ chosen on the validation split, the test
+  phase over two seeds, and the results with paired comparisons against APIC."""
+  from saic_tf.experiments import gsw_study  # pylint: disable=g-import-not-at-top
+  config = TrainConfig(model_dir=str(tmp_path / "study"), dataset="sample", image_size=32,
+                       holdout_every=5, downstream_epochs=1, finetune_steps=2, batch_size=8,
+                       learning_rate=1e-3, gsw_batches=1, gsw_scale="mean_abs",
+                       checkpoint_every=2, log_every=2, image_every=2)
+  settings = gsw_study.StudySettings(bases=(NAME,), variants=("fisher",), select_taus=(1.0, 4.0),
+                                     seeds=(0, 1), results_dir=str(tmp_path / "results"))
+  eval_settings = evaluate.EvalSettings(baselines=(), max_images=8, club_train_images=16,
+                                        club=club.ClubSettings(steps=5), batch_size=8)
+  files = gsw_study.run(config, settings, eval_settings)
+  selection = json.load(open(tmp_path / "study" / gsw_study.SELECTION_FILE))
+  scores = selection["validation_accuracy"]["fisher"]
+  assert set(scores) == {"1", "4"} and selection["chosen_tau"]["fisher"] in (1.0, 4.0)
+  validation = json.load(open(tmp_path / "study" / "bpp_0.25" / "saic_fisher_tau_1" /
+                              "validation" / layout.EVAL_FILE))
+  assert validation["split"] == "validation" and validation["num_images"] == 8
+  runs = sorted(os.listdir(tmp_path / "study" / "bpp_0.25"))
+  tau = f"{selection['chosen_tau']['fisher']:g}"
+  assert {"apic", "kd", "apic_seed1", "kd_seed1", f"saic_fisher_tau_{tau}_seed1"} <= set(runs)
+  assert all(not os.path.exists(tmp_path / "study" / "bpp_0.25" / r / "downstream")
+             for r in runs if r != "apic")  # one classifier for every run
+  summary = (tmp_path / "results" / "summary.md").read_text()
+  assert f"| 0.25 | SAIC-fisher (τ={tau}) (2 seeds) − APIC |" in summary
+  assert "| 0.25 | KD (2 seeds) − APIC |" in summary
+  assert str(tmp_path / "results" / "selection.md") in files
+  with pytest.raises(UserError, match="give --holdout_every"):
+    gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, eval_settings)

@@ -384,14 +384,22 @@ def train_dataset(source: Source, image_size, batch_size, seed, start_step=0, cr
   return batches.with_options(_distribute_options())
 
 
-def eval_dataset(source: Source, image_size, batch_size, limit=None, shuffle_seed=None):
+def eval_dataset(source: Source, image_size, batch_size, limit=None, shuffle_seed=None,
+                 subset_seed=None):
   """The split once, resized, no augmentation; the last batch may be short.
 
   In its fixed order, or shuffled once by `shuffle_seed` (for a subset that covers every
-  class when `limit` cuts the split short).
+  class when `limit` cuts the split short). With `subset_seed` and `limit` instead: `limit`
+  images drawn at random by index, in the split's order, the same whatever TensorFlow's global
+  seed (runs of different seeds then see the same images; it reads the whole split once).
   """
   examples = source.examples
-  if shuffle_seed is not None:
+  if subset_seed is not None and limit and limit < source.num_examples:
+    keep = np.zeros(source.num_examples, bool)
+    keep[np.random.RandomState(subset_seed).choice(source.num_examples, limit, replace=False)] = 1
+    keep = tf.constant(keep)
+    examples = examples.enumerate().filter(lambda i, _: keep[i]).map(lambda _, example: example)
+  elif shuffle_seed is not None:
     examples = examples.shuffle(min(source.num_examples, STREAM_SHUFFLE_BUFFER),
                                 seed=shuffle_seed, reshuffle_each_iteration=False)
   if limit:

@@ -178,8 +178,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   # A subset is drawn at random (file order is by class), the same one for every run, so that
   # runs evaluated on it pair image by image (statistics.py).
   test = datasets.eval_dataset(test_source, image_size, settings.batch_size,
-                               limit=settings.max_images or None,
-                               shuffle_seed=SUBSET_SEED if settings.max_images else None)
+                               limit=settings.max_images or None, subset_seed=SUBSET_SEED)
   club_train = datasets.eval_dataset(train_source, image_size, settings.batch_size,
                                      limit=settings.club_train_images, shuffle_seed=config.seed)
   try:
@@ -199,7 +198,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   record = dict(
       model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
       num_images=int(len(labels)), image_size=image_size, loss=config.loss, seed=config.seed,
-      tau=config.tau, nominal_bpp=nominal, stages={k: v for k, v in stages},
+      tau=config.tau, gsw=config.gsw if config.resolved_loss == "saic" else None, nominal_bpp=nominal, stages={k: v for k, v in stages},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,
                       test_accuracy=network.info.get("test_accuracy")),

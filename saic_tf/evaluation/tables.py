@@ -24,8 +24,11 @@ def _format(column, value):
 
 
 def label(method, row):
-  """The row's name in tables and legends: SAIC with its τ."""
+  """The row's name in tables and legends: SAIC with its GSW variant (other than paper) and τ,
+  and the number of seeds of a merged row."""
   name = METHOD_NAMES.get(method, method)
+  if method == "saic" and row.get("gsw") not in (None, "paper"):  # the default is not named
+    name += f"-{row['gsw']}"
   if method == "saic" and row.get("tau") is not None:
     name += f" (τ={row['tau']:g})"
   if row.get("seeds"):
@@ -62,7 +65,8 @@ def markdown_rows(entries):
 
 def eval_markdown(record):
   """MODEL_DIR/eval.md: one run's table with its settings."""
-  entries = [(m, dict(r, tau=record["tau"])) for m, r in sorted_rows(record["rows"].items())]
+  named = dict(tau=record["tau"], gsw=record.get("gsw"))
+  entries = [(m, dict(r, **named)) for m, r in sorted_rows(record["rows"].items())]
   si = record["si"]
   lines = [f"# Evaluation of {record['model_dir']}", "",
            f"{record['num_images']} images of {record['dataset']}/{record['split']} at "
@@ -83,7 +87,7 @@ def eval_markdown(record):
     lines += ["## Paired accuracy differences", "",
               "On the same images: the difference in accuracy with its 95 % bootstrap interval, "
               "and McNemar's exact p (saic_tf/evaluation/statistics.py).", ""]
-    lines += statistics.markdown([(label(c["a"], dict(tau=record["tau"])), label(c["b"], {}), c)
+    lines += statistics.markdown([(label(c["a"], named), label(c["b"], {}), c)
                                   for c in record["paired"]])
     lines.append("")
   return "\n".join(lines)

@@ -76,9 +76,10 @@ def plan(config: TrainConfig, taus, settings: evaluate.EvalSettings, seeds=None)
   return runs
 
 
-def is_evaluated(model_dir):
-  """True when eval.json exists and was made from the run's current codec checkpoints."""
-  path = layout.eval_path(model_dir)
+def is_evaluated(model_dir, out_dir=None):
+  """True when eval.json (in `out_dir`, default the run's directory) exists and was made from
+  the run's current codec checkpoints."""
+  path = layout.eval_path(out_dir or model_dir)
   if not os.path.exists(path):
     return False
   evaluated = read_json(path, "delete it to evaluate again").get("stages", {})

@@ -1,0 +1,237 @@
+"""The GSW study: does any semantic weighting make SAIC beat APIC, with τ chosen honestly?
+bin/gsw_study.
+
+Every run fine-tunes a shipped TDIC codec (--bases, one per rate) for one classifier, which the
+first run trains on the training split less its validation split (--holdout_every, every N-th
+training image; never the test split):
+
+  ROOT/bpp_<r>/apic/                        APIC (the first rate's also trains the classifier)
+  ROOT/bpp_<r>/kd/                          the KD reference (--loss=kd)
+  ROOT/bpp_<r>/saic_<variant>_tau_<τ>/      SAIC with GSW variant <variant> at τ
+  …_seed<s>                                 the same for every --seeds after the first
+
+Phase 1, selection (at --select_rate, first seed): SAIC for every variant and every τ of
+--select_taus, evaluated on the validation split (into <run>/validation/); each variant keeps the
+τ of highest validation accuracy (ties: the smaller τ). ROOT/selection.json records it.
+Phase 2, test: at every rate, APIC, KD and each variant at its τ, for every seed, evaluated on
+the test split. RESULTS/ gets bin/report's tables (mean ± std over seeds, each SAIC variant and
+KD against APIC with the paired bootstrap CI and McNemar's p), selection.md and summary.md.
+
+Every run is trained, resumed or skipped, and evaluated unless its evaluation matches its
+checkpoints, so the same command continues an interrupted study; RESULTS/ is rewritten after
+every run of phase 2.
+"""
+import dataclasses
+import os
+
+from absl import logging
+
+from saic_tf.codec import zoo
+from saic_tf.common import layout
+from saic_tf.common.config import GSW_VARIANTS, TrainConfig
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import read_json, write_bytes, write_json
+from saic_tf.evaluation import evaluate
+from saic_tf.evaluation import report
+from saic_tf.experiments import sweep
+from saic_tf.training import trainer
+
+SELECTION_FILE = "selection.json"
+VALIDATION_DIR = "validation"  # a selection run's validation evaluation, inside the run
+GOAL_POINTS = 1.0  # SAIC ≥ APIC + 1 point of accuracy, with the CI above 0
+
+
+@dataclasses.dataclass
+class StudySettings:
+  bases: tuple = ("tdic-0.125", "tdic-0.25")
+  variants: tuple = GSW_VARIANTS
+  select_taus: tuple = (0.5, 1.0, 2.0, 4.0, 8.0)
+  select_rate: float = 0.0  # 0: the first base's rate
+  seeds: tuple = (0, 1, 2)
+  results_dir: str = os.path.join("results", "gsw")
+
+
+def _rates(settings: StudySettings):
+  """[(bpp, base)] of the shipped --bases, in the order given."""
+  if not settings.bases:
+    raise UserError("--bases: give one or more shipped codecs (bin/models lists them)")
+  rates = []
+  for base in settings.bases:
+    if not os.path.exists(layout.config_path(layout.run_dir(base))):
+      raise UserError(f"--bases: {base} is neither a shipped codec (shipped: "
+                      f"{', '.join(zoo.names()) or 'none yet'}) nor a run directory")
+    config = TrainConfig.read(layout.run_dir(base))
+    if config.semantic:
+      raise UserError(f"--bases: {base} is not a codec alone (a shipped codec or a --loss=tdic "
+                      "run)")
+    rates.append((config.bpp, base))
+  if len({bpp for bpp, _ in rates}) != len(rates):
+    raise UserError(f"--bases={','.join(settings.bases)}: give one base per rate")
+  return rates
+
+
+def check(config: TrainConfig, settings: StudySettings):
+  unknown = sorted(set(settings.variants) - set(GSW_VARIANTS))
+  if unknown or not settings.variants:
+    raise UserError(f"--variants={','.join(settings.variants)}: choose from "
+                    f"{', '.join(GSW_VARIANTS)}")
+  sweep.check_taus(list(settings.select_taus), flag="--select_taus")
+  sweep.check_seeds(list(settings.seeds))
+  if not config.holdout_every:
+    raise UserError("the study chooses τ on a validation split: give --holdout_every")
+  rates = _rates(settings)
+  select_rate = settings.select_rate or rates[0][0]
+  if select_rate not in [bpp for bpp, _ in rates]:
+    raise UserError(f"--select_rate={select_rate:g}: not the rate of one of --bases")
+  return rates, select_rate
+
+
+def _run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None):
+  name = loss if loss != "saic" else f"saic_{variant}_tau_{tau:g}"
+  if seed != settings.seeds[0]:
+    name += f"_seed{seed}"
+  return dataclasses.replace(
+      config, model_dir=os.path.join(config.model_dir, f"bpp_{bpp:g}", name), loss=loss,
+      init_from=base, downstream_from=classifier, seed=seed,
+      tau=tau if loss == "saic" else None, r=config.r if loss == "saic" else None,
+      gsw=variant if loss == "saic" else config.gsw)
+
+
+def classifier_run(config, settings, rates):
+  """The first rate's APIC run: it trains the classifier every other run uses."""
+  bpp, base = rates[0]
+  return _run(config, settings, bpp, base, "", "apic", settings.seeds[0])
+
+
+def selection_runs(config, settings, rates, select_rate):
+  classifier = classifier_run(config, settings, rates).model_dir
+  base = dict(rates)[select_rate]
+  return [_run(config, settings, select_rate, base, classifier, "saic", settings.seeds[0],
+               variant, float(tau))
+          for variant in settings.variants for tau in settings.select_taus]
+
+
+def test_runs(config, settings, rates, chosen):
+  """Phase 2's runs, the first seed's first; `chosen` is {variant: τ}."""
+  first = classifier_run(config, settings, rates)
+  runs = []
+  for seed in settings.seeds:
+    for bpp, base in rates:
+      for loss in ("apic", "kd"):
+        run = _run(config, settings, bpp, base, first.model_dir, loss, seed)
+        runs.append(first if run.model_dir == first.model_dir else run)
+      runs += [_run(config, settings, bpp, base, first.model_dir, "saic", seed, variant,
+                    float(chosen[variant])) for variant in settings.variants]
+  return runs
+
+
+def _validation_accuracy(run, eval_settings):
+  out_dir = os.path.join(run.model_dir, VALIDATION_DIR)
+  if not sweep.is_evaluated(run.model_dir, out_dir):
+    evaluate.evaluate(run.model_dir, dataclasses.replace(
+        eval_settings, split="validation", baselines=(), out_dir=out_dir))
+  record = read_json(layout.eval_path(out_dir), "delete it to evaluate again")
+  return record["rows"]["saic"]["accuracy"]
+
+
+def select(config, settings, rates, select_rate, eval_settings):
+  """Phase 1: trains and scores the selection runs; writes and returns selection.json's record."""
+  scores = {}
+  runs = [classifier_run(config, settings, rates)] + selection_runs(config, settings, rates,
+                                                                   select_rate)
+  for index, run in enumerate(runs, 1):
+    logging.info("gsw_study: selection %d/%d: %s", index, len(runs), run.model_dir)
+    trainer.train(run)  # the classifier run is evaluated on the test split in phase 2
+    if run.loss == "saic":
+      scores.setdefault(run.gsw, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
+  chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
+            for variant, taus in scores.items()}
+  record = dict(rate=select_rate, seed=settings.seeds[0], split="validation",
+                holdout_every=config.holdout_every, validation_accuracy=scores, chosen_tau=chosen)
+  write_json(os.path.join(config.model_dir, SELECTION_FILE), record)
+  return record
+
+
+def selection_markdown(record):
+  taus = sorted({float(t) for scores in record["validation_accuracy"].values() for t in scores})
+  lines = ["# τ chosen on the validation split", "",
+           f"SAIC at {record['rate']:g} bpp (seed {record['seed']}), validation accuracy (%) on "
+           f"every {record['holdout_every']}-th training image, held out of every training "
+           "(bin/gsw_study, saic_tf/experiments/gsw_study.py). The chosen τ (bold) is the "
+           "highest; ties go to the smaller τ.", "",
+           "| variant | " + " | ".join(f"τ={t:g}" for t in taus) + " |",
+           "|---" * (len(taus) + 1) + "|"]
+  for variant, scores in record["validation_accuracy"].items():
+    cells = []
+    for tau in taus:
+      value = scores.get(f"{tau:g}")
+      cell = "—" if value is None else f"{100 * value:.2f}"
+      cells.append(f"**{cell}**" if tau == record["chosen_tau"][variant] else cell)
+    lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+  return "\n".join(lines + [""])
+
+
+def summary_markdown(blocks):
+  """What holds: each SAIC variant (and KD) against APIC at each rate, and the goal."""
+  lines = ["# Summary", "",
+           f"The goal: SAIC ≥ APIC + {GOAL_POINTS:g} point of accuracy with the 95 % CI of the "
+           "paired difference above 0, at every rate. Written by bin/gsw_study from the runs "
+           "(results.md has every column).", "",
+           "| rate (bpp) | comparison | ΔACC (points) | 95 % CI | McNemar p | seeds | goal |",
+           "|---|---|---|---|---|---|---|"]
+  met = {}
+  for bpp, entries in blocks.items():
+    for name_a, name_b, c in report.paired_against_apic(entries):
+      low, high = c["ci95"]
+      goal = 100 * c["difference"] >= GOAL_POINTS and low > 0
+      if name_a.startswith("SAIC"):
+        met.setdefault(name_a.split(" (")[0], []).append(goal)
+      lines.append(f"| {bpp:g} | {name_a} − {name_b} | {100 * c['difference']:+.2f} | "
+                   f"[{100 * low:+.2f}, {100 * high:+.2f}] | {c['mcnemar_p']:.3g} | "
+                   f"{c['seeds']} | {'met' if goal else 'not met'} |")
+  winners = [name for name, goals in met.items() if all(goals) and len(goals) == len(blocks)]
+  lines += ["", ("Met at every rate by: " + ", ".join(winners)) if winners else
+            "No SAIC variant meets the goal at every rate.", ""]
+  return "\n".join(lines)
+
+
+def collect(runs, config, results_dir):
+  """RESULTS/: the report of the evaluated test runs, selection.md and summary.md."""
+  done = [run.model_dir for run in runs if sweep.is_evaluated(run.model_dir)]
+  files = report.build(done, results_dir) if done else []
+  selection_path = os.path.join(config.model_dir, SELECTION_FILE)
+  if os.path.exists(selection_path):
+    selection = read_json(selection_path, "delete it to select again")
+    write_json(os.path.join(results_dir, SELECTION_FILE), selection)
+    files.append(write_bytes(os.path.join(results_dir, "selection.md"),
+                             selection_markdown(selection).encode()))
+  if done:
+    records = [read_json(layout.eval_path(d), "evaluate it again") for d in done]
+    files.append(write_bytes(os.path.join(results_dir, "summary.md"),
+                             summary_markdown(report.gather(records)).encode()))
+  return files
+
+
+def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.EvalSettings,
+        collect_only=False):
+  """Both phases (module doc); returns the files written to RESULTS/."""
+  rates, select_rate = check(config, settings)
+  selection_path = os.path.join(config.model_dir, SELECTION_FILE)
+  if collect_only:
+    chosen = (read_json(selection_path, "delete it to select again")["chosen_tau"]
+              if os.path.exists(selection_path) else None)
+    runs = test_runs(config, settings, rates, chosen) if chosen else []
+    return collect(runs, config, settings.results_dir)
+  chosen = select(config, settings, rates, select_rate, eval_settings)["chosen_tau"]
+  runs = test_runs(config, settings, rates, chosen)
+  files = []
+  for index, test_run in enumerate(runs, 1):
+    logging.info("gsw_study: test %d/%d: %s", index, len(runs), test_run.model_dir)
+    # JPEG/WebP/AVIF once per rate, with the first seed's APIC run.
+    with_baselines = test_run.loss == "apic" and test_run.seed == settings.seeds[0]
+    [(*_, chief)] = sweep.train_and_evaluate([(test_run, dataclasses.replace(
+        eval_settings, baselines=eval_settings.baselines if with_baselines else ()))])
+    if chief:
+      files = collect(runs, config, settings.results_dir)
+  return files
+
