@@ -208,6 +208,20 @@ def test_init_from_a_different_base_is_refused(apic_run, tmp_path):
     trainer.train(semantic_config(tmp_path, tau=400.0, init_from=str(base), bpp=0.25))
 
 
+def test_paper_gsw_at_an_earlier_layer_of_a_shared_classifier_depends_on_the_images(
+    apic_run, tmp_path, caplog):
+  """The classifier of another run split at stage3: the head is non-linear there, so Eq. 2-3 on
+  logits vary across images (at stage4, GAP + dense, they would not)."""
+  base, _ = apic_run
+  caplog.set_level("INFO")
+  trainer.train(semantic_config(tmp_path, tau=1.0, gsw_scale="mean_abs", feature_layer="stage3",
+                                downstream_from=str(base), gsw_batches=2))
+  record = json.load(open(tmp_path / "gsw.json"))
+  assert record["feature_layer"] == "stage3" and len(record["W"]) == 256
+  assert record["image_spread"] > gsw.IMAGE_INDEPENDENT
+  assert "the same for every image" not in caplog.text
+
+
 def test_downstream_from_reuses_only_the_downstream_network(apic_run, tmp_path, caplog):
   base, _ = apic_run
   caplog.set_level("INFO")

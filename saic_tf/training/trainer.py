@@ -124,8 +124,9 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
 
 
 # holdout_every: a base trained on this run's validation images would leak them.
-DOWNSTREAM_SETTINGS = ("dataset", "image_size", "holdout_every", "backbone", "backbone_weights",
-                       "feature_layer")
+# Not the feature layer: it only says where the same trained classifier splits into F and the
+# head, so runs may share one classifier and compare layers.
+DOWNSTREAM_SETTINGS = ("dataset", "image_size", "holdout_every", "backbone", "backbone_weights")
 CODEC_SETTINGS = ("bpp", "stride", "filters", "steps")
 
 
