@@ -194,7 +194,8 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
                        holdout_every=5, downstream_epochs=1, finetune_steps=2, batch_size=8,
                        learning_rate=1e-3, gsw_batches=1, gsw_scale="mean_abs",
                        checkpoint_every=2, log_every=2, image_every=2)
-  settings = gsw_study.StudySettings(bases=(NAME,), variants=("fisher",), select_taus=(1.0, 4.0),
+  settings = gsw_study.StudySettings(bases=(NAME,), variants=("fisher", "paper@stage3"),
+                                     select_taus=(1.0, 4.0),
                                      seeds=(0, 1), results_dir=str(tmp_path / "results"))
   eval_settings = evaluate.EvalSettings(baselines=(), max_images=8, club_train_images=16,
                                         club=club.ClubSettings(steps=5), batch_size=8)
@@ -202,6 +203,7 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   selection = json.load(open(tmp_path / "study" / gsw_study.SELECTION_FILE))
   scores = selection["validation_accuracy"]["fisher"]
   assert set(scores) == {"1", "4"} and selection["chosen_tau"]["fisher"] in (1.0, 4.0)
+  assert set(selection["validation_accuracy"]) == {"fisher", "paper@stage3"}
   validation = json.load(open(tmp_path / "study" / "bpp_0.25" / "saic_fisher_tau_1" /
                               "validation" / layout.EVAL_FILE))
   assert validation["split"] == "validation" and validation["num_images"] == 8
@@ -213,6 +215,11 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   summary = (tmp_path / "results" / "summary.md").read_text()
   assert f"| 0.25 | SAIC-fisher (τ={tau}) (2 seeds) − APIC |" in summary
   assert "| 0.25 | KD (2 seeds) − APIC |" in summary
+  stage3 = f"{selection['chosen_tau']['paper@stage3']:g}"
+  assert f"| 0.25 | SAIC-paper@stage3 (τ={stage3}) (2 seeds) − APIC |" in summary
+  gsw_record = json.load(open(tmp_path / "study" / "bpp_0.25" / f"saic_paper-stage3_tau_{stage3}" /
+                              layout.GSW_FILE))
+  assert gsw_record["feature_layer"] == "stage3" and gsw_record["gsw"] == "paper"
   assert str(tmp_path / "results" / "selection.md") in files
   with pytest.raises(UserError, match="give --holdout_every"):
     gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, eval_settings)

@@ -198,7 +198,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   record = dict(
       model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
       num_images=int(len(labels)), image_size=image_size, loss=config.loss, seed=config.seed,
-      tau=config.tau, gsw=config.gsw if config.resolved_loss == "saic" else None, nominal_bpp=nominal, stages={k: v for k, v in stages},
+      tau=config.tau, gsw=config.gsw if config.resolved_loss == "saic" else None,
+      feature_layer=config.feature_layer, nominal_bpp=nominal, stages={k: v for k, v in stages},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,
                       test_accuracy=network.info.get("test_accuracy")),

@@ -42,6 +42,7 @@ def gather(records):
       seen.add(key)
       row = dict(row, tau=record["tau"] if method == "saic" else None,
                  gsw=record.get("gsw") if method == "saic" else None,
+                 feature_layer=record.get("feature_layer") if method == "saic" else None,
                  model_dir=record["model_dir"], images_digest=record.get("images_digest"),
                  correct=record.get("correct", {}).get(method), seed=record.get("seed"),
                  base=record.get("stages", {}).get("tdic"))
@@ -57,7 +58,8 @@ def merge_seeds(entries):
   groups, merged = {}, []
   for method, row in entries:
     if method in ("apic", "saic", "kd") and row.get("seed") is not None:
-      key = (method, row["tau"], row["gsw"], row["base"], row["images_digest"])
+      key = (method, row["tau"], row["gsw"], row["feature_layer"], row["base"],
+             row["images_digest"])
       if key in groups:
         groups[key].append(row)
         continue
@@ -65,8 +67,8 @@ def merge_seeds(entries):
     merged.append((method, row))
   result = []
   for method, row in merged:
-    runs = groups.get((method, row["tau"], row.get("gsw"), row.get("base"),
-                       row.get("images_digest")), [row])
+    runs = groups.get((method, row["tau"], row.get("gsw"), row.get("feature_layer"),
+                       row.get("base"), row.get("images_digest")), [row])
     if len(runs) < 2 or len({r["seed"] for r in runs}) < len(runs):
       result += [(method, r) for r in runs]
       continue
@@ -148,13 +150,15 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
       if method == "original":
         axis.axhline(value, color="k", linestyle=":", linewidth=1)
         continue
-      series.setdefault((method, row["tau"], row.get("gsw")), []).append((row["bpp"], value))
-  saic_series = sorted((tau, gsw or "") for method, tau, gsw in series if method == "saic")
-  for method, tau, gsw in sorted(series, key=lambda key: tables.order(*key[:2])):
-    points = sorted(series[method, tau, gsw])
-    marker = (SAIC_MARKERS[saic_series.index((tau, gsw or "")) % len(SAIC_MARKERS)]
+      key = (method, row["tau"], row.get("gsw") or "", row.get("feature_layer") or "")
+      series.setdefault(key, []).append((row["bpp"], value))
+  saic_series = sorted(key[1:] for key in series if key[0] == "saic")
+  for key in sorted(series, key=lambda key: tables.order(*key[:2])):
+    method, tau, gsw, layer = key
+    marker = (SAIC_MARKERS[saic_series.index(key[1:]) % len(SAIC_MARKERS)]
               if method == "saic" else "o")
-    axis.plot(*zip(*points), marker=marker, label=tables.label(method, dict(tau=tau, gsw=gsw)),
+    axis.plot(*zip(*sorted(series[key])), marker=marker,
+              label=tables.label(method, dict(tau=tau, gsw=gsw, feature_layer=layer)),
               color=METHOD_COLORS.get(method))
   axis.set_xlabel("bpp")
   axis.set_ylabel(ylabel)
@@ -167,15 +171,17 @@ def _tau_sweep(blocks, path):
   plt = _pyplot()
   figure, (acc_axis, si_axis) = plt.subplots(1, 2, figsize=(8, 3.5))
   for bpp, entries in blocks.items():
-    variants = sorted({row.get("gsw") or "" for method, row in entries if method == "saic"})
+    def variant(row):
+      return tables.label("saic", dict(gsw=row.get("gsw"), feature_layer=row.get("feature_layer")))
+
     line = None
-    for variant in variants:
+    for name in sorted({variant(row) for method, row in entries if method == "saic"}):
       points = sorted((row["tau"], row["accuracy"], row["si"]) for method, row in entries
-                      if method == "saic" and row.get("tau") and (row.get("gsw") or "") == variant)
+                      if method == "saic" and row.get("tau") and variant(row) == name)
       if not points:
         continue
       taus, accs, sis = zip(*points)
-      name = f"{bpp:g} bpp" + (f", {variant}" if variant not in ("", "paper") else "")
+      name = f"{bpp:g} bpp" + (f", {name}" if name != "SAIC" else "")
       line, = acc_axis.plot(taus, [100 * a for a in accs], marker="o", label=name)
       si_axis.plot(taus, sis, marker="o", label=name, color=line.get_color())
     if line is not None:

@@ -27,7 +27,9 @@ def label(method, row):
   """The row's name in tables and legends: SAIC with its GSW variant (other than paper) and τ,
   and the number of seeds of a merged row."""
   name = METHOD_NAMES.get(method, method)
-  if method == "saic" and row.get("gsw") not in (None, "paper"):  # the default is not named
+  if method == "saic" and row.get("feature_layer"):  # a layer other than the backbone's last
+    name += f"-{row.get('gsw') or 'paper'}@{row['feature_layer']}"
+  elif method == "saic" and row.get("gsw") not in (None, "paper"):  # the default is not named
     name += f"-{row['gsw']}"
   if method == "saic" and row.get("tau") is not None:
     name += f" (τ={row['tau']:g})"
@@ -65,7 +67,8 @@ def markdown_rows(entries):
 
 def eval_markdown(record):
   """MODEL_DIR/eval.md: one run's table with its settings."""
-  named = dict(tau=record["tau"], gsw=record.get("gsw"))
+  named = dict(tau=record["tau"], gsw=record.get("gsw"),
+               feature_layer=record.get("feature_layer"))
   entries = [(m, dict(r, **named)) for m, r in sorted_rows(record["rows"].items())]
   si = record["si"]
   lines = [f"# Evaluation of {record['model_dir']}", "",

@@ -7,7 +7,9 @@ training image; never the test split):
 
   ROOT/bpp_<r>/apic/                        APIC (the first rate's also trains the classifier)
   ROOT/bpp_<r>/kd/                          the KD reference (--loss=kd)
-  ROOT/bpp_<r>/saic_<variant>_tau_<τ>/      SAIC with GSW variant <variant> at τ
+  ROOT/bpp_<r>/saic_<variant>_tau_<τ>/      SAIC with GSW variant <variant> at τ; a variant
+                                            written gsw@layer (saic_<gsw>-<layer>_tau_<τ>)
+                                            splits the classifier at that --feature_layer
   …_seed<s>                                 the same for every --seeds after the first
 
 Phase 1, selection (at --select_rate, first seed): SAIC for every variant and every τ of
@@ -44,8 +46,9 @@ GOAL_POINTS = 1.0  # SAIC ≥ APIC + 1 point of accuracy, with the CI above 0
 @dataclasses.dataclass
 class StudySettings:
   bases: tuple = ("tdic-0.125", "tdic-0.25")
-  variants: tuple = GSW_VARIANTS
-  select_taus: tuple = (0.5, 1.0, 2.0, 4.0, 8.0)
+  # paper@stage3: Eq. 2-3 where ResNet18's head is non-linear, against the last block's.
+  variants: tuple = GSW_VARIANTS + ("paper@stage3",)
+  select_taus: tuple = (0.5, 2.0, 8.0)
   select_rate: float = 0.0  # 0: the first base's rate
   seeds: tuple = (0, 1, 2)
   results_dir: str = os.path.join("results", "gsw")
@@ -70,11 +73,18 @@ def _rates(settings: StudySettings):
   return rates
 
 
+def _variant(variant):
+  """(--gsw, --feature_layer) of a study variant: gsw, or gsw@layer."""
+  gsw, _, layer = variant.partition("@")
+  return gsw, layer
+
+
 def check(config: TrainConfig, settings: StudySettings):
-  unknown = sorted(set(settings.variants) - set(GSW_VARIANTS))
+  unknown = sorted(v for v in settings.variants if _variant(v)[0] not in GSW_VARIANTS)
   if unknown or not settings.variants:
-    raise UserError(f"--variants={','.join(settings.variants)}: choose from "
-                    f"{', '.join(GSW_VARIANTS)}")
+    raise UserError(f"--variants={','.join(settings.variants)}: each is one of "
+                    f"{', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer "
+                    "(e.g. paper@stage3)")
   sweep.check_taus(list(settings.select_taus), flag="--select_taus")
   sweep.check_seeds(list(settings.seeds))
   if not config.holdout_every:
@@ -87,14 +97,15 @@ def check(config: TrainConfig, settings: StudySettings):
 
 
 def _run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None):
-  name = loss if loss != "saic" else f"saic_{variant}_tau_{tau:g}"
+  gsw, layer = _variant(variant) if loss == "saic" else (config.gsw, config.feature_layer)
+  name = loss if loss != "saic" else f"saic_{gsw}{'-' + layer if layer else ''}_tau_{tau:g}"
   if seed != settings.seeds[0]:
     name += f"_seed{seed}"
   return dataclasses.replace(
       config, model_dir=os.path.join(config.model_dir, f"bpp_{bpp:g}", name), loss=loss,
       init_from=base, downstream_from=classifier, seed=seed,
       tau=tau if loss == "saic" else None, r=config.r if loss == "saic" else None,
-      gsw=variant if loss == "saic" else config.gsw)
+      gsw=gsw, feature_layer=layer)
 
 
 def classifier_run(config, settings, rates):
@@ -137,13 +148,14 @@ def _validation_accuracy(run, eval_settings):
 def select(config, settings, rates, select_rate, eval_settings):
   """Phase 1: trains and scores the selection runs; writes and returns selection.json's record."""
   scores = {}
-  runs = [classifier_run(config, settings, rates)] + selection_runs(config, settings, rates,
-                                                                   select_rate)
-  for index, run in enumerate(runs, 1):
+  runs = [(None, classifier_run(config, settings, rates))] + list(zip(
+      [v for v in settings.variants for _ in settings.select_taus],
+      selection_runs(config, settings, rates, select_rate)))
+  for index, (variant, run) in enumerate(runs, 1):
     logging.info("gsw_study: selection %d/%d: %s", index, len(runs), run.model_dir)
     trainer.train(run)  # the classifier run is evaluated on the test split in phase 2
-    if run.loss == "saic":
-      scores.setdefault(run.gsw, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
+    if variant:
+      scores.setdefault(variant, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
   chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
             for variant, taus in scores.items()}
   record = dict(rate=select_rate, seed=settings.seeds[0], split="validation",
