@@ -2,6 +2,7 @@
 `error:` line. bin/ scripts only choose their flags here, parse, and call the library; the
 library never imports this module."""
 import dataclasses
+import os
 import sys
 
 from absl import app
@@ -16,6 +17,7 @@ from saic_tf.common.errors import user_error_inside, UserError
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
 from saic_tf.evaluation import baselines
+from saic_tf.evaluation import tables
 from saic_tf.semantic import backbones
 
 FLAGS = flags.FLAGS
@@ -254,6 +256,23 @@ def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
   print("TFLite decoders against the Keras decoder on real test images:")
   print("\n".join("  " + line for line in tflite.parity_table(parity)))
   return version_dir
+
+
+def demo_summary(config, summary, record, report_files):
+  """bin/demo's closing lines: the accuracies, then where every output is."""
+  model_dir = config.model_dir
+  lines = [f"\nsaic-tf demo finished ({summary['stage']} at step {summary['step']}). On "
+           f"{record['num_images']} test images at {record['nominal_bpp']:g} bpp: accuracy " +
+           ", ".join(f"{tables.METHOD_NAMES[m]} {100 * r['accuracy']:.1f} %"
+                     for m, r in record["rows"].items())]
+  if config.init_from:
+    lines.append(f"  {'TDIC base:':20s} {config.init_from} ({layout.run_dir(config.init_from)})")
+  lines += [f"  {what + ':':20s} {path}" for what, path in layout.outputs(model_dir)]
+  lines += [f"  {'evaluation:':20s} {layout.eval_path(model_dir, layout.EVAL_MARKDOWN)}",
+            f"  {'report:':20s} {os.path.dirname(report_files[0])} ({len(report_files)} files)",
+            "  view the logs with:  tensorboard --logdir "
+            f"{os.path.join(model_dir, layout.LOGS_DIR)}"]
+  return lines
 
 
 def define_bench_flags(default_out, flag_values=FLAGS):

@@ -152,26 +152,30 @@ def test_seeds_repeat_every_fine_tune_from_the_same_base(tmp_path):
 
 def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
   labels = (0, 1, 2, 3)
-  def record(method, seed, accuracy, correct, tau=None):
+  def record(method, seed, accuracy, correct, tau=None, setup=None):
     rows = {m: dict(accuracy=accuracy, f1=accuracy, psnr=20.0 + seed, ssim=0.5, mse=0.01,
                     bpp=0.25, si=1.0) for m in ("original", "tdic", method)}
     return dict(model_dir=f"{method}{seed}", tau=tau, nominal_bpp=0.25, dataset="d",
                 num_images=4, seed=seed, stages={"tdic": "base/ckpt", method: f"{method}{seed}"},
                 rows=rows, images_digest=statistics.images_digest(labels),
+                setup_digest=setup or f"{method}{tau}", downstream=dict(dir="classifier"),
                 correct={"original": "1111", "tdic": "1000", method: correct})
   blocks = report.gather([record("apic", 0, 0.25, "1000"), record("apic", 1, 0.5, "1100"),
+                          record("saic", 1, 0.75, "1101", 2.0),
                           record("saic", 0, 0.75, "1110", 2.0),
-                          record("saic", 1, 0.75, "1101", 2.0)])
-  entries = dict(blocks[0.25])
+                          record("apic", 2, 0.5, "1100", setup="other settings")])
+  assert [m for m, _ in blocks[0.25]].count("apic") == 2  # other settings: not merged
+  entries = {m: r for m, r in blocks[0.25] if r.get("setup") != "other settings"}
   assert entries["apic"]["seeds"] == [0, 1] and entries["apic"]["accuracy"] == pytest.approx(0.375)
   assert entries["apic"]["std"]["accuracy"] == pytest.approx(np.std([0.25, 0.5], ddof=1))
   assert entries["saic"]["psnr"] == pytest.approx(20.5)
   lines = "\n".join(tables.markdown_rows(blocks[0.25]))
   assert "| APIC (2 seeds) | 1.00 ± 0.00 | 37.50 ± 17.68 |" in lines
-  ((name, _, comparison),) = report.paired_against_apic(blocks[0.25])
-  assert name == "SAIC (τ=2) (2 seeds)" and comparison["seeds"] == 2
-  assert comparison["difference"] == pytest.approx(0.375)
-  assert comparison["mcnemar_p"] == pytest.approx(2 * 1 / 2**3)  # 3 discordant, all for SAIC
+  ((name, apic, comparison),) = report.paired_against_apic(blocks[0.25])
+  assert (name, apic) == ("SAIC (τ=2) (2 seeds)", "APIC (2 seeds)") and comparison["seeds"] == 2
+  assert comparison["difference"] == pytest.approx(0.375)  # seed 0 with seed 0, 1 with 1
+  # Per seed: 2 discordant images, both for SAIC (p = 2·¼), then 1 (p = 1); the largest shown.
+  assert comparison["mcnemar_p_per_seed"] == [0.5, 1.0] and comparison["mcnemar_p"] == 1.0
 
 
 def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):

@@ -213,10 +213,13 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   assert all(not os.path.exists(tmp_path / "study" / "bpp_0.25" / r / "downstream")
              for r in runs if r != "apic")  # one classifier for every run
   summary = (tmp_path / "results" / "summary.md").read_text()
-  assert f"| 0.25 | SAIC-fisher (τ={tau}) (2 seeds) − APIC |" in summary
-  assert "| 0.25 | KD (2 seeds) − APIC |" in summary
+  assert f"| 0.25 | SAIC-fisher (τ={tau}) (2 seeds) − APIC (2 seeds) |" in summary
+  assert "| 0.25 | KD (2 seeds) − APIC (2 seeds) |" in summary
   stage3 = f"{selection['chosen_tau']['paper@stage3']:g}"
-  assert f"| 0.25 | SAIC-paper@stage3 (τ={stage3}) (2 seeds) − APIC |" in summary
+  # Against APIC at the same layer, its control.
+  assert (f"| 0.25 | SAIC-paper@stage3 (τ={stage3}) (2 seeds) − APIC@stage3 (2 seeds) |"
+          in summary)
+  assert {"apic-stage3", "apic-stage3_seed1"} <= set(runs)
   gsw_record = json.load(open(tmp_path / "study" / "bpp_0.25" / f"saic_paper-stage3_tau_{stage3}" /
                               layout.GSW_FILE))
   assert gsw_record["feature_layer"] == "stage3" and gsw_record["gsw"] == "paper"

@@ -16,6 +16,7 @@ MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("tdic", "apic", "saic", "kd")
 LR_SCHEDULES = ("constant", "cosine", "step")
 GSW_VARIANTS = ("paper", "magnitude", "label", "fisher")  # semantic/gsw.py
+GSW_SETTINGS = ("gsw", "gsw_scale", "gsw_batches", "gsw_output")
 GSW_SCALES = ("mean_abs", "raw")
 
 
@@ -172,8 +173,11 @@ class TrainConfig:
     if os.path.exists(path):
       saved = read_json(path, "move it away to start a new run")
       now = self.to_dict()
-      changed = differences(saved, now, [k for k in now
-                                         if k not in RESUMABLE_CHANGES and k in saved])
+      # GSW settings mean nothing to a run that is not SAIC (runs of earlier versions saved
+      # --gsw_output=probs, since refused, whatever their loss).
+      unused = GSW_SETTINGS if self.resolved_loss != "saic" else ()
+      changed = differences(saved, now, [k for k in now if k not in RESUMABLE_CHANGES
+                                         and k not in unused and k in saved])
       if changed:
         raise UserError(f"{path} was written by a different run ({changed}): use the same "
                         "flags to resume, or another --model_dir")

@@ -37,6 +37,7 @@ DATASETS = tuple(EMBEDDED) + ("imagefolder",) + tuple(TFDS_NAMES)
 SPLITS = ("train", "validation", "test")
 # Shuffle buffer of streamed (tfds) sources; file-list and in-memory sources permute whole epochs.
 STREAM_SHUFFLE_BUFFER = 4096
+SUBSET_BY_INDEX_MAX = 100_000  # eval_dataset's subset_seed: larger splits are shuffled instead
 # Where a tfds download would go first; probed with a short timeout so that an offline machine
 # fails in seconds instead of spending minutes in tfds' retries. Overridable for tests.
 NETWORK_PROBE = os.environ.get("SAIC_NETWORK_PROBE", "storage.googleapis.com:443")
@@ -391,10 +392,13 @@ def eval_dataset(source: Source, image_size, batch_size, limit=None, shuffle_see
   In its fixed order, or shuffled once by `shuffle_seed` (for a subset that covers every
   class when `limit` cuts the split short). With `subset_seed` and `limit` instead: `limit`
   images drawn at random by index, in the split's order, the same whatever TensorFlow's global
-  seed (runs of different seeds then see the same images; it reads the whole split once).
+  seed (runs of different seeds then see the same images). That reads the whole split once, so
+  a split of more than SUBSET_BY_INDEX_MAX examples is shuffled by `subset_seed` instead.
   """
   examples = source.examples
-  if subset_seed is not None and limit and limit < source.num_examples:
+  if subset_seed is not None and limit and source.num_examples > SUBSET_BY_INDEX_MAX:
+    shuffle_seed = subset_seed
+  elif subset_seed is not None and limit and limit < source.num_examples:
     keep = np.zeros(source.num_examples, bool)
     keep[np.random.RandomState(subset_seed).choice(source.num_examples, limit, replace=False)] = 1
     keep = tf.constant(keep)

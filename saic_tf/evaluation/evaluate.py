@@ -10,7 +10,9 @@ images, so the original row has none. Output: MODEL_DIR/eval.json, eval.md and
 eval_gallery.npz (a few images per method with the predicted labels, for bin/report).
 """
 import dataclasses
+import hashlib
 import io
+import json
 import os
 from typing import Optional, Tuple
 
@@ -22,7 +24,7 @@ from saic_tf.codec import bitstream
 from saic_tf.codec import networks
 from saic_tf.codec import stages as stages_lib
 from saic_tf.common import layout
-from saic_tf.common.config import TrainConfig
+from saic_tf.common.config import RESUMABLE_CHANGES, TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_bytes, write_json
 from saic_tf.data import datasets
@@ -50,6 +52,18 @@ class EvalSettings:
   club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
   downstream_dir: Optional[str] = None  # None: the run's (its --downstream_from's/--init_from's)
   out_dir: Optional[str] = None  # None: the run's directory (required for a shipped codec)
+
+
+def setup_digest(config, downstream_dir):
+  """Which experiment a run is, whatever its seed: a digest of its settings (but the seed and
+  what may change on resume: where things are, how often to log) and of its classifier's run.
+  bin/report merges the seeds of runs that share it."""
+  # downstream_from: the classifier's run is named below, however it was reached (the run
+  # that trained it has none).
+  settings = {k: v for k, v in config.to_dict().items()
+              if k not in ("seed", "downstream_from") and k not in RESUMABLE_CHANGES}
+  settings["classifier"] = os.path.abspath(downstream_dir)
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def paired_comparisons(record):
@@ -167,7 +181,9 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   if base_config.image_size != image_size:  # a fine-tune is evaluated at its training size
     raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "
                     f"images, this run's codec {config.image_size}px")
-  network = downstream.load(base_config, base, train_source.num_classes)
+  # The classifier of the downstream run, split where this run's feature loss was taken.
+  network = downstream.load(dataclasses.replace(base_config, feature_layer=task.feature_layer),
+                            base, train_source.num_classes)
   stages = layout.codec_stages(config, model_dir)
   methods, nominal = _methods(config, model_dir, stages, settings.baselines)
   logging.info("evaluate: %s on %s/%s (%s images) with %s", model_dir, dataset,
@@ -199,7 +215,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
       model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
       num_images=int(len(labels)), image_size=image_size, loss=config.loss, seed=config.seed,
       tau=config.tau, gsw=config.gsw if config.resolved_loss == "saic" else None,
-      feature_layer=config.feature_layer, nominal_bpp=nominal, stages={k: v for k, v in stages},
+      feature_layer=config.feature_layer, setup_digest=setup_digest(config, base),
+      nominal_bpp=nominal, stages={k: v for k, v in stages},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,
                       test_accuracy=network.info.get("test_accuracy")),

@@ -20,6 +20,7 @@ from saic_tf.evaluation import tables
 FIGURES = ("accuracy_vs_bpp.png", "psnr_vs_bpp.png", "tau_sweep.png", "gsw_weights.png",
            "gallery.png")
 # Figures: one colour per method; SAIC runs of different τ differ by their marker.
+FINE_TUNES = ("apic", "saic", "kd")
 METHOD_COLORS = {"tdic": "tab:blue", "apic": "tab:orange", "saic": "tab:red", "kd": "tab:green",
                  "jpeg": "tab:pink", "webp": "tab:gray", "avif": "tab:olive"}
 SAIC_MARKERS = "s^vD<>ph*"
@@ -40,35 +41,40 @@ def gather(records):
       if key in seen:
         continue
       seen.add(key)
+      fine_tune = method in FINE_TUNES
       row = dict(row, tau=record["tau"] if method == "saic" else None,
                  gsw=record.get("gsw") if method == "saic" else None,
-                 feature_layer=record.get("feature_layer") if method == "saic" else None,
+                 feature_layer=record.get("feature_layer") if fine_tune else None,
                  model_dir=record["model_dir"], images_digest=record.get("images_digest"),
-                 correct=record.get("correct", {}).get(method), seed=record.get("seed"),
-                 base=record.get("stages", {}).get("tdic"))
+                 correct=record.get("correct", {}).get(method),
+                 seed=record.get("seed") if fine_tune else None,
+                 setup=record.get("setup_digest") if fine_tune else None,
+                 base=record.get("stages", {}).get("tdic"),
+                 classifier=record.get("downstream", {}).get("dir"))
       blocks.setdefault(record["nominal_bpp"], []).append((method, row))
   return {bpp: tables.sorted_rows(merge_seeds(entries))
           for bpp, entries in sorted(blocks.items())}
 
 
 def merge_seeds(entries):
-  """Fine-tunes (APIC, SAIC at one τ, KD) repeated over seeds from the same TDIC base, on the
-  same images, become one row: the mean of each column, `std` (sample standard deviation) of
-  ACC, F1, PSNR and SI, `seeds`, and each seed's per-image correctness in `correct_runs`."""
+  """Fine-tunes repeated over seeds (the same settings, base and classifier: evaluate's
+  setup_digest), on the same images, become one row: the mean of each column, `std` (sample
+  standard deviation) of ACC, F1, PSNR and SI, `seeds`, and each seed's per-image correctness
+  in `correct_runs`."""
+  def key(method, row):
+    return (method, row.get("setup"), row.get("images_digest"))
+
   groups, merged = {}, []
   for method, row in entries:
-    if method in ("apic", "saic", "kd") and row.get("seed") is not None:
-      key = (method, row["tau"], row["gsw"], row["feature_layer"], row["base"],
-             row["images_digest"])
-      if key in groups:
-        groups[key].append(row)
+    if row.get("setup") and row.get("seed") is not None:
+      if key(method, row) in groups:
+        groups[key(method, row)].append(row)
         continue
-      groups[key] = [row]
+      groups[key(method, row)] = [row]
     merged.append((method, row))
   result = []
   for method, row in merged:
-    runs = groups.get((method, row["tau"], row.get("gsw"), row.get("feature_layer"),
-                       row.get("base"), row.get("images_digest")), [row])
+    runs = groups.get(key(method, row), [row])
     if len(runs) < 2 or len({r["seed"] for r in runs}) < len(runs):
       result += [(method, r) for r in runs]
       continue
@@ -88,17 +94,30 @@ def paired_against_apic(entries):
   """[(label, "APIC", statistics.compare)] of every other learned fine-tune (SAIC at each τ,
   KD) against the APIC row of the same rate, when both were classified on the same images."""
   def correct(row):
-    runs = row.get("correct_runs") or [row.get("correct")]
-    return None if None in runs else np.stack([statistics.decode(text) for text in runs])
+    """{seed: per-image correctness} of a row (a merged row has one per seed)."""
+    if row.get("correct_runs"):
+      return dict(zip(row["seeds"], map(statistics.decode, row["correct_runs"])))
+    return {row.get("seed"): statistics.decode(row["correct"])} if row.get("correct") else {}
 
-  apic = next((row for method, row in entries
-               if method == "apic" and correct(row) is not None), None)
-  if apic is None:
-    return []
-  return [(tables.label(method, row), "APIC", statistics.compare(correct(row), correct(apic)))
-          for method, row in entries
-          if method in ("saic", "kd") and correct(row) is not None
-          and row["images_digest"] == apic["images_digest"]]
+  def same_setting(row, apic):
+    return all(row.get(k) == apic.get(k)
+               for k in ("images_digest", "base", "classifier", "feature_layer"))
+
+  comparisons = []
+  for method, row in entries:
+    apic = next((r for m, r in entries if m == "apic" and correct(r) and same_setting(row, r)),
+                None)
+    if method not in ("saic", "kd") or not correct(row) or apic is None:
+      continue
+    mine, theirs = correct(row), correct(apic)
+    seeds = sorted(set(mine) & set(theirs), key=str)
+    if not seeds and len(mine) == len(theirs) == 1:  # one run each, whatever their seeds
+      mine, theirs, seeds = {0: next(iter(mine.values()))}, {0: next(iter(theirs.values()))}, [0]
+    if seeds:
+      comparisons.append((tables.label(method, row), tables.label("apic", apic),
+                          statistics.compare(np.stack([mine[s] for s in seeds]),
+                                             np.stack([theirs[s] for s in seeds]))))
+  return comparisons
 
 
 def write_tables(blocks, out_dir):

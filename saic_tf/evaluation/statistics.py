@@ -9,10 +9,10 @@ the evaluation's image order, with a digest of the labels that says which images
   McNemar      exact two-sided p of the discordant images: of the n images only one method gets
                right, b go to a; p = min(1, 2·P(Binomial(n, ½) ≤ min(b, n − b)))
 
-Methods repeated over seeds pair seed by seed (the i-th run of a with the i-th of b): the
+Methods repeated over seeds pair seed by seed (a's run of seed s with b's run of seed s): the
 difference of each image is averaged over the seeds before the bootstrap (which resamples images,
-so the interval covers the images, not the seeds), and McNemar counts the discordant
-(image, seed) pairs.
+so the interval covers the images, not the seeds), and McNemar is taken for each seed (an image
+is one unit in each), reported as the largest p over the seeds.
 """
 import hashlib
 import math
@@ -65,18 +65,20 @@ def bootstrap_difference(correct_a, correct_b, resamples=BOOTSTRAP_RESAMPLES, se
 
 def compare(correct_a, correct_b):
   """The paired comparison of a against b, as recorded and tabulated: per-image correctness
-  [images], or [seeds, images] for repeated runs (the first seeds both have)."""
+  [images], or [seeds, images] of runs paired seed by seed (module doc)."""
   a, b = np.atleast_2d(correct_a), np.atleast_2d(correct_b)
-  seeds = min(len(a), len(b))
-  a, b = a[:seeds], b[:seeds]
+  if a.shape != b.shape:
+    raise ValueError(f"paired runs differ in shape: {a.shape} and {b.shape}")
   difference, low, high = bootstrap_difference(a, b)
-  return dict(difference=difference, ci95=[low, high],
-              mcnemar_p=mcnemar_exact_p(a.ravel(), b.ravel()), images=a.shape[1], seeds=seeds)
+  per_seed = [mcnemar_exact_p(a_s, b_s) for a_s, b_s in zip(a, b)]
+  return dict(difference=difference, ci95=[low, high], mcnemar_p=max(per_seed),
+              mcnemar_p_per_seed=per_seed, images=a.shape[1], seeds=len(a))
 
 
 def markdown(comparisons):
   """Table lines of [(label a, label b, compare(...))]."""
-  lines = ["| comparison | ΔACC (points) | 95 % CI (bootstrap) | McNemar p | images | seeds |",
+  lines = ["| comparison | ΔACC (points) | 95 % CI (bootstrap) | McNemar p (largest over seeds) "
+           "| images | seeds |",
            "|---|---|---|---|---|---|"]
   for name_a, name_b, c in comparisons:
     low, high = c["ci95"]

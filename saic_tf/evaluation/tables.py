@@ -31,6 +31,8 @@ def label(method, row):
     name += f"-{row.get('gsw') or 'paper'}@{row['feature_layer']}"
   elif method == "saic" and row.get("gsw") not in (None, "paper"):  # the default is not named
     name += f"-{row['gsw']}"
+  elif method in ("apic", "kd") and row.get("feature_layer"):
+    name += f"@{row['feature_layer']}"
   if method == "saic" and row.get("tau") is not None:
     name += f" (τ={row['tau']:g})"
   if row.get("seeds"):

@@ -6,6 +6,8 @@ first run trains on the training split less its validation split (--holdout_ever
 training image; never the test split):
 
   ROOT/bpp_<r>/apic/                        APIC (the first rate's also trains the classifier)
+  ROOT/bpp_<r>/apic-<layer>/                APIC at the --feature_layer of a gsw@layer variant,
+                                            its control
   ROOT/bpp_<r>/kd/                          the KD reference (--loss=kd)
   ROOT/bpp_<r>/saic_<variant>_tau_<τ>/      SAIC with GSW variant <variant> at τ; a variant
                                             written gsw@layer (saic_<gsw>-<layer>_tau_<τ>)
@@ -96,9 +98,13 @@ def check(config: TrainConfig, settings: StudySettings):
   return rates, select_rate
 
 
-def _run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None):
-  gsw, layer = _variant(variant) if loss == "saic" else (config.gsw, config.feature_layer)
-  name = loss if loss != "saic" else f"saic_{gsw}{'-' + layer if layer else ''}_tau_{tau:g}"
+def _run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None,
+         layer=None):
+  """A run of the study: `variant` (gsw or gsw@layer) for SAIC, `layer` for an APIC control."""
+  gsw, variant_layer = _variant(variant) if loss == "saic" else (config.gsw, "")
+  layer = variant_layer or layer or config.feature_layer
+  suffix = f"-{layer}" if layer != config.feature_layer else ""
+  name = f"saic_{gsw}{suffix}_tau_{tau:g}" if loss == "saic" else loss + suffix
   if seed != settings.seeds[0]:
     name += f"_seed{seed}"
   return dataclasses.replace(
@@ -123,13 +129,19 @@ def selection_runs(config, settings, rates, select_rate):
 
 
 def test_runs(config, settings, rates, chosen):
-  """Phase 2's runs, the first seed's first; `chosen` is {variant: τ}."""
+  """Phase 2's runs, the first seed's first; `chosen` is {variant: τ}. A variant at another
+  feature layer gets an APIC control at that layer (the paired comparison's reference)."""
+  missing = [v for v in settings.variants if v not in chosen]
+  if missing:
+    raise UserError(f"--variants: {', '.join(missing)} not in the selection already made "
+                    f"({', '.join(chosen)}); delete {SELECTION_FILE} to select again")
   first = classifier_run(config, settings, rates)
+  layers = sorted({_variant(v)[1] for v in settings.variants} - {"", config.feature_layer})
   runs = []
   for seed in settings.seeds:
     for bpp, base in rates:
-      for loss in ("apic", "kd"):
-        run = _run(config, settings, bpp, base, first.model_dir, loss, seed)
+      for loss, layer in [("apic", None), ("kd", None)] + [("apic", l) for l in layers]:
+        run = _run(config, settings, bpp, base, first.model_dir, loss, seed, layer=layer)
         runs.append(first if run.model_dir == first.model_dir else run)
       runs += [_run(config, settings, bpp, base, first.model_dir, "saic", seed, variant,
                     float(chosen[variant])) for variant in settings.variants]

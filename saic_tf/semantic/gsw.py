@@ -28,10 +28,11 @@ E KL(p(x) ‖ p(x')) ≈ ½ Σ_k w_k · 1/(MN) Σ_mn δ_k^{mn}² — half the fe
 (losses.feature_distortion, which averages over the MN positions, hence the sum over positions
 in w_k) weighted by W itself. tests/test_gsw.py checks this against a finite-difference KL.
 
-Eq. 4 then gives W' = r · softmax(τ Ŵ). With `--gsw_scale=mean_abs` (the default) Ŵ = W / mean_k
+Eq. 4 then gives W' = r · softmax(τ Ŵ). With `--gsw_scale=mean_abs` Ŵ = W / mean_k
 |W_k|, so that one τ means the same spread of weights for every backbone, layer and variant;
 `--gsw_scale=raw` is the paper's Ŵ = W. exp(H(W'/r)), the effective number of channels
-(between 1 and K), says how concentrated the weights are.
+(between 1 and K), says how concentrated the weights are. (The default scale is `raw`, the
+paper's, until a validation experiment chooses; bin/gsw_study uses `mean_abs`.)
 
 The spatial sums Σ_mn ∂y/∂f_k^{mn} are one gradient: they are the derivative with respect to a
 shift δ_k added to channel k at every position (`_shift_jacobian`), so `paper` and `label` take
@@ -51,6 +52,13 @@ from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_json
 
 VARIANTS, SCALES = GSW_VARIANTS, GSW_SCALES
+# W averages over a random subset of the training split drawn with this seed (the trainer);
+# gsw.json records it, since earlier versions took the split's first batches (one class).
+SUBSET_SEED = 0
+IMAGES = f"random subset, seed {SUBSET_SEED}"
+# What a gsw.json written before a setting existed meant by it (`load`).
+OLD_MEANINGS = dict(gsw="paper", gsw_scale="raw", holdout_every=0,
+                    gsw_images="the first batches of the split")
 # W counts as the same for every image when its spread across images is below this fraction of
 # mean |W| (float32 rounding in the backward pass of a linear head gives about 1e-7).
 IMAGE_INDEPENDENT = 1e-4
@@ -191,7 +199,7 @@ def load(model_dir, expected_settings):
   if not os.path.exists(path):
     return None
   record = read_json(path, "delete it to recompute GSW")
-  changed = differences(record, expected_settings, expected_settings)
+  changed = differences(dict(OLD_MEANINGS, **record), expected_settings, expected_settings)
   if changed:
     raise UserError(f"{path} was computed with other settings ({changed}); delete it to "
                     "recompute GSW")

@@ -97,13 +97,18 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
                   dataset=config.dataset, image_size=config.image_size,
                   holdout_every=config.holdout_every, gsw=config.gsw, gsw_scale=config.gsw_scale,
                   gsw_output=config.gsw_output, gsw_batches=config.gsw_batches,
+                  gsw_images=gsw.IMAGES,
                   tau=config.tau, r=float(num_channels if config.r is None else config.r))
   path = layout.gsw_path(config.model_dir)
   record = gsw.load(config.model_dir, settings)
   if record is not None:
     logging.info("gsw: reusing %s", path)
     return np.asarray(record["W_prime"])
-  batches = datasets.eval_dataset(train_source, config.image_size, config.batch_size)
+  # A random subset of the training split (files come by class), the same for every fine-tune
+  # of this network whatever its seed.
+  batches = datasets.eval_dataset(train_source, config.image_size, config.batch_size,
+                                  limit=config.gsw_batches * config.batch_size,
+                                  subset_seed=gsw.SUBSET_SEED)
   w, spread = gsw.compute(network.features, network.head, batches, config.gsw_batches,
                           config.gsw)
   w_prime, _ = gsw.semantic_weights(gsw.normalized(w, config.gsw_scale), config.tau,
