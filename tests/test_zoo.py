@@ -98,10 +98,15 @@ def test_curve_scores_each_snapshot_against_the_cpu_time_spent(in_zoo, tmp_path)
   """bin/models --curve: a snapshot copied under another step (the same weights) scores as the
   shipped weights do, and the final point is the PSNR of real .saic files."""
   shipped = os.path.join(in_zoo, NAME, "tdic")
+  for step in (10, 20):
+    (tmp_path / "snapshots" / f"ckpt-{step}").mkdir(parents=True)
+    for suffix in (".index", ".data-00000-of-00001"):
+      shutil.copyfile(os.path.join(shipped, "ckpt-30" + suffix),
+                      tmp_path / "snapshots" / f"ckpt-{step}" / f"ckpt-{step}{suffix}")
   snapshot = tmp_path / "snapshots" / "ckpt-10"
-  snapshot.mkdir(parents=True)
-  for suffix in (".index", ".data-00000-of-00001"):
-    shutil.copyfile(os.path.join(shipped, "ckpt-30" + suffix), snapshot / ("ckpt-10" + suffix))
+  # Written before training kept a history: its totals are those of its step.
+  (tmp_path / "snapshots" / "ckpt-20" / "training_time.json").write_text(json.dumps(
+      dict(cpu_seconds=72.0, wall_seconds=72.0, step=20)))
   imagenette = os.path.join(ROOT, "saic_tf", "sample_data", "imagenette")
   settings = model_zoo.MeasureSettings(imagenette_dir=imagenette)
   with pytest.raises(UserError, match="training_time.json"):  # copied without its time
@@ -109,11 +114,12 @@ def test_curve_scores_each_snapshot_against_the_cpu_time_spent(in_zoo, tmp_path)
   (snapshot / "training_time.json").write_text(json.dumps(
       dict(cpu_seconds=36.0, wall_seconds=36.0, step=10, history=[[10, 36.0, 36.0]])))
   points = model_zoo.curve(NAME, str(tmp_path / "snapshots"), settings, log=lambda line: None)
-  assert [p["step"] for p in points] == [10, 30] and points[0]["cpu_hours"] == 0.01
-  assert points[0]["psnr"] == points[1]["psnr"]
+  assert [p["step"] for p in points] == [10, 20, 30]
+  assert points[0]["cpu_hours"] == 0.01 and points[1]["cpu_hours"] == 0.02
+  assert points[0]["psnr"] == points[1]["psnr"] == points[2]["psnr"]
   images = model_zoo.resized_split("imagefolder", "test", imagenette, 96)
   by_files = model_zoo.measure_images(file_codec.FileCodec(NAME), images)
-  assert points[1]["psnr"] == pytest.approx(by_files["psnr"], abs=1e-3)
+  assert points[2]["psnr"] == pytest.approx(by_files["psnr"], abs=1e-3)
   assert zoo.record(NAME)["curve"] == dict(images=len(images), size=96, points=points)
   assert "| 10 | 0.01 | 0.01 |" in model_zoo.markdown()
   result = run_bin("models", f"--curve={NAME}", env=dict(SAIC_ZOO_ROOT=in_zoo))

@@ -117,11 +117,15 @@ def _snapshot_checkpoints(snapshots):
   return sorted(found)
 
 
-def _spent_at(history, step, where):
-  """(CPU seconds, wall seconds) training had spent at `step`, from a training_time history."""
-  for row_step, cpu, wall in history or []:
+def _spent_at(spent, step, where):
+  """(CPU seconds, wall seconds) training had spent at `step`, from a training_time.json record:
+  its history, or its totals when they are of that step (a file written before the history
+  was kept)."""
+  for row_step, cpu, wall in spent.get("history") or []:
     if row_step == step:
       return cpu, wall
+  if spent.get("step") == step:
+    return spent["cpu_seconds"], spent["wall_seconds"]
   raise UserError(f"{where}: no training time recorded at step {step}")
 
 
@@ -139,12 +143,12 @@ def curve(name, snapshots, settings=MeasureSettings(), log=logging.info):
   record = zoo.record(name)
   shipped = layout.latest_complete_checkpoint(layout.stage_dir(model_dir, "tdic"), config.steps,
                                               "TDIC")
-  points = [(step, checkpoint, _spent_at(read_json(times, "copy it with the checkpoint")
-                                         .get("history"), step, times))
+  points = [(step, checkpoint, _spent_at(read_json(times, "copy it with the checkpoint"), step,
+                                         times))
             for step, checkpoint, times in _snapshot_checkpoints(snapshots)
             if step < config.steps]
-  points.append((config.steps, shipped, _spent_at(record.get("training_time_history"),
-                                                  config.steps, f"{name}'s record.json")))
+  points.append((config.steps, shipped, _spent_at(dict(history=record.get(
+      "training_time_history")), config.steps, f"{name}'s record.json")))
   images = resized_split("imagefolder", "test", settings.imagenette_dir, settings.size,
                          settings.imagenette_images)
   rows = []
