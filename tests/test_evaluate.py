@@ -1,5 +1,6 @@
 """bin/evaluate, bin/report and bin/sweep_tau on a tiny trained model: complete outputs."""
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -148,6 +149,20 @@ def test_seeds_repeat_every_fine_tune_from_the_same_base(tmp_path):
   assert runs[3][0].tau is None and runs[4][0].tau == 50.0
   with pytest.raises(UserError, match="--seeds=1,1: give one or more distinct seeds"):
     sweep.plan(tiny(tmp_path, tau=None), [50.0], evaluate.EvalSettings(), seeds=[1, 1])
+
+
+def test_the_setup_digest_separates_experiments_but_not_seeds(tmp_path):
+  apic = tiny(tmp_path / "apic", tau=None, loss="apic")
+  digest = lambda config: evaluate.setup_digest(config, "runs/classifier", "base/tdic/ckpt-4")
+  same = [dataclasses.replace(apic, seed=7, model_dir="elsewhere", init_from="runs/apic",
+                              downstream_from="runs/classifier", checkpoint_every=1),
+          dataclasses.replace(apic, gsw="fisher", gsw_output="probs")]  # unused by APIC
+  assert all(digest(config) == digest(apic) for config in same)
+  other = [dataclasses.replace(apic, finetune_steps=3), dataclasses.replace(apic, loss="kd"),
+           dataclasses.replace(apic, feature_layer="stage3")]
+  assert all(digest(config) != digest(apic) for config in other)
+  assert evaluate.setup_digest(apic, "runs/other", "base/tdic/ckpt-4") != digest(apic)
+  assert evaluate.setup_digest(apic, "runs/classifier", "other/tdic/ckpt-4") != digest(apic)
 
 
 def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():

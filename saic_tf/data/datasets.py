@@ -396,16 +396,16 @@ def eval_dataset(source: Source, image_size, batch_size, limit=None, shuffle_see
   a split of more than SUBSET_BY_INDEX_MAX examples is shuffled by `subset_seed` instead.
   """
   examples = source.examples
-  if subset_seed is not None and limit and source.num_examples > SUBSET_BY_INDEX_MAX:
-    shuffle_seed = subset_seed
-  elif subset_seed is not None and limit and limit < source.num_examples:
+  by_index = subset_seed is not None and limit and limit < source.num_examples
+  if by_index and source.num_examples <= SUBSET_BY_INDEX_MAX:
     keep = np.zeros(source.num_examples, bool)
     keep[np.random.RandomState(subset_seed).choice(source.num_examples, limit, replace=False)] = 1
     keep = tf.constant(keep)
     examples = examples.enumerate().filter(lambda i, _: keep[i]).map(lambda _, example: example)
-  elif shuffle_seed is not None:
+  elif by_index or shuffle_seed is not None:
     examples = examples.shuffle(min(source.num_examples, STREAM_SHUFFLE_BUFFER),
-                                seed=shuffle_seed, reshuffle_each_iteration=False)
+                                seed=subset_seed if by_index else shuffle_seed,
+                                reshuffle_each_iteration=False)
   if limit:
     examples = examples.take(limit)
   prepare = lambda raw, label: (resize(source.decode(raw), image_size), label)

@@ -24,7 +24,7 @@ from saic_tf.codec import bitstream
 from saic_tf.codec import networks
 from saic_tf.codec import stages as stages_lib
 from saic_tf.common import layout
-from saic_tf.common.config import RESUMABLE_CHANGES, TrainConfig
+from saic_tf.common.config import GSW_SETTINGS, RESUMABLE_CHANGES, TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_bytes, write_json
 from saic_tf.data import datasets
@@ -54,15 +54,18 @@ class EvalSettings:
   out_dir: Optional[str] = None  # None: the run's directory (required for a shipped codec)
 
 
-def setup_digest(config, downstream_dir):
-  """Which experiment a run is, whatever its seed: a digest of its settings (but the seed and
-  what may change on resume: where things are, how often to log) and of its classifier's run.
-  bin/report merges the seeds of runs that share it."""
-  # downstream_from: the classifier's run is named below, however it was reached (the run
-  # that trained it has none).
+def setup_digest(config, downstream_dir, tdic_checkpoint):
+  """Which experiment a run is, whatever its seed: a digest of its settings (but the seed, what
+  may change on resume, and GSW settings a run that is not SAIC does not use), its TDIC base and
+  its classifier's run. bin/report merges the seeds of runs that share it."""
+  # init_from, downstream_from: the TDIC base and the classifier are named below, however they
+  # were reached (the first run of a sweep trains both and has neither flag).
+  unused = set(GSW_SETTINGS) if config.resolved_loss != "saic" else set()
   settings = {k: v for k, v in config.to_dict().items()
-              if k not in ("seed", "downstream_from") and k not in RESUMABLE_CHANGES}
+              if k not in {"seed", "init_from", "downstream_from"} | unused
+              and (k not in RESUMABLE_CHANGES or k == "finetune_steps")}
   settings["classifier"] = os.path.abspath(downstream_dir)
+  settings["tdic"] = os.path.abspath(tdic_checkpoint)
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -215,7 +218,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
       model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
       num_images=int(len(labels)), image_size=image_size, loss=config.loss, seed=config.seed,
       tau=config.tau, gsw=config.gsw if config.resolved_loss == "saic" else None,
-      feature_layer=config.feature_layer, setup_digest=setup_digest(config, base),
+      feature_layer=config.feature_layer,
+      setup_digest=setup_digest(config, base, dict(stages)["tdic"]),
       nominal_bpp=nominal, stages={k: v for k, v in stages},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,

@@ -91,8 +91,9 @@ def merge_seeds(entries):
 
 
 def paired_against_apic(entries):
-  """[(label, "APIC", statistics.compare)] of every other learned fine-tune (SAIC at each τ,
-  KD) against the APIC row of the same rate, when both were classified on the same images."""
+  """[(label, APIC's label, statistics.compare)] of every other learned fine-tune (SAIC at each
+  τ, KD) against the APIC row of the same rate, base, classifier and feature layer, when both
+  were classified on the same images."""
   def correct(row):
     """{seed: per-image correctness} of a row (a merged row has one per seed)."""
     if row.get("correct_runs"):
@@ -105,13 +106,18 @@ def paired_against_apic(entries):
 
   comparisons = []
   for method, row in entries:
-    apic = next((r for m, r in entries if m == "apic" and correct(r) and same_setting(row, r)),
-                None)
-    if method not in ("saic", "kd") or not correct(row) or apic is None:
+    if method not in ("saic", "kd") or not correct(row):
       continue
-    mine, theirs = correct(row), correct(apic)
+    candidates = [r for m, r in entries if m == "apic" and correct(r) and same_setting(row, r)]
+    if not candidates:
+      continue
+    mine = correct(row)
+    # The APIC row sharing the most seeds; a single APIC run pairs with a single run whatever
+    # their seeds.
+    apic = max(candidates, key=lambda r: len(set(correct(r)) & set(mine)))
+    theirs = correct(apic)
     seeds = sorted(set(mine) & set(theirs), key=str)
-    if not seeds and len(mine) == len(theirs) == 1:  # one run each, whatever their seeds
+    if not seeds and len(candidates) == 1 and len(mine) == len(theirs) == 1:
       mine, theirs, seeds = {0: next(iter(mine.values()))}, {0: next(iter(theirs.values()))}, [0]
     if seeds:
       comparisons.append((tables.label(method, row), tables.label("apic", apic),
