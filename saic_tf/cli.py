@@ -358,16 +358,6 @@ def define_seeds_flag(flag_values=FLAGS):
                     "alone.", flag_values=flag_values)
 
 
-def seeds_from_flag(flag_values=FLAGS):
-  """--seeds as integers (None when not given), or a UserError naming the flag."""
-  try:
-    seeds = [int(v) for v in flag_values.seeds]
-  except ValueError:
-    raise UserError(f"--seeds={','.join(flag_values.seeds)}: give integers, e.g. "
-                    "--seeds=0,1,2") from None
-  return seeds or None
-
-
 def define_reproduce_flags(flag_values=FLAGS):
   """The flags bin/reproduce adds to bin/train's."""
   from saic_tf.experiments import reproduce  # pylint: disable=g-import-not-at-top
@@ -469,7 +459,7 @@ def gsw_study_settings_from_flags(flag_values=FLAGS):
   return gsw_study.StudySettings(
       bases=tuple(f.bases), variants=tuple(f.variants),
       select_taus=tuple(numbers_from_flag("select_taus", f)), select_rate=f.select_rate,
-      seeds=tuple(seeds_from_flag(f) or ()), results_dir=f.results_dir)
+      seeds=tuple(numbers_from_flag("seeds", f, int)), results_dir=f.results_dir)
 
 
 def define_ablate_flags(default_out, flag_values=FLAGS):
@@ -508,13 +498,14 @@ def ablation_from_flags(flag_values=FLAGS, log=print):
   return recipe.write(recipe.run(settings, f.variants, log=log), f.out)
 
 
-def numbers_from_flag(name, flag_values=FLAGS):
-  """The values of a list flag as floats, or a UserError naming the flag."""
+def numbers_from_flag(name, flag_values=FLAGS, kind=float):
+  """The values of a list flag as `kind` (float or int), or a UserError naming the flag."""
   values = flag_values[name].value
   try:
-    return [float(v) for v in values]
+    return [kind(v) for v in values]
   except ValueError:
-    raise UserError(f"--{name}={','.join(values)}: not a list of numbers") from None
+    raise UserError(f"--{name}={','.join(values)}: not a list of "
+                    f"{'integers' if kind is int else 'numbers'}") from None
 
 
 def exit_on_failures(failures):

@@ -104,18 +104,21 @@ def paired_against_apic(entries):
     return all(row.get(k) == apic.get(k)
                for k in ("images_digest", "base", "classifier", "feature_layer"))
 
+  # Decoded once per row: {id(row): {seed: correctness}}.
+  decoded = {id(row): correct(row) for _, row in entries}
   comparisons = []
   for method, row in entries:
-    if method not in ("saic", "kd") or not correct(row):
+    mine = decoded[id(row)]
+    if method not in ("saic", "kd") or not mine:
       continue
-    candidates = [r for m, r in entries if m == "apic" and correct(r) and same_setting(row, r)]
+    candidates = [r for m, r in entries
+                  if m == "apic" and decoded[id(r)] and same_setting(row, r)]
     if not candidates:
       continue
-    mine = correct(row)
     # The APIC row sharing the most seeds; a single APIC run pairs with a single run whatever
     # their seeds.
-    apic = max(candidates, key=lambda r: len(set(correct(r)) & set(mine)))
-    theirs = correct(apic)
+    apic = max(candidates, key=lambda r: len(set(decoded[id(r)]) & set(mine)))
+    theirs = decoded[id(apic)]
     seeds = sorted(set(mine) & set(theirs), key=str)
     if not seeds and len(candidates) == 1 and len(mine) == len(theirs) == 1:
       mine, theirs, seeds = {0: next(iter(mine.values()))}, {0: next(iter(theirs.values()))}, [0]

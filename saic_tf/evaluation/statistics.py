@@ -75,14 +75,17 @@ def compare(correct_a, correct_b):
               mcnemar_p_per_seed=per_seed, images=a.shape[1], seeds=len(a))
 
 
-def markdown(comparisons):
-  """Table lines of [(label a, label b, compare(...))]."""
-  lines = ["| comparison | ΔACC (points) | 95 % CI (bootstrap) | McNemar p (largest over seeds) "
-           "| images | seeds |",
-           "|---|---|---|---|---|---|"]
-  for name_a, name_b, c in comparisons:
+def markdown(comparisons, extra=()):
+  """Table lines of [(label a, label b, compare(...))]; `extra`: further columns, as (header,
+  function of the (label a, label b, compare(...)) row) pairs."""
+  header = (["comparison", "ΔACC (points)", "95 % CI (bootstrap)",
+             "McNemar p (largest over seeds)", "images", "seeds"] + [h for h, _ in extra])
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in comparisons:
+    name_a, name_b, c = row
     low, high = c["ci95"]
-    lines.append(f"| {name_a} − {name_b} | {100 * c['difference']:+.2f} | "
-                 f"[{100 * low:+.2f}, {100 * high:+.2f}] | {c['mcnemar_p']:.3g} | "
-                 f"{c['images']} | {c.get('seeds', 1)} |")
+    cells = [f"{name_a} − {name_b}", f"{100 * c['difference']:+.2f}",
+             f"[{100 * low:+.2f}, {100 * high:+.2f}]", f"{c['mcnemar_p']:.3g}",
+             f"{c['images']}", f"{c.get('seeds', 1)}"] + [cell(row) for _, cell in extra]
+    lines.append("| " + " | ".join(cells) + " |")
   return lines

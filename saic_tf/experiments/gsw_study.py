@@ -37,6 +37,7 @@ from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_bytes, write_json
 from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
+from saic_tf.evaluation import statistics
 from saic_tf.experiments import sweep
 from saic_tf.training import trainer
 
@@ -200,21 +201,18 @@ def summary_markdown(blocks):
   lines = ["# Summary", "",
            f"The goal: SAIC ≥ APIC + {GOAL_POINTS:g} point of accuracy with the 95 % CI of the "
            "paired difference above 0, at every rate. Written by bin/gsw_study from the runs "
-           "(results.md has every column).", "",
-           "| rate (bpp) | comparison | ΔACC (points) | 95 % CI | McNemar p | seeds | goal |",
-           "|---|---|---|---|---|---|---|"]
+           "(results.md has every column).", ""]
   met = {}
+  goal = lambda c: 100 * c["difference"] >= GOAL_POINTS and c["ci95"][0] > 0
   for bpp, entries in blocks.items():
-    for name_a, name_b, c in report.paired_against_apic(entries):
-      low, high = c["ci95"]
-      goal = 100 * c["difference"] >= GOAL_POINTS and low > 0
+    paired = report.paired_against_apic(entries)
+    for name_a, _, c in paired:
       if name_a.startswith("SAIC"):
-        met.setdefault(name_a.split(" (")[0], []).append(goal)
-      lines.append(f"| {bpp:g} | {name_a} − {name_b} | {100 * c['difference']:+.2f} | "
-                   f"[{100 * low:+.2f}, {100 * high:+.2f}] | {c['mcnemar_p']:.3g} | "
-                   f"{c['seeds']} | {'met' if goal else 'not met'} |")
+        met.setdefault(name_a.split(" (")[0], []).append(goal(c))
+    lines += [f"## {bpp:g} bpp (nominal)", ""] + statistics.markdown(
+        paired, extra=[("goal", lambda row: "met" if goal(row[2]) else "not met")]) + [""]
   winners = [name for name, goals in met.items() if all(goals) and len(goals) == len(blocks)]
-  lines += ["", ("Met at every rate by: " + ", ".join(winners)) if winners else
+  lines += [("Met at every rate by: " + ", ".join(winners)) if winners else
             "No SAIC variant meets the goal at every rate.", ""]
   return "\n".join(lines)
 
