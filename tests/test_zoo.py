@@ -82,11 +82,27 @@ def test_compress_by_name_and_decompress_without_naming_the_model(in_zoo, tdic_r
 
 
 def test_measure_writes_the_figures_and_bin_models_lists_them(in_zoo, tmp_path):
-  settings = model_zoo.MeasureSettings(kodak_dir=str(tmp_path / "none"),
+  # Two smooth "photos" stand in for Kodak.
+  os.makedirs(tmp_path / "kodak")
+  ramp = np.linspace(0, 255, 160, dtype=np.float32)
+  for index in range(2):
+    photo = np.stack([np.add.outer(ramp[:128], ramp) / 2, np.tile(ramp, (128, 1)),
+                      np.full((128, 160), 60.0 + 100 * index)], -1)
+    Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "kodak" / f"kodim{index:02d}.png")
+  settings = model_zoo.MeasureSettings(kodak_dir=str(tmp_path / "kodak"),
                                        imagenette_dir=str(tmp_path / "none"))
   figures = model_zoo.measure(NAME, settings, log=lambda line: None)
   assert figures["sample96"]["images"] == 100 and 0 < figures["sample96"]["bpp"] <= 0.25
   assert zoo.record(NAME)["figures"]["sample96"] == figures["sample96"]
+  kodak = figures["kodak"]
+  assert kodak["images"] == 2 and "psnr_per_image" not in kodak
+  assert kodak["webp_psnr_at_bpp"] > 20 and kodak["webp_over_budget"] in (0, 1, 2)
+  assert "WebP at those bits" in model_zoo.markdown([NAME])
+  # WebP at a budget it fits: each file within its own image's bits, the largest such.
+  photos = [np.asarray(Image.open(tmp_path / "kodak" / f"kodim{i:02d}.png")) for i in range(2)]
+  webp = model_zoo.webp_at_bpp(photos, [0.5, 1.0])
+  assert webp["over_budget"] == 0 and webp["bpp"] <= 0.75
+  assert webp["psnr"] > model_zoo.webp_at_bpp(photos, [0.3, 0.3])["psnr"]
   result = run_bin("models", env=dict(SAIC_ZOO_ROOT=in_zoo))
   assert result.returncode == 0 and NAME in result.stdout, result.stderr[-2000:]
   assert model_zoo.toderici_psnr(0.25) == pytest.approx(25.7)

@@ -16,7 +16,9 @@ runs the network alone (its PSNR is that of the .saic files).
 PSNR is of the decoded uint8 image against the uint8 original (max 255), averaged over images;
 bpp is the mean of each file's bits over its pixels. Toderici et al. 2017's binary codec on
 Kodak (tensorflow/compression's published results) is the bar: TODERICI_KODAK, interpolated
-linearly at the same real bpp and extended from the nearest segment outside it.
+linearly at the same real bpp and extended from the nearest segment outside it. The stretch goal
+is WebP (Pillow) within STRETCH_DB: each Kodak photo is encoded as the largest WebP file no larger
+than that photo's .saic file (evaluation/baselines.py), so WebP never gets more bits per image.
 """
 import dataclasses
 import glob
@@ -37,9 +39,11 @@ from saic_tf.common.files import read_json, write_bytes, write_json
 from saic_tf.data import datasets
 from saic_tf.data.images import read_image, to_uint8
 from saic_tf.deploy.file_codec import FileCodec
+from saic_tf.evaluation import baselines
 
 # (bpp, PSNR dB) of Toderici et al. 2017 (binary codes) on Kodak, as the issue quotes them.
 TODERICI_KODAK = ((0.125, 23.0), (0.25, 25.7), (0.5, 28.3))
+STRETCH_DB = 1.5  # the stretch goal: within this much of WebP at the same real bpp, on Kodak
 
 
 @dataclasses.dataclass
@@ -64,7 +68,7 @@ def _psnr(original, decoded):
 
 def measure_images(codec: FileCodec, images, per_image=False):
   """Mean PSNR (dB) and mean real bpp of uint8 images through .saic files (and each image's
-  PSNR, in order, with `per_image`: for paired comparisons on the same images)."""
+  PSNR and bpp, in order, with `per_image`: for paired comparisons on the same images)."""
   psnr, bpp = [], []
   for image in images:
     content = codec.compress(image)
@@ -73,7 +77,20 @@ def measure_images(codec: FileCodec, images, per_image=False):
   figures = dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), images=len(psnr))
   if per_image:
     figures["psnr_per_image"] = [round(value, 4) for value in psnr]
+    figures["bpp_per_image"] = [round(value, 5) for value in bpp]
   return figures
+
+
+def webp_at_bpp(images, bpp_per_image):
+  """Mean PSNR and real bpp of WebP, each image at the largest file within its given bpp, and
+  how many images even WebP's lowest quality does not fit (those keep that quality)."""
+  psnr, bpp, over = [], [], 0
+  for image, target in zip(images, bpp_per_image):
+    encoded = baselines.encode_at_bpp(image, "webp", target)
+    psnr.append(_psnr(image, baselines.decode(encoded.data)))
+    bpp.append(encoded.bpp)
+    over += not encoded.within_target
+  return dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), over_budget=over)
 
 
 def resized_split(dataset, split, data_dir, size, limit=0, holdout_every=0):
@@ -98,8 +115,13 @@ def measure(name, settings=MeasureSettings(), log=logging.info):
   if os.path.isdir(settings.kodak_dir):
     paths = sorted(os.path.join(settings.kodak_dir, f) for f in os.listdir(settings.kodak_dir)
                    if f.endswith(".png"))
-    figures["kodak"] = measure_images(codec, [read_image(p) for p in paths])
-    figures["kodak"]["toderici_psnr_at_bpp"] = toderici_psnr(figures["kodak"]["bpp"])
+    photos = [read_image(p) for p in paths]
+    kodak = measure_images(codec, photos, per_image=True)
+    webp = webp_at_bpp(photos, kodak.pop("bpp_per_image"))
+    del kodak["psnr_per_image"]
+    figures["kodak"] = dict(kodak, toderici_psnr_at_bpp=toderici_psnr(kodak["bpp"]),
+                            webp_psnr_at_bpp=webp["psnr"], webp_bpp=webp["bpp"],
+                            webp_over_budget=webp["over_budget"])
     log(f"{name}: kodak {figures['kodak']}")
   figures["seconds"] = round(time.time() - start, 1)
   path = os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE)
@@ -211,7 +233,7 @@ def package(run, name, command):
 def table(names=None):
   """bin/models' table: each shipped codec with its measured figures."""
   lines = [f"{'name':12s} {'bpp':>6s} {'filters':>7s} {'steps':>7s}  "
-           f"{'Kodak PSNR @ real bpp (Toderici 2017 there)':44s} {'Imagenette-96 val':22s}"]
+           f"{'Kodak PSNR @ real bpp (Toderici 2017, WebP there)':52s} {'Imagenette-96 val':22s}"]
   names = names or zoo.names()
   if not names:
     return [f"no shipped codecs in {layout.ZOO_ROOT} yet"]
@@ -219,13 +241,22 @@ def table(names=None):
     record = read_json(os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE), "")
     figures = record.get("figures", {})
     kodak, imagenette = figures.get("kodak"), figures.get("imagenette96")
+    webp = f", {kodak['webp_psnr_at_bpp']:.2f}" if kodak and "webp_psnr_at_bpp" in kodak else ""
     kodak_cell = (f"{kodak['psnr']:.2f} dB @ {kodak['bpp']:.3f} "
-                  f"({kodak['toderici_psnr_at_bpp']:.2f} dB)" if kodak else "not measured")
+                  f"({kodak['toderici_psnr_at_bpp']:.2f}{webp} dB)" if kodak else "not measured")
     imagenette_cell = (f"{imagenette['psnr']:.2f} dB @ {imagenette['bpp']:.3f}" if imagenette
                        else "not measured")
     lines.append(f"{name:12s} {record['bpp']:6g} {record['filters']:7d} {record['steps']:7d}  "
-                 f"{kodak_cell:44s} {imagenette_cell:22s}")
+                 f"{kodak_cell:52s} {imagenette_cell:22s}")
   return lines
+
+
+def _webp_cell(kodak):
+  if not kodak or "webp_psnr_at_bpp" not in kodak:
+    return "not measured"
+  over = kodak["webp_over_budget"]
+  return (f"{kodak['webp_psnr_at_bpp']:.2f} ({kodak['webp_bpp']:.3f} bpp"
+          + (f"; {over} photos over: WebP's lowest quality is larger" if over else "") + ")")
 
 
 def markdown(names=None):
@@ -235,9 +266,12 @@ def markdown(names=None):
            "Written by `bin/models --out` from each codec's `record.json` "
            "(`saic_tf/experiments/model_zoo.py` says how each figure is measured; docs/zoo.md "
            "how the codecs were trained).", "",
+           f"WebP is each Kodak photo's largest WebP file within its .saic file's bits; the "
+           f"stretch goal is within {STRETCH_DB:g} dB of it.", "",
            "| name | bpp | filters | steps | CPU h | Kodak PSNR (dB) | Kodak real bpp | "
-           "Toderici 2017 at that bpp (dB) | Imagenette-96 val PSNR (dB) | its real bpp |",
-           "|---" * 10 + "|"]
+           "Toderici 2017 at that bpp (dB) | WebP at those bits (dB) | "
+           "Imagenette-96 val PSNR (dB) | its real bpp |",
+           "|---" * 11 + "|"]
   for name in names:
     record = zoo.record(name)
     figures = record.get("figures", {})
@@ -247,6 +281,7 @@ def markdown(names=None):
              f"{cpu / 3600:.2f}" if cpu else "not recorded"]
     cells += ([f"{kodak['psnr']:.2f}", f"{kodak['bpp']:.3f}",
                f"{kodak['toderici_psnr_at_bpp']:.2f}"] if kodak else ["not measured"] * 3)
+    cells.append(_webp_cell(kodak))
     cells += ([f"{imagenette['psnr']:.2f}", f"{imagenette['bpp']:.3f}"] if imagenette
               else ["not measured"] * 2)
     lines.append("| " + " | ".join(cells) + " |")
