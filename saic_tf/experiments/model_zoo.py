@@ -256,7 +256,8 @@ def _webp_cell(kodak):
     return "not measured"
   over = kodak["webp_over_budget"]
   return (f"{kodak['webp_psnr_at_bpp']:.2f} ({kodak['webp_bpp']:.3f} bpp"
-          + (f"; {over} photos over: WebP's lowest quality is larger" if over else "") + ")")
+          + (f"; {over} photo{'s' * (over > 1)} over: WebP's lowest quality is larger"
+             if over else "") + ")")
 
 
 def markdown(names=None):
