@@ -10,6 +10,7 @@ from absl import flags
 import pytest
 
 from saic_tf import cli
+from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.evaluation import club, evaluate
@@ -113,9 +114,12 @@ def test_tiny_reproduction_writes_results_and_resumes(tmp_path):
       ["| 0.25", "SAIC (τ=400)", "78.43"], ["| 0.5", "Original", "85.45"],
       ["| 0.5", "TDIC", "77.75"], ["| 0.5", "APIC", "79.04"], ["| 0.5", "SAIC (τ=100)", "79.29"]]
   assert json.load(open(results / "paper.json")) == reproduce.PAPER_ACCURACY
-  timings = json.load(open(results / reproduce.TIMINGS_FILE))
-  assert set(timings) == {os.path.dirname(k) for k in kept}
-  assert all(t["train_seconds"] > 0 and t["evaluate_seconds"] > 0 for t in timings.values())
+  timings = json.load(open(results / layout.TIMINGS_FILE))
+  assert set(timings) == {os.path.dirname(k) for k in kept} | {"total"}
+  assert all(t["train_seconds"] > 0 and t["evaluate_seconds"] > 0 and t["train_cpu_seconds"] > 0
+             for t in timings.values())
+  assert timings["total"]["evaluate_cpu_seconds"] == pytest.approx(
+      sum(t["evaluate_cpu_seconds"] for k, t in timings.items() if k != "total"), abs=0.3)
 
   # COMMANDS.md's bin/train lines rebuild each run's exact configuration.
   commands = open(results / "COMMANDS.md").read()

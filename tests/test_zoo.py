@@ -242,6 +242,14 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   # Against APIC at the same layer, its control.
   assert f"| SAIC-paper@stage3 (τ={tau}) (2 seeds) − APIC@stage3 (2 seeds) |" in summary
   assert ("No SAIC variant meets the goal" in summary) != ("Met at every rate by" in summary)
+  # Every run's time, the total in the summary; the study's own runs evaluate TDIC's row once.
+  timings = json.load(open(tmp_path / "results" / layout.TIMINGS_FILE))
+  assert len(timings) == len(runs) + 1 and timings["total"]["train_cpu_seconds"] > 0
+  assert "The study took" in summary
+  rows = lambda run: set(json.load(open(tmp_path / "study" / "bpp_0.25" / run /
+                                        layout.EVAL_FILE))["rows"])
+  assert rows("apic") == {"original", "tdic", "apic"}
+  assert rows("kd_seed1") == {"original", "kd"} and rows("apic-stage3") == {"original", "apic"}
   gsw_record = json.load(open(tmp_path / "study" / "bpp_0.25" / f"saic_paper-stage3_tau_{tau}" /
                               layout.GSW_FILE))
   assert gsw_record["feature_layer"] == "stage3" and gsw_record["gsw"] == "paper"

@@ -52,6 +52,9 @@ class EvalSettings:
   club: club_lib.ClubSettings = dataclasses.field(default_factory=club_lib.ClubSettings)
   downstream_dir: Optional[str] = None  # None: the run's (its --downstream_from's/--init_from's)
   out_dir: Optional[str] = None  # None: the run's directory (required for a shipped codec)
+  # False: a fine-tune's own row (and Original's: SI needs its outputs) without its TDIC base's,
+  # for a run beside others on the same base that one of them evaluates (bin/gsw_study).
+  base_row: bool = True
 
 
 def setup_digest(config, downstream_dir, tdic_checkpoint):
@@ -188,7 +191,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   network = downstream.load(dataclasses.replace(base_config, feature_layer=task.feature_layer),
                             base, train_source.num_classes)
   stages = layout.codec_stages(config, model_dir)
-  methods, nominal = _methods(config, model_dir, stages, settings.baselines)
+  evaluated = stages if settings.base_row or not config.semantic else stages[-1:]
+  methods, nominal = _methods(config, model_dir, evaluated, settings.baselines)
   logging.info("evaluate: %s on %s/%s (%s images) with %s", model_dir, dataset,
                settings.split, settings.max_images or test_source.num_examples,
                ", ".join(methods))

@@ -27,6 +27,7 @@ every run of phase 2.
 """
 import dataclasses
 import os
+import time
 
 from absl import logging
 
@@ -34,7 +35,7 @@ from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import GSW_VARIANTS, TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.common.files import read_json, write_bytes, write_json
+from saic_tf.common.files import copy_file, read_json, write_bytes, write_json
 from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
 from saic_tf.evaluation import statistics
@@ -153,7 +154,7 @@ def _validation_accuracy(run, eval_settings):
   out_dir = os.path.join(run.model_dir, VALIDATION_DIR)
   if not sweep.is_evaluated(run.model_dir, out_dir):
     evaluate.evaluate(run.model_dir, dataclasses.replace(
-        eval_settings, split="validation", baselines=(), out_dir=out_dir))
+        eval_settings, split="validation", baselines=(), base_row=False, out_dir=out_dir))
   record = read_json(layout.eval_path(out_dir), "delete it to evaluate again")
   return record["rows"]["saic"]["accuracy"]
 
@@ -166,9 +167,15 @@ def select(config, settings, rates, select_rate, eval_settings):
       selection_runs(config, settings, rates, select_rate)))
   for index, (variant, run) in enumerate(runs, 1):
     logging.info("gsw_study: selection %d/%d: %s", index, len(runs), run.model_dir)
-    trainer.train(run)  # the classifier run is evaluated on the test split in phase 2
+    start, start_cpu = time.time(), time.process_time()
+    chief = trainer.train(run)["chief"]  # the classifier run is evaluated in phase 2
+    trained, trained_cpu = time.time(), time.process_time()
     if variant:
       scores.setdefault(variant, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
+    if chief:
+      sweep.record_time(config.model_dir, sweep.Spent(
+          run.model_dir, trained - start, time.time() - trained, trained_cpu - start_cpu,
+          time.process_time() - trained_cpu, chief))
   chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
             for variant, taus in scores.items()}
   record = dict(rate=select_rate, seed=settings.seeds[0], split="validation",
@@ -196,8 +203,9 @@ def selection_markdown(record):
   return "\n".join(lines + [""])
 
 
-def summary_markdown(blocks):
-  """What holds: each SAIC variant (and KD) against APIC at each rate, and the goal."""
+def summary_markdown(blocks, timings=None):
+  """What holds: each SAIC variant (and KD) against APIC at each rate, and the goal; with
+  timings.json's record, the time the study took."""
   lines = ["# Summary", "",
            f"The goal: SAIC ≥ APIC + {GOAL_POINTS:g} point of accuracy with the 95 % CI of the "
            "paired difference above 0, at every rate. Written by bin/gsw_study from the runs "
@@ -214,6 +222,14 @@ def summary_markdown(blocks):
   winners = [name for name, goals in met.items() if all(goals) and len(goals) == len(blocks)]
   lines += [("Met at every rate by: " + ", ".join(winners)) if winners else
             "No SAIC variant meets the goal at every rate.", ""]
+  if timings and sweep.TOTAL in timings:
+    total = timings[sweep.TOTAL]
+    cpu = total["train_cpu_seconds"] + total["evaluate_cpu_seconds"]
+    lines += [f"The study took {cpu / 3600:.2f} CPU hours (training "
+              f"{total['train_cpu_seconds'] / 3600:.2f}, evaluation "
+              f"{total['evaluate_cpu_seconds'] / 3600:.2f}) over {len(timings) - 1} runs, "
+              f"{(total['train_seconds'] + total['evaluate_seconds']) / 3600:.2f} hours of "
+              "wall time (timings.json).", ""]
   return "\n".join(lines)
 
 
@@ -221,6 +237,11 @@ def collect(runs, config, results_dir):
   """RESULTS/: the report of the evaluated test runs, selection.md and summary.md."""
   done = [run.model_dir for run in runs if sweep.is_evaluated(run.model_dir)]
   files = report.build(done, results_dir) if done else []
+  timings_path = os.path.join(config.model_dir, layout.TIMINGS_FILE)
+  timings = None
+  if os.path.exists(timings_path):
+    timings = read_json(timings_path, "delete it")
+    files.append(copy_file(timings_path, os.path.join(results_dir, layout.TIMINGS_FILE)))
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
   if os.path.exists(selection_path):
     selection = read_json(selection_path, "delete it to select again")
@@ -230,7 +251,7 @@ def collect(runs, config, results_dir):
   if done:
     records = [read_json(layout.eval_path(d), "evaluate it again") for d in done]
     files.append(write_bytes(os.path.join(results_dir, "summary.md"),
-                             summary_markdown(report.gather(records)).encode()))
+                             summary_markdown(report.gather(records), timings).encode()))
   return files
 
 
@@ -249,11 +270,15 @@ def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.Ev
   files = []
   for index, test_run in enumerate(runs, 1):
     logging.info("gsw_study: test %d/%d: %s", index, len(runs), test_run.model_dir)
-    # JPEG/WebP/AVIF once per rate, with the first seed's APIC run.
-    with_baselines = test_run.loss == "apic" and test_run.seed == settings.seeds[0]
-    [(*_, chief)] = sweep.train_and_evaluate([(test_run, dataclasses.replace(
-        eval_settings, baselines=eval_settings.baselines if with_baselines else ()))])
-    if chief:
+    # TDIC's row and JPEG/WebP/AVIF once per rate, with the first seed's APIC run; the others
+    # evaluate their own rows alone (report.gather shares rows across runs).
+    shared = (test_run.loss == "apic" and test_run.seed == settings.seeds[0] and
+              test_run.feature_layer == config.feature_layer)
+    [spent] = sweep.train_and_evaluate([(test_run, dataclasses.replace(
+        eval_settings, baselines=eval_settings.baselines if shared else (),
+        base_row=shared))])
+    if spent.chief:
+      sweep.record_time(config.model_dir, spent)
       files = collect(runs, config, settings.results_dir)
   return files
 

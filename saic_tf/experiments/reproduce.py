@@ -42,7 +42,6 @@ PAPER_ACCURACY = {
 # What RESULTS/runs/ keeps of each run: small files only (no checkpoints).
 KEPT_FILES = (layout.CONFIG_FILE, layout.GSW_FILE, layout.EVAL_FILE, layout.EVAL_MARKDOWN,
               layout.downstream_info_path(""))
-TIMINGS_FILE = "timings.json"
 
 
 def parse_rates(items):
@@ -170,9 +169,9 @@ def collect(runs, rates, results_dir, command_line, flagfile, in_flagfile: Train
       if os.path.exists(source):
         target = os.path.join(results_dir, "runs", os.path.relpath(model_dir, root), name)
         copy_file(source, target)
-  timings = os.path.join(root, TIMINGS_FILE)
+  timings = os.path.join(root, layout.TIMINGS_FILE)
   if os.path.exists(timings):
-    copy_file(timings, os.path.join(results_dir, TIMINGS_FILE))
+    copy_file(timings, os.path.join(results_dir, layout.TIMINGS_FILE))
   write_bytes(os.path.join(results_dir, "COMMANDS.md"),
               commands_markdown(runs, results_dir, command_line, flagfile,
                                 in_flagfile).encode())
@@ -181,17 +180,6 @@ def collect(runs, rates, results_dir, command_line, flagfile, in_flagfile: Train
   write_bytes(os.path.join(results_dir, "comparison.md"),
               comparison_markdown(first_seed, rates).encode())
   return report.build(done, results_dir) if done else []
-
-
-def _record_time(root, model_dir, train_seconds, eval_seconds):
-  """Adds to ROOT/timings.json[run] the wall-clock seconds bin/reproduce spent on it, over all
-  its invocations (a resumed run adds the rest)."""
-  path = os.path.join(root, TIMINGS_FILE)
-  record = read_json(path, "delete it") if os.path.exists(path) else {}
-  entry = record.setdefault(os.path.relpath(model_dir, root), {})
-  for part, seconds in (("train_seconds", train_seconds), ("evaluate_seconds", eval_seconds)):
-    entry[part] = round(entry.get(part, 0.0) + seconds, 1)
-  write_json(path, record)
 
 
 def run(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.EvalSettings,
@@ -209,8 +197,8 @@ def run(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.E
   for index, single in enumerate(runs, 1):
     run_config = single[0]
     logging.info("reproduce: run %d/%d: %s", index, len(runs), run_config.model_dir)
-    [(_, train_seconds, eval_seconds, chief)] = sweep.train_and_evaluate([single])
-    if chief:  # multi_worker: the chief alone writes timings and results
-      _record_time(config.model_dir, run_config.model_dir, train_seconds, eval_seconds)
+    [spent] = sweep.train_and_evaluate([single])
+    if spent.chief:  # multi_worker: the chief alone writes timings and results
+      sweep.record_time(config.model_dir, spent)
       files = collect(runs, rates, results_dir, command_line, flagfile, in_flagfile)
   return files

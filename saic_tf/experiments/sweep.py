@@ -21,10 +21,13 @@ from absl import logging
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.common.files import read_json
+from saic_tf.common.files import read_json, write_json
 from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
 from saic_tf.training import trainer
+
+
+TOTAL = "total"  # timings.json's entry that sums every run's
 
 
 def check_taus(taus, flag="--taus"):
@@ -88,31 +91,59 @@ def is_evaluated(model_dir, out_dir=None):
           {k: os.path.basename(v) for k, v in current})
 
 
+@dataclasses.dataclass
+class Spent:
+  """What train_and_evaluate spent on a run: wall-clock and this process's CPU seconds
+  (every thread), and whether this process writes the run's files (the chief)."""
+  model_dir: str
+  train_seconds: float
+  evaluate_seconds: float
+  train_cpu_seconds: float
+  evaluate_cpu_seconds: float
+  chief: bool
+
+
 def train_and_evaluate(runs):
-  """Trains (or resumes, or skips) and evaluates each (config, settings) in order; returns the
-  wall-clock seconds each spent training and evaluating, and whether this process writes the
-  run's files, [(model_dir, train, evaluate, chief)]. Under --strategy=multi_worker only the
-  chief evaluates (the others would read files the chief is still writing)."""
-  seconds = []
+  """Trains (or resumes, or skips) and evaluates each (config, settings) in order; returns a
+  Spent for each. Under --strategy=multi_worker only the chief evaluates (the others would read
+  files the chief is still writing)."""
+  spent = []
   for run_config, run_settings in runs:
-    start = time.time()
+    start, start_cpu = time.time(), time.process_time()
     chief = trainer.train(run_config)["chief"]
-    trained = time.time()
+    trained, trained_cpu = time.time(), time.process_time()
     if not chief:
       logging.info("%s: evaluation is left to the chief worker", run_config.model_dir)
     elif is_evaluated(run_config.model_dir):
       logging.info("%s: already evaluated, skipping", run_config.model_dir)
     else:
       evaluate.evaluate(run_config.model_dir, run_settings)
-    seconds.append((run_config.model_dir, trained - start, time.time() - trained, chief))
-  return seconds
+    spent.append(Spent(run_config.model_dir, trained - start, time.time() - trained,
+                       trained_cpu - start_cpu, time.process_time() - trained_cpu, chief))
+  return spent
+
+
+def record_time(root, spent: Spent):
+  """Adds to ROOT/timings.json[run] the wall-clock and CPU seconds spent on a run, over every
+  invocation of the experiment (a resumed run adds the rest), and their total."""
+  path = os.path.join(root, layout.TIMINGS_FILE)
+  record = read_json(path, "delete it") if os.path.exists(path) else {}
+  record.pop(TOTAL, None)
+  entry = record.setdefault(os.path.relpath(spent.model_dir, root), {})
+  for part in ("train_seconds", "evaluate_seconds", "train_cpu_seconds",
+               "evaluate_cpu_seconds"):
+    entry[part] = round(entry.get(part, 0.0) + getattr(spent, part), 1)
+  record[TOTAL] = {part: round(sum(e.get(part, 0.0) for e in record.values()), 1)
+                   for part in ("train_seconds", "evaluate_seconds", "train_cpu_seconds",
+                                "evaluate_cpu_seconds")}
+  write_json(path, record)
 
 
 def run(config: TrainConfig, taus, settings: evaluate.EvalSettings, seeds=None):
   """Trains and evaluates the base and one SAIC run per τ (and seed); returns the report's
   files."""
   runs = plan(config, taus, settings, seeds)
-  if not all(chief for *_, chief in train_and_evaluate(runs)):
+  if not all(spent.chief for spent in train_and_evaluate(runs)):
     return []  # multi_worker: the chief writes the report
   return report.build([c.model_dir for c, _ in runs],
                       os.path.join(config.model_dir, layout.REPORT_DIR))
