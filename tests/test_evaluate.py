@@ -169,7 +169,8 @@ def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
   labels = (0, 1, 2, 3)
   def record(method, seed, accuracy, correct, tau=None, setup=None):
     rows = {m: dict(accuracy=accuracy, f1=accuracy, psnr=20.0 + seed, ssim=0.5, mse=0.01,
-                    bpp=0.25, si=1.0) for m in ("original", "tdic", method)}
+                    bpp=0.25, coded_bpp=0.2 + seed / 100, si=1.0)
+            for m in ("original", "tdic", method)}
     return dict(model_dir=f"{method}{seed}", tau=tau, nominal_bpp=0.25, dataset="d",
                 num_images=4, seed=seed, stages={"tdic": "base/ckpt", method: f"{method}{seed}"},
                 rows=rows, images_digest=statistics.images_digest(labels),
@@ -191,6 +192,15 @@ def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
   assert comparison["difference"] == pytest.approx(0.375)  # seed 0 with seed 0, 1 with 1
   # Per seed: 2 discordant images, both for SAIC (p = 2·¼), then 1 (p = 1); the largest shown.
   assert comparison["mcnemar_p_per_seed"] == [0.5, 1.0] and comparison["mcnemar_p"] == 1.0
+  # The figures draw each method at the real bpp of its files (the mean over seeds), with the
+  # std over seeds as its error bar.
+  series, original = report.metric_series(
+      {0.25: [(m, r) for m, r in blocks[0.25] if r.get("setup") != "other settings"]},
+      "accuracy")
+  assert original == [25.0]
+  [(bpp, accuracy, error)] = series[("apic", None, "", "")]
+  assert bpp == pytest.approx(0.205) and accuracy == pytest.approx(37.5)
+  assert error == pytest.approx(100 * np.std([0.25, 0.5], ddof=1))
 
 
 def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):

@@ -166,29 +166,43 @@ def _pyplot():
   return plt
 
 
-def _metric_vs_bpp(blocks, column, ylabel, path):
-  plt = _pyplot()
-  figure, axis = plt.subplots(figsize=(5, 3.5))
-  series = {}
-  for bpp, entries in blocks.items():
+def metric_series(blocks, column):
+  """{(method, τ, gsw, layer): sorted [(real bpp, value, std over seeds)]} of every method but
+  Original, and Original's values. Every method is at the real size of its files: the learned
+  codec's .saic files come out below its nominal rate, JPEG/WebP/AVIF's at or below it."""
+  series, original = {}, []
+  for entries in blocks.values():
     for method, row in entries:
       if row[column] is None:
         continue
-      value = 100 * row[column] if column == "accuracy" else row[column]
+      scale = 100 if column == "accuracy" else 1
       if method == "original":
-        axis.axhline(value, color="k", linestyle=":", linewidth=1)
+        original.append(scale * row[column])
         continue
       key = (method, row["tau"], row.get("gsw") or "", row.get("feature_layer") or "")
-      series.setdefault(key, []).append((row["bpp"], value))
+      spread = row.get("std", {}).get(column)
+      series.setdefault(key, []).append((
+          row["coded_bpp"] if row.get("coded_bpp") is not None else row["bpp"],
+          scale * row[column], 0.0 if spread is None else scale * spread))
+  return {key: sorted(points) for key, points in series.items()}, original
+
+
+def _metric_vs_bpp(blocks, column, ylabel, path):
+  plt = _pyplot()
+  figure, axis = plt.subplots(figsize=(5, 3.5))
+  series, original = metric_series(blocks, column)
+  for value in original:
+    axis.axhline(value, color="k", linestyle=":", linewidth=1)
   saic_series = sorted(key[1:] for key in series if key[0] == "saic")
   for key in sorted(series, key=lambda key: tables.order(*key[:2])):
     method, tau, gsw, layer = key
     marker = (SAIC_MARKERS[saic_series.index(key[1:]) % len(SAIC_MARKERS)]
               if method == "saic" else "o")
-    axis.plot(*zip(*sorted(series[key])), marker=marker,
-              label=tables.label(method, dict(tau=tau, gsw=gsw, feature_layer=layer)),
-              color=METHOD_COLORS.get(method))
-  axis.set_xlabel("bpp")
+    x, y, error = zip(*series[key])
+    axis.errorbar(x, y, yerr=error if any(error) else None, marker=marker, capsize=3,
+                  label=tables.label(method, dict(tau=tau, gsw=gsw, feature_layer=layer)),
+                  color=METHOD_COLORS.get(method))
+  axis.set_xlabel("bpp of the files (real size)")
   axis.set_ylabel(ylabel)
   axis.grid(alpha=0.3)
   axis.legend(fontsize=7)
