@@ -29,6 +29,7 @@ TRAINING_TIME_FILE = "training_time.json"  # beside a part's checkpoints (traini
 LOGS_DIR = "logs"
 EVAL_FILE, EVAL_MARKDOWN, GALLERY_FILE = "eval.json", "eval.md", "eval_gallery.npz"
 REPORT_DIR = "report"
+KODAK_FILE = "kodak.json"  # a run's Kodak figures (experiments/kodak.py)
 TIMINGS_FILE = "timings.json"  # an experiment's root: seconds spent per run (experiments/sweep.py)
 EXPORT_DIR = "export"
 # The shipped codecs (codec/zoo.py): each is a run directory of its own, named like tdic-0.25.

@@ -153,13 +153,13 @@ def write_tables(blocks, out_dir):
                          len(row.get("seeds") or []) or 1, row.get("std", {}).get("accuracy")])
 
 
-def _save(figure, path):
+def save_figure(figure, path):
   figure.tight_layout()
   figure.savefig(path, dpi=120)
-  _pyplot().close(figure)
+  pyplot().close(figure)
 
 
-def _pyplot():
+def pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -188,7 +188,7 @@ def metric_series(blocks, column):
 
 
 def _metric_vs_bpp(blocks, column, ylabel, path):
-  plt = _pyplot()
+  plt = pyplot()
   figure, axis = plt.subplots(figsize=(5, 3.5))
   series, original = metric_series(blocks, column)
   for value in original:
@@ -206,11 +206,11 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
   axis.set_ylabel(ylabel)
   axis.grid(alpha=0.3)
   axis.legend(fontsize=7)
-  _save(figure, path)
+  save_figure(figure, path)
 
 
 def _tau_sweep(blocks, path):
-  plt = _pyplot()
+  plt = pyplot()
   figure, (acc_axis, si_axis) = plt.subplots(1, 2, figsize=(8, 3.5))
   for bpp, entries in blocks.items():
     def variant(row):
@@ -243,11 +243,11 @@ def _tau_sweep(blocks, path):
       axis.legend(fontsize=7)
     else:
       axis.text(0.5, 0.5, "no SAIC run", ha="center", transform=axis.transAxes)
-  _save(figure, path)
+  save_figure(figure, path)
 
 
 def _gsw_weights(records, path):
-  plt = _pyplot()
+  plt = pyplot()
   figure, axis = plt.subplots(figsize=(5, 3.5))
   for record in records:
     gsw_path = layout.gsw_path(record["model_dir"])
@@ -261,11 +261,11 @@ def _gsw_weights(records, path):
     axis.legend(fontsize=7)
   else:
     axis.text(0.5, 0.5, "no SAIC run (no gsw.json)", ha="center", transform=axis.transAxes)
-  _save(figure, path)
+  save_figure(figure, path)
 
 
 def _gallery(records, path, rows=6):
-  plt = _pyplot()
+  plt = pyplot()
   paths = [layout.eval_path(r["model_dir"], layout.GALLERY_FILE) for r in records]
   galleries = [np.load(path) for path in paths if os.path.exists(path)]
   columns = []  # (title, images, predictions, labels, class names)
@@ -289,7 +289,7 @@ def _gallery(records, path, rows=6):
       axis.set_yticks([])
       if i == 0:
         axis.set_title(title, fontsize=8)
-  _save(figure, path)
+  save_figure(figure, path)
 
 
 def build(model_dirs, out_dir):

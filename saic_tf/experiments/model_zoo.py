@@ -62,7 +62,18 @@ def toderici_psnr(bpp):
   return y0 + (y1 - y0) * (bpp - x0) / (x1 - x0)
 
 
-def _psnr(original, decoded):
+def kodak_photos(kodak_dir):
+  """The Kodak photos (every PNG in `kodak_dir`, by name) as uint8 arrays."""
+  if not os.path.isdir(kodak_dir):
+    raise UserError(f"--kodak_dir={kodak_dir}: no such directory")
+  names = sorted(f for f in os.listdir(kodak_dir) if f.lower().endswith(".png"))
+  if not names:
+    raise UserError(f"--kodak_dir={kodak_dir}: no PNG images in it")
+  return [read_image(os.path.join(kodak_dir, name)) for name in names]
+
+
+def image_psnr(original, decoded):
+  """PSNR (dB) of two uint8 images."""
   return float(tf.image.psnr(tf.constant(original), tf.constant(decoded), max_val=255))
 
 
@@ -72,7 +83,7 @@ def measure_images(codec: FileCodec, images, per_image=False):
   psnr, bpp = [], []
   for image in images:
     content = codec.compress(image)
-    psnr.append(_psnr(image, codec.decompress(content)))
+    psnr.append(image_psnr(image, codec.decompress(content)))
     bpp.append(8 * len(content) / (image.shape[0] * image.shape[1]))
   figures = dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), images=len(psnr))
   if per_image:
@@ -87,7 +98,7 @@ def webp_at_bpp(images, bpp_per_image):
   psnr, bpp, over = [], [], 0
   for image, target in zip(images, bpp_per_image):
     encoded = baselines.encode_at_bpp(image, "webp", target)
-    psnr.append(_psnr(image, baselines.decode(encoded.data)))
+    psnr.append(image_psnr(image, baselines.decode(encoded.data)))
     bpp.append(encoded.bpp)
     over += not encoded.within_target
   return dict(psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp)), over_budget=over)
@@ -113,9 +124,7 @@ def measure(name, settings=MeasureSettings(), log=logging.info):
         settings.imagenette_images))
     log(f"{name}: imagenette96 {figures['imagenette96']}")
   if os.path.isdir(settings.kodak_dir):
-    paths = sorted(os.path.join(settings.kodak_dir, f) for f in os.listdir(settings.kodak_dir)
-                   if f.endswith(".png"))
-    photos = [read_image(p) for p in paths]
+    photos = kodak_photos(settings.kodak_dir)
     kodak = measure_images(codec, photos, per_image=True)
     webp = webp_at_bpp(photos, kodak.pop("bpp_per_image"))
     del kodak["psnr_per_image"]

@@ -1,0 +1,127 @@
+"""Rate–distortion on Kodak: the 24 photos at full size, the real size of every file.
+
+  learned     a trained run's codec (TDIC, APIC, SAIC, KD: its last stage) or a shipped codec,
+              through .saic files, headers included (FileCodec, the path bin/compress takes);
+              one point per run: mean PSNR over the photos against their mean real bpp
+  codecs      JPEG, WebP and AVIF (Pillow) at fixed quality settings (QUALITIES), one point per
+              setting, measured the same way
+  published   curves from the literature, each cited by the file it comes from (PUBLISHED)
+
+PSNR is of the decoded uint8 RGB image against the original (max 255), as the published RGB
+curves are. A run's figures are kept beside its checkpoints (<run>/kodak.json, with the
+codec's fingerprint), so a resumed experiment measures each run once.
+"""
+import os
+import re
+
+from absl import logging
+import numpy as np
+
+from saic_tf.common import layout
+from saic_tf.common.files import read_json, write_json
+from saic_tf.deploy.file_codec import FileCodec
+from saic_tf.evaluation import baselines
+from saic_tf.evaluation import report
+from saic_tf.experiments import model_zoo
+
+# Each curve as published (bpp, PSNR in dB over RGB), up to 1 bpp, with the file it is from.
+PUBLISHED = (
+    dict(name="toderici2017",
+         label="Toderici et al. 2017, binary codes (published)",
+         source="tensorflow/compression, results/image_compression/kodak/PSNR_sRGB_RGB/"
+                "toderici-2017-cvpr.txt",
+         bpp=(0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0),
+         psnr=(23.014080, 25.646310, 27.144170, 28.267100, 29.281390, 30.144410, 30.941350,
+               31.617940)),
+    dict(name="bmshj2018-factorized",
+         label="Ballé et al. 2018, factorized prior (published)",
+         source="CompressAI, results/image/kodak/paper-bmshj2018-factorized.json",
+         bpp=(0.119752, 0.194591, 0.316000, 0.481060, 0.721303),
+         psnr=(26.775134, 28.348719, 30.020793, 31.729556, 33.685797)),
+)
+# Pillow quality settings drawn for each codec: from below the learned codecs' lowest rate on
+# Kodak to about 1 bpp.
+QUALITIES = {"jpeg": (2, 5, 10, 20, 35, 50), "webp": (0, 5, 15, 30, 50, 70),
+             "avif": (5, 15, 30, 45, 60)}
+
+
+def learned(model_dir, images, stage=None):
+  """{psnr, bpp, images, stage, fingerprint} of a run's (or shipped codec's) .saic files,
+  measured once per codec (its fingerprint: weights and entropy model): kept in
+  <run>/kodak.json, not in a shipped codec's directory."""
+  codec = FileCodec(model_dir, stage)
+  fingerprint = codec.fingerprint.hex()
+  shipped = layout.run_dir(model_dir) != model_dir
+  path = os.path.join(model_dir, layout.KODAK_FILE)
+  if not shipped and os.path.exists(path):
+    kept = read_json(path, "delete it to measure again")
+    if kept.get("fingerprint") == fingerprint and kept.get("images") == len(images):
+      return kept
+  figures = dict(model_zoo.measure_images(codec, images), stage=codec.stage,
+                 fingerprint=fingerprint)
+  if not shipped:
+    write_json(path, figures)
+  return figures
+
+
+def codec_curve(images, codec, qualities=None):
+  """[{quality, psnr, bpp}] of a Pillow codec at each quality setting, over `images`."""
+  points = []
+  for quality in qualities or QUALITIES[codec]:
+    psnr, bpp = [], []
+    for image in images:
+      data = baselines.encode(image, codec, quality)
+      psnr.append(model_zoo.image_psnr(image, baselines.decode(data)))
+      bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
+    points.append(dict(quality=quality, psnr=float(np.mean(psnr)), bpp=float(np.mean(bpp))))
+  return points
+
+
+def figure(record, path):
+  """PSNR against real bpp: each learned method (mean ± std over its runs), the codecs' curves
+  and the published ones."""
+  plt = report.pyplot()
+  fig, axis = plt.subplots(figsize=(6, 4))
+  for name, points in record["codecs"].items():
+    axis.plot([p["bpp"] for p in points], [p["psnr"] for p in points], marker=".",
+              label=f"{name.upper() if name == 'jpeg' else name.capitalize()} (Pillow)",
+              color=report.METHOD_COLORS.get(name))
+  for curve in record["published"]:
+    axis.plot(curve["bpp"], curve["psnr"], linestyle="--", marker="x", label=curve["label"])
+  for method, points in record["learned"].items():
+    axis.errorbar([p["bpp"] for p in points], [p["psnr"] for p in points],
+                  yerr=[p.get("psnr_std", 0.0) for p in points], marker="o", capsize=3,
+                  label=method,
+                  color=report.METHOD_COLORS.get(re.split(r"[ (-]", method)[0].lower()))
+  axis.set_xlabel("bpp of the files (real size)")
+  axis.set_ylabel("PSNR (dB)")
+  axis.set_title(f"Kodak ({record['images']} photos, full size)", fontsize=9)
+  axis.set_xlim(0, 1.0)
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize=6)
+  report.save_figure(fig, path)
+  return path
+
+
+def measure(groups, kodak_dir, log=logging.info):
+  """The Kodak record: `groups` is {method label: [[model_dir, ...] per rate]}, the runs of one
+  rate (its seeds) becoming one point (mean PSNR and bpp, PSNR's std over the runs)."""
+  images = model_zoo.kodak_photos(kodak_dir)
+  learned_points = {}
+  for method, rates in groups.items():
+    points = []
+    for runs in rates:
+      measured = [learned(run, images) for run in runs]
+      psnr = [m["psnr"] for m in measured]
+      points.append(dict(psnr=float(np.mean(psnr)),
+                         bpp=float(np.mean([m["bpp"] for m in measured])),
+                         psnr_std=float(np.std(psnr, ddof=1)) if len(psnr) > 1 else 0.0,
+                         runs=len(measured)))
+      log(f"kodak: {method}: {points[-1]}")
+    learned_points[method] = sorted(points, key=lambda p: p["bpp"])
+  codecs = {}
+  for codec in QUALITIES:
+    codecs[codec] = codec_curve(images, codec)
+    log(f"kodak: {codec}: {codecs[codec]}")
+  return dict(images=len(images), learned=learned_points, codecs=codecs,
+              published=[dict(p) for p in PUBLISHED])

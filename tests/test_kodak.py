@@ -1,0 +1,62 @@
+"""Kodak rate–distortion (experiments/kodak.py), on a stand-in of two small photos."""
+import os
+import shutil
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from saic_tf.common import layout
+from saic_tf.common.errors import UserError
+from saic_tf.experiments import kodak, model_zoo
+from conftest import IMAGES
+
+
+@pytest.fixture
+def photos_dir(tmp_path):
+  directory = tmp_path / "kodak"
+  os.makedirs(directory)
+  for index, name in enumerate(sorted(os.listdir(IMAGES))[:2]):
+    image = Image.open(os.path.join(IMAGES, name)).convert("RGB").resize((80, 64))
+    image.save(directory / f"kodim{index + 1:02d}.png")
+  return str(directory)
+
+
+def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, tmp_path,
+                                                          monkeypatch):
+  run = str(tmp_path / "run")
+  shutil.copytree(tdic_run, run)
+  twin = str(tmp_path / "twin")  # another "seed": the same codec, so the std is 0
+  shutil.copytree(tdic_run, twin)
+  lines = []
+  record = kodak.measure({"TDIC": [[run, twin]]}, photos_dir, log=lines.append)
+  assert record["images"] == 2
+  [point] = record["learned"]["TDIC"]
+  assert point["runs"] == 2 and point["psnr_std"] == 0.0 and 0 < point["bpp"] <= 0.25
+  # The point is the mean over the photos of real .saic files.
+  by_hand = model_zoo.measure_images(kodak.FileCodec(run), model_zoo.kodak_photos(photos_dir))
+  assert point["psnr"] == pytest.approx(by_hand["psnr"]) and point["bpp"] == by_hand["bpp"]
+  for codec, qualities in kodak.QUALITIES.items():
+    points = record["codecs"][codec]
+    assert [p["quality"] for p in points] == list(qualities)
+    # A higher quality: a larger file.
+    assert all(a["bpp"] < b["bpp"] for a, b in zip(points, points[1:])), codec
+  assert {p["name"] for p in record["published"]} == {"toderici2017", "bmshj2018-factorized"}
+  assert all(len(p["bpp"]) == len(p["psnr"]) and p["source"] for p in record["published"])
+  assert any(line.startswith("kodak: TDIC:") for line in lines)
+
+  # Measured once per codec: kept beside the run, keyed by the codec's fingerprint.
+  kept = os.path.join(run, layout.KODAK_FILE)
+  assert os.path.exists(kept)
+  monkeypatch.setattr(model_zoo, "measure_images", lambda *a, **k: pytest.fail("measured again"))
+  assert kodak.learned(run, model_zoo.kodak_photos(photos_dir))["psnr"] == point["psnr"]
+
+  path = kodak.figure(record, str(tmp_path / "kodak_rd.png"))
+  assert np.asarray(Image.open(path)).shape[0] > 100
+
+
+def test_a_missing_or_empty_kodak_folder_is_one_line(tmp_path):
+  with pytest.raises(UserError, match="--kodak_dir=.*no such directory"):
+    kodak.measure({}, str(tmp_path / "absent"))
+  with pytest.raises(UserError, match="no PNG images in it"):
+    kodak.measure({}, str(tmp_path))
