@@ -203,6 +203,24 @@ def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
   assert error == pytest.approx(100 * np.std([0.25, 0.5], ddof=1))
 
 
+def test_accuracy_per_bit_interpolates_the_real_bpp_at_90_percent_of_the_original():
+  points = [(0.1, 50.0), (0.2, 70.0), (0.4, 80.0)]
+  assert report.bpp_to_keep(points, 60.0) == (pytest.approx(0.15), None)
+  assert report.bpp_to_keep(points, 75.0) == (pytest.approx(0.3), None)
+  assert report.bpp_to_keep(points, 40.0) == (0.1, "below")
+  assert report.bpp_to_keep(points, 90.0) == (0.4, "above")
+  row = lambda accuracy, bpp, coded=None: dict(accuracy=accuracy, bpp=bpp, coded_bpp=coded,
+                                               tau=None)
+  blocks = {0.125: [("original", row(0.8, None)), ("tdic", row(0.6, 0.125, 0.1)),
+                    ("webp", row(0.5, 0.12))],
+            0.25: [("original", row(0.8, None)), ("tdic", row(0.76, 0.25, 0.2)),
+                   ("webp", row(0.6, 0.24))]}
+  # 90 % of 80 % = 72 %: TDIC reaches it between its files' 0.1 and 0.2 bpp; WebP never.
+  assert report.accuracy_per_bit(blocks) == [("TDIC", pytest.approx(0.175), None),
+                                             ("WebP", 0.24, "above")]
+  assert "| TDIC | 0.175 |" in report.accuracy_per_bit_markdown(blocks)
+
+
 def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):
   settings = evaluate.EvalSettings(max_images=8, club_train_images=16,
                                    club=club.ClubSettings(steps=20), baselines=("webp",))

@@ -138,6 +138,11 @@ def write_tables(blocks, out_dir):
       lines += ["Against APIC on the same images: the accuracy difference with its 95 % "
                 "bootstrap interval and McNemar's exact p.", ""]
       lines += statistics.markdown(paired) + [""]
+  per_bit = accuracy_per_bit_markdown(blocks)
+  if len(blocks) > 1 and per_bit:
+    lines += ["## Accuracy per bit", "",
+              f"The real bpp of the files at which each method keeps {100 * KEEP:g} % of the "
+              "original images' accuracy, linear between its rates.", ""] + per_bit + [""]
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write("\n".join(lines))
   with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
@@ -185,6 +190,44 @@ def metric_series(blocks, column):
           row["coded_bpp"] if row.get("coded_bpp") is not None else row["bpp"],
           scale * row[column], 0.0 if spread is None else scale * spread))
   return {key: sorted(points) for key, points in series.items()}, original
+
+
+KEEP = 0.9  # accuracy per bit: the real bpp at which a method keeps this share of Original's
+
+
+def bpp_to_keep(points, target):
+  """The real bpp at which accuracy first reaches `target` along [(bpp, accuracy, ...)] (sorted
+  by bpp), linear between the two points around it: (bpp, None); or (the lowest bpp measured,
+  "below") when it is reached there already; or (the highest, "above") when never."""
+  if points[0][1] >= target:
+    return points[0][0], "below"
+  for (x0, y0, *_), (x1, y1, *_) in zip(points, points[1:]):
+    if y0 < target <= y1:
+      return x0 + (x1 - x0) * (target - y0) / (y1 - y0), None
+  return points[-1][0], "above"
+
+
+def accuracy_per_bit(blocks, keep=KEEP):
+  """[(label, real bpp, bound)] of every method with its rates (module doc: bpp_to_keep), in the
+  tables' order: the real bpp at which it keeps `keep` of the Original row's accuracy."""
+  series, original = metric_series(blocks, "accuracy")
+  if not original:
+    return []
+  target = keep * float(np.mean(original))
+  return [(tables.label(key[0], dict(tau=key[1], gsw=key[2], feature_layer=key[3])),
+           *bpp_to_keep(series[key], target))
+          for key in sorted(series, key=lambda key: tables.order(*key[:2]))]
+
+
+def accuracy_per_bit_markdown(blocks, keep=KEEP):
+  """accuracy_per_bit as a table."""
+  rows = accuracy_per_bit(blocks, keep)
+  if not rows:
+    return []
+  words = {None: "{:.3f}", "below": "≤ {:.3f} (the lowest rate measured)",
+           "above": "> {:.3f} (not reached at the rates measured)"}
+  return ([f"| method | real bpp at {100 * keep:g} % of the original accuracy |", "|---|---|"] +
+          [f"| {label} | {words[bound].format(bpp)} |" for label, bpp, bound in rows])
 
 
 def _metric_vs_bpp(blocks, column, ylabel, path):
