@@ -72,8 +72,12 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   out = tmp_path / "report"
   result = run_bin("report", str(saic_run), f"--out={out}")
   assert result.returncode == 0, result.stderr[-3000:]
-  for name in ("results.md", "results.csv") + report.FIGURES:
+  for name in ("results.md", "results.csv", "results.json") + report.FIGURES:
     assert str(out / name) in result.stdout
+  [block] = json.load(open(out / "results.json"))["blocks"]
+  assert [r["label"] for r in block["rows"]][:3] == ["Original", "TDIC", "SAIC (τ=400)"]
+  assert block["rows"][2]["accuracy"] == record["rows"]["saic"]["accuracy"]
+  assert "correct" not in block["rows"][2]
   for name in report.FIGURES:
     with Image.open(out / name) as image:
       assert image.size[0] > 200 and image.size[1] > 200

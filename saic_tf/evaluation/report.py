@@ -13,7 +13,7 @@ import numpy as np
 
 from saic_tf.common import layout
 from saic_tf.common.errors import UserError
-from saic_tf.common.files import read_json
+from saic_tf.common.files import read_json, write_json
 from saic_tf.evaluation import statistics
 from saic_tf.evaluation import tables
 
@@ -335,8 +335,26 @@ def _gallery(records, path, rows=6):
   save_figure(figure, path)
 
 
+def results_record(blocks):
+  """results.json: every row of every block (means over seeds, their std, without per-image
+  correctness), each block's paired comparisons against APIC, and accuracy per bit: what the
+  tables show, for other tools (and bin/reproduce's README) to read."""
+  dropped = ("correct", "correct_runs")
+  record = dict(blocks=[], accuracy_per_bit=[
+      dict(method=label, bpp=bpp, bound=bound) for label, bpp, bound in accuracy_per_bit(blocks)],
+                keep=KEEP)
+  for bpp, entries in blocks.items():
+    rows = [dict({k: v for k, v in row.items() if k not in dropped}, method=method,
+                 label=tables.label(method, row)) for method, row in entries]
+    paired = [dict(a=a, b=b, **{k: v for k, v in c.items()})
+              for a, b, c in paired_against_apic(entries)]
+    record["blocks"].append(dict(nominal_bpp=bpp, rows=rows, paired=paired))
+  return record
+
+
 def build(model_dirs, out_dir):
-  """Writes results.md, results.csv and the figures of the evaluated runs into `out_dir`."""
+  """Writes results.md, results.csv, results.json and the figures of the evaluated runs into
+  `out_dir`."""
   records = [read_json(layout.eval_path(d), f"run bin/evaluate --model_dir={d} first")
              for d in model_dirs]
   if not records:
@@ -344,9 +362,11 @@ def build(model_dirs, out_dir):
   os.makedirs(out_dir, exist_ok=True)
   blocks = gather(records)
   write_tables(blocks, out_dir)
+  write_json(os.path.join(out_dir, "results.json"), results_record(blocks))
   _metric_vs_bpp(blocks, "accuracy", "ACC (%)", os.path.join(out_dir, FIGURES[0]))
   _metric_vs_bpp(blocks, "psnr", "PSNR (dB)", os.path.join(out_dir, FIGURES[1]))
   _tau_sweep(blocks, os.path.join(out_dir, FIGURES[2]))
   _gsw_weights(records, os.path.join(out_dir, FIGURES[3]))
   _gallery(records, os.path.join(out_dir, FIGURES[4]))
-  return [os.path.join(out_dir, name) for name in ("results.md", "results.csv") + FIGURES]
+  return [os.path.join(out_dir, name)
+          for name in ("results.md", "results.csv", "results.json") + FIGURES]

@@ -159,9 +159,29 @@ def _validation_accuracy(run, eval_settings):
   return record["rows"]["saic"]["accuracy"]
 
 
+def _kept_scores(config, settings, select_rate):
+  """(selection.json's header, the validation scores it already holds): another command's
+  selection in this root (bin/reproduce's, bin/gsw_study's) counts when made the same way."""
+  record = dict(rate=select_rate, seed=settings.seeds[0], split="validation",
+                holdout_every=config.holdout_every)
+  path = os.path.join(config.model_dir, SELECTION_FILE)
+  if not os.path.exists(path):
+    return record, {}
+  kept = read_json(path, "delete it to select again")
+  if {k: kept.get(k) for k in record} != record:
+    raise UserError(f"{path}: τ was chosen there at {kept.get('rate')} bpp, seed "
+                    f"{kept.get('seed')}, holdout_every {kept.get('holdout_every')}; this "
+                    f"command chooses at {select_rate:g} bpp, seed {settings.seeds[0]}, "
+                    f"holdout_every {config.holdout_every}: use another --model_dir, or "
+                    "delete it to select again")
+  return record, kept["validation_accuracy"]
+
+
 def select(config, settings, rates, select_rate, eval_settings):
-  """Phase 1: trains and scores the selection runs; writes and returns selection.json's record."""
-  scores = {}
+  """Phase 1: trains and scores the selection runs; writes and returns selection.json's record
+  (with the variants another command selected in this root)."""
+  record, scores = _kept_scores(config, settings, select_rate)
+  scores = {v: taus for v, taus in scores.items() if v not in settings.variants}
   runs = [(None, classifier_run(config, settings, rates))] + list(zip(
       [v for v in settings.variants for _ in settings.select_taus],
       selection_runs(config, settings, rates, select_rate)))
@@ -178,8 +198,7 @@ def select(config, settings, rates, select_rate, eval_settings):
           time.process_time() - trained_cpu, chief))
   chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
             for variant, taus in scores.items()}
-  record = dict(rate=select_rate, seed=settings.seeds[0], split="validation",
-                holdout_every=config.holdout_every, validation_accuracy=scores, chosen_tau=chosen)
+  record.update(validation_accuracy=scores, chosen_tau=chosen)
   write_json(os.path.join(config.model_dir, SELECTION_FILE), record)
   return record
 
