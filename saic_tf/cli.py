@@ -358,24 +358,47 @@ def define_seeds_flag(flag_values=FLAGS):
                     "alone.", flag_values=flag_values)
 
 
+def define_fine_tune_study_flags(defaults, flag_values=FLAGS):
+  """The flags bin/gsw_study and bin/reproduce share: shipped bases, τ chosen on validation,
+  seeds, where the results go."""
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_list("bases", list(defaults.bases), "Shipped codecs (or --loss=tdic runs) to "
+                    "fine-tune, one per rate (bin/models lists them). The first base's first "
+                    "APIC run trains the classifier every run shares.", **fv)
+  flags.DEFINE_list("select_taus", [f"{t:g}" for t in defaults.select_taus], "τ each GSW "
+                    "variant is tried with on the validation split (with --gsw_scale=mean_abs, "
+                    "W has mean |W| = 1).", **fv)
+  flags.DEFINE_float("select_rate", defaults.select_rate, "Rate at which τ is chosen (0: the "
+                     "first base's).", **fv)
+  flags.DEFINE_list("seeds", [str(s) for s in defaults.seeds], "Seeds of every fine-tune (the "
+                    "first also for the selection); rows over seeds are mean ± std.", **fv)
+  flags.DEFINE_string("results_dir", defaults.results_dir, "Where the tables, figures and "
+                      "JSON files go.", **fv)
+  flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "
+                    "--results_dir from the runs evaluated so far.", **fv)
+
+
 def define_reproduce_flags(flag_values=FLAGS):
   """The flags bin/reproduce adds to bin/train's."""
   from saic_tf.experiments import reproduce  # pylint: disable=g-import-not-at-top
+  defaults = reproduce.ReproduceSettings()
+  define_fine_tune_study_flags(defaults, flag_values)
   fv = dict(flag_values=flag_values)
-  flags.DEFINE_list("rates", [f"{bpp:g}:{tau:g}" for bpp, tau in reproduce.PAPER_TAUS],
-                    "BPP:TAU pairs: the nominal rates and the SAIC τ at each (the paper's, "
-                    "Table 2). The first rate's run trains the classifier all rates share.",
-                    **fv)
-  flags.DEFINE_float("sweep_rate", 0.125, "Rate of the τ sweep (one of --rates).", **fv)
-  flags.DEFINE_list("sweep_taus", ["40", "4000", "40000"], "Extra SAIC τ at --sweep_rate "
-                    "(besides its --rates τ) for the τ sweep (paper Fig. 4); empty for none.",
-                    **fv)
-  define_seeds_flag(flag_values)
-  flags.DEFINE_string("results_dir", "results", "Where the tables, figures, eval.json files "
-                      "and COMMANDS.md go.", **fv)
-  flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "
-                    "--results_dir from the runs evaluated so far (e.g. after an interrupted "
-                    "reproduction).", **fv)
+  flags.DEFINE_string("variant", defaults.variant, "GSW variant of the SAIC rows: one of "
+                      f"{', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer (e.g. "
+                      "paper@stage3); empty: --gsw.", **fv)
+  flags.DEFINE_string("kodak_dir", defaults.kodak_dir, "The Kodak PNGs, for the rate-distortion "
+                      "figure at full size (skipped if absent).", **fv)
+
+
+def reproduce_settings_from_flags(flag_values=FLAGS):
+  from saic_tf.experiments import reproduce  # pylint: disable=g-import-not-at-top
+  f = flag_values
+  return reproduce.ReproduceSettings(
+      bases=tuple(f.bases), variant=f.variant,
+      select_taus=tuple(numbers_from_flag("select_taus", f)), select_rate=f.select_rate,
+      seeds=tuple(numbers_from_flag("seeds", f, int)), kodak_dir=f.kodak_dir,
+      results_dir=f.results_dir)
 
 
 def define_models_flags(flag_values=FLAGS):
@@ -434,23 +457,11 @@ def models_from_flags(flag_values=FLAGS, log=print):
 def define_gsw_study_flags(flag_values=FLAGS):
   """The flags bin/gsw_study adds to bin/train's."""
   from saic_tf.experiments import gsw_study  # pylint: disable=g-import-not-at-top
-  default = gsw_study.StudySettings()
-  fv = dict(flag_values=flag_values)
-  flags.DEFINE_list("bases", list(default.bases), "Shipped codecs (or --loss=tdic runs) to "
-                    "fine-tune, one per rate (bin/models lists them).", **fv)
-  flags.DEFINE_list("variants", list(default.variants), "GSW variants to compare "
-                    f"({', '.join(GSW_VARIANTS)}).", **fv)
-  flags.DEFINE_list("select_taus", [f"{t:g}" for t in default.select_taus], "τ each variant "
-                    "is tried with on the validation split (with --gsw_scale=mean_abs, W has "
-                    "mean |W| = 1).", **fv)
-  flags.DEFINE_float("select_rate", default.select_rate, "Rate at which τ is chosen (0: the "
-                     "first base's).", **fv)
-  flags.DEFINE_list("seeds", [str(s) for s in default.seeds], "Seeds of every test-phase "
-                    "fine-tune (the first also for the selection).", **fv)
-  flags.DEFINE_string("results_dir", default.results_dir, "Where the tables, selection.md and "
-                      "summary.md go.", **fv)
-  flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "
-                    "--results_dir from the runs evaluated so far.", **fv)
+  defaults = gsw_study.StudySettings()
+  define_fine_tune_study_flags(defaults, flag_values)
+  flags.DEFINE_list("variants", list(defaults.variants), "GSW variants to compare "
+                    f"({', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer).",
+                    flag_values=flag_values)
 
 
 def gsw_study_settings_from_flags(flag_values=FLAGS):

@@ -80,9 +80,8 @@ def test_every_flagfile_parses_to_a_valid_config(flagfile):
   assert codec.channels_for_bpp(config.bpp, config.stride) >= 1
   if os.path.basename(flagfile) in ("demo.cfg", "smoke.cfg"):
     assert config.resolved_loss == "saic"
-  elif os.path.basename(flagfile) == "reproduce.cfg":  # bin/reproduce sets loss, bpp and τ
-    assert config.gsw_output == "logits" and config.tau is None
-  elif os.path.basename(flagfile) == "gsw_study.cfg":  # bin/gsw_study sets loss, gsw and τ
+  elif os.path.basename(flagfile) == "reproduce.cfg":  # bin/reproduce's and bin/gsw_study's
+    # They set loss, gsw, τ and the base (thus bpp).
     assert config.holdout_every and config.gsw_scale == "mean_abs" and config.tau is None
   elif os.path.basename(flagfile) == "zoo.cfg":  # the shipped codecs: --bpp given per model
     assert config.resolved_loss == "tdic" and config.crop_size and config.dataset == "imagefolder"

@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.evaluation import club, evaluate, report, statistics, tables
@@ -234,5 +235,11 @@ def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):
   assert all(os.path.exists(f) for f in files)
   rows = [r["method"] for r in csv.DictReader(open(tmp_path / "report" / "results.csv"))]
   assert rows == ["original", "tdic", "apic", "saic", "webp"]
+  # The same command again trains and evaluates nothing (bin/reproduce and bin/gsw_study resume
+  # through the same sweep.train_and_evaluate).
+  evals = [tmp_path / run / layout.EVAL_FILE for run in ("apic", "saic_tau_50")]
+  before = [os.stat(p).st_mtime_ns for p in evals]
+  sweep.run(tiny(tmp_path, tau=None), [50.0], settings)
+  assert [os.stat(p).st_mtime_ns for p in evals] == before
   with pytest.raises(UserError, match="--taus"):
     sweep.run(tiny(tmp_path, tau=None), [0.0], settings)

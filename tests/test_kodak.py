@@ -29,7 +29,7 @@ def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, 
   twin = str(tmp_path / "twin")  # another "seed": the same codec, so the std is 0
   shutil.copytree(tdic_run, twin)
   lines = []
-  record = kodak.measure({"TDIC": [[run, twin]]}, photos_dir, log=lines.append)
+  record = kodak.measure({"TDIC": [[run, twin]]}, photos_dir, str(tmp_path), log=lines.append)
   assert record["images"] == 2
   [point] = record["learned"]["TDIC"]
   assert point["runs"] == 2 and point["psnr_std"] == 0.0 and 0 < point["bpp"] <= 0.25
@@ -50,6 +50,8 @@ def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, 
   assert os.path.exists(kept)
   monkeypatch.setattr(model_zoo, "measure_images", lambda *a, **k: pytest.fail("measured again"))
   assert kodak.learned(run, model_zoo.kodak_photos(photos_dir))["psnr"] == point["psnr"]
+  monkeypatch.setattr(kodak, "codec_curve", lambda *a, **k: pytest.fail("measured again"))
+  assert kodak.measure({"TDIC": [[run, twin]]}, photos_dir, str(tmp_path)) == record
 
   path = kodak.figure(record, str(tmp_path / "kodak_rd.png"))
   assert np.asarray(Image.open(path)).shape[0] > 100

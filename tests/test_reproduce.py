@@ -1,5 +1,4 @@
 """bin/reproduce: the plan of runs, a tiny reproduction end to end, and results/README.md."""
-import csv
 import glob
 import json
 import os
@@ -7,35 +6,23 @@ import re
 import shlex
 
 from absl import flags
+from PIL import Image
 import pytest
 
 from saic_tf import cli
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
-from saic_tf.common.errors import UserError
 from saic_tf.evaluation import club, evaluate
 from saic_tf.experiments import reproduce
-from conftest import ROOT
+from saic_tf.training import trainer
+from conftest import IMAGES, ROOT
 from test_cli import error_lines, run_bin
 
-TINY_FLAGS = """--dataset=sample_cifar10
---image_size=32
---gsw_output=logits
---filters=8
---batch_size=8
---learning_rate=1e-3
---finetune_learning_rate=1e-4
---downstream_epochs=1
---steps=3
---finetune_steps=2
---gsw_batches=1
---checkpoint_every=2
---log_every=2
---image_every=2
---seed=3
-"""
+TINY = dict(dataset="sample", image_size=32, holdout_every=5, downstream_epochs=1,
+            finetune_steps=2, batch_size=8, learning_rate=1e-3, gsw_batches=1,
+            gsw_scale="mean_abs", checkpoint_every=2, log_every=2, image_every=2)
 SETTINGS = evaluate.EvalSettings(max_images=8, club_train_images=16,
-                                 club=club.ClubSettings(steps=20), baselines=("jpeg",))
+                                 club=club.ClubSettings(steps=5), baselines=("webp",))
 
 
 def train_flags(*args):
@@ -46,100 +33,108 @@ def train_flags(*args):
   return flag_values
 
 
-def test_plan_trains_one_classifier_and_shares_each_rates_tdic(tmp_path):
-  config = TrainConfig(model_dir=str(tmp_path), gsw_output="logits")
-  runs = reproduce.plan(config, ((0.125, 400.0), (0.25, 3100.0)), 0.125, [40.0, 400.0],
-                        SETTINGS)
-  names = [os.path.relpath(c.model_dir, tmp_path) for c, _ in runs]
-  assert names == ["bpp_0.125/apic", "bpp_0.125/saic_tau_400", "bpp_0.25/apic",
-                   "bpp_0.25/saic_tau_3100", "bpp_0.125/saic_tau_40"]  # the sweep comes last
-  first = runs[0][0]
-  assert (first.loss, first.bpp, first.downstream_from, first.init_from) == ("apic", 0.125, "", "")
-  assert runs[2][0].downstream_from == first.model_dir  # one classifier for every rate
-  for (run_config, settings), base in zip(runs[1:], [0, None, 2, 0]):
-    if base is None:
-      continue
-    assert run_config.loss == "saic" and run_config.init_from == runs[base][0].model_dir
-    assert run_config.downstream_from == "" and settings.baselines == ()
-    run_config.validate()
-  assert runs[2][1].baselines == ("jpeg",)
-  assert [c.tau for c, _ in runs] == [None, 400.0, None, 3100.0, 40.0]
+@pytest.fixture(scope="module")
+def bases(tdic_run, tmp_path_factory):
+  """Two tiny TDIC codecs, at 0.25 and 0.5 bpp, standing in for the shipped ones."""
+  second = str(tmp_path_factory.mktemp("tdic05"))
+  trainer.train(TrainConfig(model_dir=second, dataset="sample", image_size=32, bpp=0.5,
+                            filters=8, batch_size=8, learning_rate=1e-3, steps=10,
+                            checkpoint_every=10, log_every=10, image_every=10, seed=5))
+  return (tdic_run, second)
 
 
-@pytest.mark.parametrize("rates,sweep_rate,needle", [
-    (("0.125:400", "0.25"), 0.125, "not BPP:TAU"), (("0.125:400", "0.125:3"), 0.125, "once"),
-    (("0.125:-4",), 0.125, "> 0"), (("0.25:400",), 0.125, "--sweep_rate")])
-def test_bad_rates_are_refused(tmp_path, rates, sweep_rate, needle):
-  with pytest.raises(UserError, match=needle):
-    reproduce.plan(TrainConfig(model_dir=str(tmp_path)), reproduce.parse_rates(rates),
-                   sweep_rate, [40.0], SETTINGS)
+def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(bases, tmp_path):
+  config = TrainConfig(model_dir=str(tmp_path), **TINY)
+  settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0, 16.0),
+                                         seeds=(0, 1))
+  runs = reproduce.plan(config, settings, {"paper": 4.0})
+  names = [os.path.relpath(run.model_dir, tmp_path) for run in runs]
+  main = ["apic", "kd", "saic_paper_tau_4"]
+  assert names == ([f"bpp_0.25/{n}" for n in main] + [f"bpp_0.5/{n}" for n in main] +
+                   [f"bpp_0.25/{n}_seed1" for n in main] + [f"bpp_0.5/{n}_seed1" for n in main] +
+                   ["bpp_0.25/saic_paper_tau_1", "bpp_0.25/saic_paper_tau_16",
+                    "bpp_0.25/saic_paper_tau_1_seed1", "bpp_0.25/saic_paper_tau_16_seed1"])
+  classifier = runs[0]
+  assert (classifier.loss, classifier.downstream_from, classifier.init_from) == (
+      "apic", "", bases[0])
+  assert all(run.downstream_from == classifier.model_dir for run in runs[1:])
+  assert [run.init_from for run in runs[3:6]] == [bases[1]] * 3
+  assert [run.seed for run in runs[6:9]] == [1, 1, 1]
+  for run in runs:
+    run.validate()
 
 
-def test_bad_rates_flag_is_one_line(tmp_path):
-  result = run_bin("reproduce", "--rates=0.125", f"--model_dir={tmp_path}", timeout=120)
+def test_bad_bases_are_one_line(tmp_path):
+  result = run_bin("reproduce", "--bases=no-such-codec", f"--model_dir={tmp_path}", timeout=120)
   assert result.returncode == 2 and "Traceback" not in result.stderr
   lines = error_lines(result.stderr)
-  assert len(lines) == 1 and "--rates" in lines[0], result.stderr
+  assert len(lines) == 1 and "--bases" in lines[0], result.stderr
 
 
-def test_tiny_reproduction_writes_results_and_resumes(tmp_path):
-  flagfile = tmp_path / "tiny.cfg"
-  flagfile.write_text(TINY_FLAGS)
-  config = cli.train_config_from_flags(train_flags(
-      f"--flagfile={flagfile}", "--steps=4", "--nodeterministic",
-      f"--model_dir={tmp_path / 'runs'}"))  # flags given beside the flagfile count too
+def _photos(directory):
+  os.makedirs(directory)
+  for index, name in enumerate(sorted(os.listdir(IMAGES))[:2]):
+    image = Image.open(os.path.join(IMAGES, name)).convert("RGB").resize((80, 64))
+    image.save(os.path.join(directory, f"kodim{index + 1:02d}.png"))
+  return str(directory)
+
+
+def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
+  config = TrainConfig(model_dir=str(tmp_path / "runs"), **TINY)
   results = tmp_path / "results"
-  rates, sweep_taus = ((0.25, 400.0), (0.5, 100.0)), [10.0]
-  args = (config, rates, 0.25, sweep_taus, SETTINGS, str(results), "bin/reproduce --tiny",
-          str(flagfile), cli.train_config_from_flagfile(str(flagfile)))
+  settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0), seeds=(0,),
+                                         kodak_dir=_photos(tmp_path / "kodak"),
+                                         results_dir=str(results))
+  flagfile = tmp_path / "tiny.cfg"
+  flagfile.write_text("".join(f"--{k}={v}\n" for k, v in TINY.items()))
+  in_flagfile = cli.train_config_from_flagfile(str(flagfile))
+  args = (config, settings, SETTINGS, "bin/reproduce --tiny", str(flagfile), in_flagfile)
   files = reproduce.run(*args)
   assert all(os.path.exists(f) for f in files)
   runs = tmp_path / "runs"
   assert os.path.exists(runs / "bpp_0.25" / "apic" / "downstream" / "downstream.json")
   assert not os.path.exists(runs / "bpp_0.5" / "apic" / "downstream")  # trained once
-  rows = [(r["nominal_bpp"], r["method"], r["tau"])
-          for r in csv.DictReader(open(results / "results.csv"))]
-  assert rows == [("0.25", "original", ""), ("0.25", "tdic", ""), ("0.25", "apic", ""),
-                  ("0.25", "saic", "10.0"), ("0.25", "saic", "400.0"), ("0.25", "jpeg", ""),
-                  ("0.5", "original", ""), ("0.5", "tdic", ""), ("0.5", "apic", ""),
-                  ("0.5", "saic", "100.0"), ("0.5", "jpeg", "")]
+  selection = json.load(open(results / "selection.json"))
+  tau = f"{selection['chosen_tau']['paper']:g}"
+  other = "4" if tau == "1" else "1"
+  record = json.load(open(results / "results.json"))
+  labels = {b["nominal_bpp"]: [r["label"] for r in b["rows"]] for b in record["blocks"]}
+  assert labels[0.25] == ["Original", "TDIC", "APIC", "SAIC (τ=1)", "SAIC (τ=4)", "KD", "WebP"]
+  assert labels[0.5] == ["Original", "TDIC", "APIC", f"SAIC (τ={tau})", "KD", "WebP"]
+  kodak_record = json.load(open(results / "kodak.json"))
+  assert set(kodak_record["learned"]) == {"TDIC", "APIC", "SAIC", "KD"}
+  assert [len(points) for points in kodak_record["learned"].values()] == [2, 2, 2, 2]
+  tables_md = (results / "tables.md").read_text()
+  assert "## Table 1" in tables_md and "| ACC (%) 0.25 | SI 0.25 |" in tables_md
+  readme = (results / "README.md").read_text()
+  assert f"τ = {tau}, chosen on the validation split" in readme
+  assert "- **0.25 bpp:**" in readme and "SAIC − APIC =" in readme and "**The goal:**" in readme
+  assert "{" not in readme  # every field of the template filled
+  _check_numbers_trace_to_json(str(results), readme, open(reproduce.README_TEMPLATE).read())
   kept = sorted(os.path.relpath(p, results / "runs")
                 for p in glob.glob(str(results / "runs" / "**" / "eval.json"), recursive=True))
-  assert kept == ["bpp_0.25/apic/eval.json", "bpp_0.25/saic_tau_10/eval.json",
-                  "bpp_0.25/saic_tau_400/eval.json", "bpp_0.5/apic/eval.json",
-                  "bpp_0.5/saic_tau_100/eval.json"]
-  comparison = open(results / "comparison.md").read().splitlines()[2:]
-  assert [line.split(" | ")[:3] for line in comparison] == [
-      ["| 0.25", "Original", "85.45"], ["| 0.25", "TDIC", "76.19"], ["| 0.25", "APIC", "77.66"],
-      ["| 0.25", "SAIC (τ=400)", "78.43"], ["| 0.5", "Original", "85.45"],
-      ["| 0.5", "TDIC", "77.75"], ["| 0.5", "APIC", "79.04"], ["| 0.5", "SAIC (τ=100)", "79.29"]]
-  assert json.load(open(results / "paper.json")) == reproduce.PAPER_ACCURACY
+  assert f"bpp_0.25/saic_paper_tau_{other}/eval.json" in kept  # the sweep, on the test split
   timings = json.load(open(results / layout.TIMINGS_FILE))
-  assert set(timings) == {os.path.dirname(k) for k in kept} | {"total"}
-  assert all(t["train_seconds"] > 0 and t["evaluate_seconds"] > 0 and t["train_cpu_seconds"] > 0
-             for t in timings.values())
-  assert timings["total"]["evaluate_cpu_seconds"] == pytest.approx(
-      sum(t["evaluate_cpu_seconds"] for k, t in timings.items() if k != "total"), abs=0.3)
+  assert timings["total"]["cpu_hours"] > 0 and len(timings) == len(kept) + 1
 
   # COMMANDS.md's bin/train lines rebuild each run's exact configuration.
   commands = open(results / "COMMANDS.md").read()
-  assert "bin/reproduce --tiny" in commands
   train_lines = [line for line in commands.splitlines() if line.startswith("bin/train ")]
-  assert len(train_lines) == 5
-  assert all("--steps=4 " in line and "--nodeterministic " in line for line in train_lines)
+  assert len(train_lines) == len(kept)
   for line in train_lines:
     parsed = cli.train_config_from_flags(train_flags(*shlex.split(line)[1:]))
-    saved = TrainConfig.read(parsed.model_dir)
-    assert parsed.to_dict() == dict(saved.to_dict(), loss=parsed.loss), line
+    # bin/train takes the base's codec settings, as it did for the run.
+    assert (trainer.with_base_codec(parsed).to_dict() ==
+            TrainConfig.read(parsed.model_dir).to_dict()), line
 
-  # The same command again trains and evaluates nothing: every eval.json stays as it was.
+  # --collect_only trains and evaluates nothing, and rewrites RESULTS/ byte for byte. (The same
+  # command resuming runs that are done: test_evaluate.py's sweep test.)
   evals = glob.glob(str(runs / "*" / "*" / "eval.json"))
   before = {p: os.stat(p).st_mtime_ns for p in evals}
-  reproduce.run(*args)
-  assert {p: os.stat(p).st_mtime_ns for p in evals} == before
-  os.remove(results / "results.md")  # --collect_only rewrites results/ alone
+  contents = {f: open(f, "rb").read() for f in files}
+  os.remove(results / "README.md")
   assert reproduce.run(*args, collect_only=True) == files
-  assert os.path.exists(results / "results.md")
+  assert {f: open(f, "rb").read() for f in files} == contents
   assert {p: os.stat(p).st_mtime_ns for p in evals} == before
 
 
@@ -153,30 +148,41 @@ def _json_values(value):
   if isinstance(value, (int, float)):
     yield float(value)
   elif isinstance(value, dict):
-    for item in value.values():
+    for key, item in value.items():
+      if re.fullmatch(r"-?\d+(\.\d+)?", key):  # e.g. τ or a rate as a key
+        yield float(key)
       yield from _json_values(item)
   elif isinstance(value, list):
     for item in value:
       yield from _json_values(item)
 
 
-def test_every_number_in_the_results_readme_tables_comes_from_its_json_files():
-  """results/README.md's tables hold only numbers that results/**/*.json hold (in the table's
-  rounding, or as a percentage of a fraction): no number there was typed in by hand."""
-  results = os.path.join(ROOT, "results")
+def _check_numbers_trace_to_json(results, text, template=""):
+  """Every number of `text` that `template` does not hold itself is a value (or a key) of a JSON
+  file under `results`, in its rounding, or as a percentage of a fraction."""
   values = set()
   for path in glob.glob(os.path.join(results, "**", "*.json"), recursive=True):
     values.update(_json_values(json.load(open(path))))
-  table_lines = [line for line in open(os.path.join(results, "README.md")).read().splitlines()
-                 if line.startswith("|") and not set(line) <= set("|-: ")]
-  assert len(table_lines) > 10
+  static = set(_numbers(template))
   checked = 0
-  for line in table_lines:
+  for line in text.splitlines():
     for number in _numbers(line):
+      if number in static:
+        continue
       decimals = len(number.partition(".")[2])
       target = float(number)
       found = any(round(v, decimals) == target or round(100 * v, decimals) == target
                   for v in values)
-      assert found, f"results/README.md: {number} in {line!r} is in no results/ JSON file"
+      assert found, f"{number} in {line!r} is in no JSON file of {results}"
       checked += 1
-  assert checked > 50
+  return checked
+
+
+def test_every_number_in_the_results_readme_tables_comes_from_its_json_files():
+  """results/README.md's tables hold only numbers that results/**/*.json hold (in the table's
+  rounding, or as a percentage of a fraction): no number there was typed in by hand."""
+  results = os.path.join(ROOT, "results")
+  table_lines = [line for line in open(os.path.join(results, "README.md")).read().splitlines()
+                 if line.startswith("|") and not set(line) <= set("|-: ")]
+  assert len(table_lines) > 10
+  assert _check_numbers_trace_to_json(results, "\n".join(table_lines)) > 50

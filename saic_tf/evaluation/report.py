@@ -261,14 +261,20 @@ def _tau_sweep(blocks, path):
 
     line = None
     for name in sorted({variant(row) for method, row in entries if method == "saic"}):
-      points = sorted((row["tau"], row["accuracy"], row["si"]) for method, row in entries
+      # With seeds, each point is their mean and its error bar their std.
+      points = sorted((row["tau"], row["accuracy"], row["si"],
+                       row.get("std", {}).get("accuracy", 0.0), row.get("std", {}).get("si", 0.0))
+                      for method, row in entries
                       if method == "saic" and row.get("tau") and variant(row) == name)
       if not points:
         continue
-      taus, accs, sis = zip(*points)
+      taus, accs, sis, acc_std, si_std = zip(*points)
       name = f"{bpp:g} bpp" + (f", {name}" if name != "SAIC" else "")
-      line, = acc_axis.plot(taus, [100 * a for a in accs], marker="o", label=name)
-      si_axis.plot(taus, sis, marker="o", label=name, color=line.get_color())
+      line, *_ = acc_axis.errorbar(taus, [100 * a for a in accs],
+                                   yerr=[100 * e for e in acc_std] if any(acc_std) else None,
+                                   marker="o", capsize=3, label=name)
+      si_axis.errorbar(taus, sis, yerr=si_std if any(si_std) else None, marker="o", capsize=3,
+                       label=name, color=line.get_color())
     if line is not None:
       # APIC is the uniform-weight limit τ → 0 of the same fine-tune: a dashed level.
       for method, row in entries:

@@ -58,7 +58,7 @@ class StudySettings:
   results_dir: str = os.path.join("results", "gsw")
 
 
-def _rates(settings: StudySettings):
+def rates_of(settings: StudySettings):
   """[(bpp, base)] of the shipped --bases, in the order given."""
   if not settings.bases:
     raise UserError("--bases: give one or more shipped codecs (bin/models lists them)")
@@ -93,14 +93,14 @@ def check(config: TrainConfig, settings: StudySettings):
   sweep.check_seeds(list(settings.seeds))
   if not config.holdout_every:
     raise UserError("the study chooses τ on a validation split: give --holdout_every")
-  rates = _rates(settings)
+  rates = rates_of(settings)
   select_rate = settings.select_rate or rates[0][0]
   if select_rate not in [bpp for bpp, _ in rates]:
     raise UserError(f"--select_rate={select_rate:g}: not the rate of one of --bases")
   return rates, select_rate
 
 
-def _run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None,
+def fine_tune_run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None,
          layer=None):
   """A run of the study: `variant` (gsw or gsw@layer) for SAIC, `layer` for an APIC control."""
   gsw, variant_layer = _variant(variant) if loss == "saic" else (config.gsw, "")
@@ -119,13 +119,13 @@ def _run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=
 def classifier_run(config, settings, rates):
   """The first rate's APIC run: it trains the classifier every other run uses."""
   bpp, base = rates[0]
-  return _run(config, settings, bpp, base, "", "apic", settings.seeds[0])
+  return fine_tune_run(config, settings, bpp, base, "", "apic", settings.seeds[0])
 
 
 def selection_runs(config, settings, rates, select_rate):
   classifier = classifier_run(config, settings, rates).model_dir
   base = dict(rates)[select_rate]
-  return [_run(config, settings, select_rate, base, classifier, "saic", settings.seeds[0],
+  return [fine_tune_run(config, settings, select_rate, base, classifier, "saic", settings.seeds[0],
                variant, float(tau))
           for variant in settings.variants for tau in settings.select_taus]
 
@@ -143,9 +143,9 @@ def test_runs(config, settings, rates, chosen):
   for seed in settings.seeds:
     for bpp, base in rates:
       for loss, layer in [("apic", None), ("kd", None)] + [("apic", l) for l in layers]:
-        run = _run(config, settings, bpp, base, first.model_dir, loss, seed, layer=layer)
+        run = fine_tune_run(config, settings, bpp, base, first.model_dir, loss, seed, layer=layer)
         runs.append(first if run.model_dir == first.model_dir else run)
-      runs += [_run(config, settings, bpp, base, first.model_dir, "saic", seed, variant,
+      runs += [fine_tune_run(config, settings, bpp, base, first.model_dir, "saic", seed, variant,
                     float(chosen[variant])) for variant in settings.variants]
   return runs
 
@@ -243,12 +243,10 @@ def summary_markdown(blocks, timings=None):
             "No SAIC variant meets the goal at every rate.", ""]
   if timings and sweep.TOTAL in timings:
     total = timings[sweep.TOTAL]
-    cpu = total["train_cpu_seconds"] + total["evaluate_cpu_seconds"]
-    lines += [f"The study took {cpu / 3600:.2f} CPU hours (training "
+    lines += [f"The study took {total['cpu_hours']:.2f} CPU hours (training "
               f"{total['train_cpu_seconds'] / 3600:.2f}, evaluation "
               f"{total['evaluate_cpu_seconds'] / 3600:.2f}) over {len(timings) - 1} runs, "
-              f"{(total['train_seconds'] + total['evaluate_seconds']) / 3600:.2f} hours of "
-              "wall time (timings.json).", ""]
+              f"{total['wall_hours']:.2f} hours of wall time (timings.json).", ""]
   return "\n".join(lines)
 
 
@@ -286,18 +284,30 @@ def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.Ev
     return collect(runs, config, settings.results_dir)
   chosen = select(config, settings, rates, select_rate, eval_settings)["chosen_tau"]
   runs = test_runs(config, settings, rates, chosen)
-  files = []
-  for index, test_run in enumerate(runs, 1):
-    logging.info("gsw_study: test %d/%d: %s", index, len(runs), test_run.model_dir)
-    # TDIC's row and JPEG/WebP/AVIF once per rate, with the first seed's APIC run; the others
-    # evaluate their own rows alone (report.gather shares rows across runs).
-    shared = (test_run.loss == "apic" and test_run.seed == settings.seeds[0] and
-              test_run.feature_layer == config.feature_layer)
-    [spent] = sweep.train_and_evaluate([(test_run, dataclasses.replace(
-        eval_settings, baselines=eval_settings.baselines if shared else (),
-        base_row=shared))])
-    if spent.chief:
-      sweep.record_time(config.model_dir, spent)
-      files = collect(runs, config, settings.results_dir)
-  return files
+  return train_and_evaluate(config, settings, runs, eval_settings,
+                            lambda: collect(runs, config, settings.results_dir))
 
+
+def evaluation_of(run, config, settings, eval_settings):
+  """A test run's evaluation: TDIC's row and JPEG/WebP/AVIF once per rate, with the first
+  seed's APIC run; every other run evaluates its own rows alone (report.gather shares rows
+  across runs)."""
+  shared = (run.loss == "apic" and run.seed == settings.seeds[0] and
+            run.feature_layer == config.feature_layer)
+  return dataclasses.replace(eval_settings, baselines=eval_settings.baselines if shared else (),
+                             base_row=shared)
+
+
+def train_and_evaluate(config, settings, runs, eval_settings, collect_results,
+                       command="gsw_study"):
+  """Trains and evaluates each run in order, recording its time in ROOT/timings.json and
+  calling `collect_results` after each; returns its last result (the results' files)."""
+  files = []
+  for index, run in enumerate(runs, 1):
+    logging.info("%s: run %d/%d: %s", command, index, len(runs), run.model_dir)
+    [spent] = sweep.train_and_evaluate([(run, evaluation_of(run, config, settings,
+                                                            eval_settings))])
+    if spent.chief:  # multi_worker: the chief alone writes timings and results
+      sweep.record_time(config.model_dir, spent)
+      files = collect_results()
+  return files

@@ -39,6 +39,7 @@ PUBLISHED = (
          bpp=(0.119752, 0.194591, 0.316000, 0.481060, 0.721303),
          psnr=(26.775134, 28.348719, 30.020793, 31.729556, 33.685797)),
 )
+CODECS_FILE = "kodak_codecs.json"  # measure's cache of the codecs' curves
 # Pillow quality settings drawn for each codec: from below the learned codecs' lowest rate on
 # Kodak to about 1 bpp.
 QUALITIES = {"jpeg": (2, 5, 10, 20, 35, 50), "webp": (0, 5, 15, 30, 50, 70),
@@ -103,9 +104,10 @@ def figure(record, path):
   return path
 
 
-def measure(groups, kodak_dir, log=logging.info):
+def measure(groups, kodak_dir, cache_dir=None, log=logging.info):
   """The Kodak record: `groups` is {method label: [[model_dir, ...] per rate]}, the runs of one
-  rate (its seeds) becoming one point (mean PSNR and bpp, PSNR's std over the runs)."""
+  rate (its seeds) becoming one point (mean PSNR and bpp, PSNR's std over the runs). The codecs'
+  curves are kept in `cache_dir`/kodak_codecs.json when given."""
   images = model_zoo.kodak_photos(kodak_dir)
   learned_points = {}
   for method, rates in groups.items():
@@ -119,9 +121,17 @@ def measure(groups, kodak_dir, log=logging.info):
                          runs=len(measured)))
       log(f"kodak: {method}: {points[-1]}")
     learned_points[method] = sorted(points, key=lambda p: p["bpp"])
-  codecs = {}
-  for codec in QUALITIES:
-    codecs[codec] = codec_curve(images, codec)
-    log(f"kodak: {codec}: {codecs[codec]}")
+  cache = os.path.join(cache_dir, CODECS_FILE) if cache_dir else None
+  key = dict(images=len(images), qualities={c: list(q) for c, q in QUALITIES.items()})
+  kept = read_json(cache, "delete it") if cache and os.path.exists(cache) else {}
+  if {k: kept.get(k) for k in key} == key:
+    codecs = kept["codecs"]
+  else:
+    codecs = {}
+    for codec in QUALITIES:
+      codecs[codec] = codec_curve(images, codec)
+      log(f"kodak: {codec}: {codecs[codec]}")
+    if cache:
+      write_json(cache, dict(key, codecs=codecs))
   return dict(images=len(images), learned=learned_points, codecs=codecs,
               published=[dict(p) for p in PUBLISHED])

@@ -1,23 +1,35 @@
-"""The real-data reproduction (paper Table 2 and Fig. 4, on 2 CPU cores): bin/reproduce.
+"""The real-data reproduction, second edition: bin/reproduce (paper Tables 1, 2, 6, Figs. 3-4).
 
-  ROOT/bpp_<r>/apic/            downstream classifier (first rate only), TDIC, APIC at rate r
-  ROOT/bpp_<r>/saic_tau_<τ>/    SAIC at the paper's τ for r, from that run's TDIC (--init_from)
-  ROOT/bpp_<s>/saic_tau_<τ>/    the τ sweep at rate s (paper Fig. 4), last
-  RESULTS/                      bin/report's tables and figures, each run's small JSON/Markdown
-                                artifacts (runs/...), COMMANDS.md, timings.json
+One ResNet18 classifier, trained from scratch on Imagenette-96's training split less its
+validation split (--holdout_every), judges every row. The codecs start from the shipped TDIC
+codecs (--bases, one per rate). The runs take bin/gsw_study's layout, so a --model_dir the study
+used shares its runs (and its selection.json):
 
-The classifier is trained once, by the first rate's APIC run; the other rates use it
-(--downstream_from), so every row of every rate is judged by one network. Runs go in order of
-importance (each rate's APIC and paper-τ SAIC, then the extra sweep τ), each trained, resumed
-or skipped, then evaluated unless its eval.json matches its checkpoints (sweep.py); the results
-are collected after every run, so an interrupted reproduction still leaves a consistent, partial
-RESULTS/ and the same command continues it.
+  ROOT/selection.json                         τ chosen on the validation split (--select_taus)
+  ROOT/bpp_<r>/apic/                          APIC (the first rate's also trains the classifier)
+  ROOT/bpp_<r>/kd/                            the KD reference
+  ROOT/bpp_<r>/saic_<gsw>_tau_<τ>/            SAIC with --variant at its chosen τ
+  ROOT/bpp_<s>/saic_<gsw>_tau_<t>/            the τ sweep (Fig. 4): every --select_taus at the
+                                              selection rate, on the test split
+  …_seed<s>                                   the same for every --seeds after the first
+  ROOT/timings.json                           wall-clock and CPU seconds of every run
+
+RESULTS/ gets bin/report's tables and figures over every evaluated run (results.md/.csv/.json:
+mean ± std over seeds, SAIC and KD against APIC with paired CIs, accuracy per bit; accuracy and
+PSNR against the real bpp of the files; the τ sweep; W'; the gallery), kodak.json and
+kodak_rd.png (experiments/kodak.py), tables.md (the paper's Tables 1, 2 and 6), comparison.md
+(beside the paper's accuracies, paper.json), selection.json/.md, each run's small artifacts
+(runs/…), COMMANDS.md, timings.json, and README.md, written from README_TEMPLATE with every
+number read from those JSON files.
+
+Runs go in order of importance (the first seed's rows at every rate, then the other seeds, then
+the sweep), each trained, resumed or skipped, then evaluated unless its evaluation matches its
+checkpoints; RESULTS/ is rewritten after every run, so an interrupted reproduction leaves
+consistent partial results and the same command continues it.
 """
 import dataclasses
 import os
 import shlex
-
-from absl import logging
 
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
@@ -25,11 +37,12 @@ from saic_tf.common.errors import UserError
 from saic_tf.common.files import copy_file, read_json, write_bytes, write_json
 from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
+from saic_tf.evaluation import statistics
 from saic_tf.evaluation import tables
+from saic_tf.experiments import gsw_study
+from saic_tf.experiments import kodak
 from saic_tf.experiments import sweep
 
-# The paper's τ for STL-10 / ResNet18 at each rate (its Table 2).
-PAPER_TAUS = ((0.125, 400.0), (0.25, 3100.0), (0.5, 2900.0))
 # The paper's top-1 accuracy (%) of ResNet18 on STL-10 (its Table 2), for the side-by-side table.
 PAPER_ACCURACY = {
     "source": "Sun et al., Semantic-assisted image compression (arXiv:2201.12599), Table 2: "
@@ -41,46 +54,44 @@ PAPER_ACCURACY = {
 }
 # What RESULTS/runs/ keeps of each run: small files only (no checkpoints).
 KEPT_FILES = (layout.CONFIG_FILE, layout.GSW_FILE, layout.EVAL_FILE, layout.EVAL_MARKDOWN,
-              layout.downstream_info_path(""))
+              layout.KODAK_FILE, layout.downstream_info_path(""))
+README_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates",
+                               "results_README.md")
+KODAK_RESULTS, KODAK_FIGURE = "kodak.json", "kodak_rd.png"
+LEARNED = ("tdic", "apic", "saic", "kd")
 
 
-def parse_rates(items):
-  """["0.125:400", ...] -> ((0.125, 400.0), ...), or a UserError naming --rates."""
-  rates = []
-  for item in items:
-    try:
-      bpp, tau = (float(v) for v in item.split(":"))
-    except ValueError:
-      raise UserError(f"--rates={','.join(items)}: {item!r} is not BPP:TAU "
-                      "(e.g. 0.125:400)") from None
-    if bpp <= 0 or tau <= 0:
-      raise UserError(f"--rates: {item!r}: bpp and τ must be > 0")
-    rates.append((bpp, tau))
-  if not rates or len({bpp for bpp, _ in rates}) != len(rates):
-    raise UserError(f"--rates={','.join(items)}: give each rate once")
-  return tuple(rates)
+@dataclasses.dataclass
+class ReproduceSettings:
+  bases: tuple = ("tdic-0.125", "tdic-0.25", "tdic-0.5")
+  variant: str = ""  # the GSW variant of the SAIC rows (gsw or gsw@layer); "": --gsw
+  select_taus: tuple = (0.5, 2.0, 8.0)
+  select_rate: float = 0.0  # 0: the first base's rate
+  seeds: tuple = (0, 1, 2)
+  kodak_dir: str = os.path.join("..", "shared", "data", "kodak")
+  results_dir: str = "results"
+
+  def study(self, config: TrainConfig):
+    """The same runs, as bin/gsw_study names them: one variant."""
+    return gsw_study.StudySettings(
+        bases=self.bases, variants=(self.variant or config.gsw,), select_taus=self.select_taus,
+        select_rate=self.select_rate, seeds=self.seeds, results_dir=self.results_dir)
 
 
-def plan(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.EvalSettings,
-         seeds=None):
-  """[(config, eval settings)] of every run, in the order they run (module doc)."""
-  if sweep_taus and sweep_rate not in [bpp for bpp, _ in rates]:
-    raise UserError(f"--sweep_rate={sweep_rate:g}: not one of --rates "
-                    f"({', '.join(f'{bpp:g}' for bpp, _ in rates)})")
-  sweep.check_taus(list(sweep_taus) or [1.0], flag="--sweep_taus")
-  seeds = sweep.check_seeds(seeds or [config.seed])
-  runs, repeats, sweep_runs, classifier_run = [], [], [], ""
-  for bpp, tau in rates:
-    rate = dataclasses.replace(config, bpp=bpp, downstream_from=classifier_run,
-                               model_dir=os.path.join(config.model_dir, f"bpp_{bpp:g}"))
-    base, paper_saic, *rate_repeats = sweep.plan(rate, [tau], settings, seeds)
-    runs += [base, paper_saic]
-    repeats += rate_repeats
-    classifier_run = classifier_run or base[0].model_dir
-    if bpp == sweep_rate:
-      sweep_runs = [sweep.saic_run(rate, base[0].model_dir, t, settings, seed, seeds[0])
-                    for seed in seeds for t in sweep_taus if t != tau]
-  return runs + repeats + sweep_runs
+def plan(config: TrainConfig, settings: ReproduceSettings, chosen):
+  """[run config] in the order they run (module doc); `chosen` is selection.json's {variant: τ}."""
+  study = settings.study(config)
+  rates, select_rate = gsw_study.check(config, study)
+  [variant] = study.variants
+  runs = gsw_study.test_runs(config, study, rates, chosen)
+  classifier = runs[0].model_dir
+  base = dict(rates)[select_rate]
+  runs += [gsw_study.fine_tune_run(config, study, select_rate, base, classifier, "saic", seed,
+                                   variant, float(tau))
+           for seed in study.seeds for tau in study.select_taus if tau != chosen[variant]]
+  # The first seed's rows at every rate, then the other seeds', then the sweep.
+  first = study.seeds[0]
+  return sorted(runs, key=lambda run: (run.tau not in (None, chosen[variant]), run.seed != first))
 
 
 def train_command(run_config: TrainConfig, flagfile, in_flagfile: TrainConfig):
@@ -110,95 +121,305 @@ def evaluate_command(model_dir, settings: evaluate.EvalSettings):
 
 def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: TrainConfig):
   """RESULTS/COMMANDS.md: the command that made RESULTS/, and what it runs, step by step;
-  `in_flagfile` is what the flagfile sets (with bin/train's defaults for the rest)."""
+  `runs` are (config, eval settings) and `in_flagfile` what the flagfile sets."""
   lines = ["# Commands behind these results", "",
            "Made by (from the repository root; the same command resumes an interrupted run):",
            "", "```sh", command_line, "```", "",
-           "which runs, in this order, the equivalent of:", "", "```sh"]
+           "which runs, in this order, the equivalent of (τ is chosen on the validation split "
+           "first: selection.md):", "", "```sh"]
   for run_config, settings in runs:
-    pending = "" if _evaluated(run_config.model_dir) else "# not evaluated yet: "
+    pending = "" if sweep.is_evaluated(run_config.model_dir) else "# not evaluated yet: "
     lines += [pending + train_command(run_config, flagfile, in_flagfile),
               pending + evaluate_command(run_config.model_dir, settings)]
   lines.append("bin/report " + " ".join(
-      [f"--out={results_dir}"] + [c.model_dir for c, _ in runs if _evaluated(c.model_dir)]))
+      [f"--out={results_dir}"] + [c.model_dir for c, _ in runs
+                                  if sweep.is_evaluated(c.model_dir)]))
   lines += ["```", "", f"`{flagfile}` holds the settings every run shares.", ""]
   return "\n".join(lines)
 
 
-def comparison_markdown(runs, rates):
-  """RESULTS/comparison.md: this reproduction's rows beside the paper's accuracy (Table 2),
-  at each rate with the paper's τ; every number comes from eval.json or PAPER_ACCURACY."""
-  lines = ["| bpp | method | paper ACC (%) | ACC (%) | F1 (%) | SI (nats) | PSNR (dB) | "
-           "SSIM | bpp of the files |", "|---" * 9 + "|"]
-  taus = dict(rates)
-  for bpp, _ in rates:
-    paper = PAPER_ACCURACY["rates"].get(f"{bpp:g}", {})
-    records = {c.loss: read_json(layout.eval_path(c.model_dir), "")
-               for c, _ in runs if c.bpp == bpp and _evaluated(c.model_dir)
-               and c.tau in (None, taus[bpp])}
-    if "apic" not in records:
+def _main_rows(blocks, chosen_tau):
+  """{bpp: {method: row}}: each rate's Original, TDIC, APIC, KD, SAIC at the chosen τ and the
+  baselines, at the backbone's last block (rows merged over seeds)."""
+  out = {}
+  for bpp, entries in blocks.items():
+    rows = {}
+    for method, row in entries:
+      if row.get("feature_layer") or (method == "saic" and row.get("tau") != chosen_tau):
+        continue
+      rows.setdefault(method, row)
+    out[bpp] = rows
+  return out
+
+
+def _cell(row, column, scale=1.0, digits=2):
+  if row is None or row.get(column) is None:
+    return "—"
+  cell = f"{scale * row[column]:.{digits}f}"
+  std = row.get("std", {}).get(column)
+  return cell + (f" ± {scale * std:.{digits}f}" if std is not None else "")
+
+
+def _table_head(rates, columns):
+  head = "| method | " + " | ".join(f"{c} {bpp:g}" if c else f"{bpp:g} bpp"
+                                    for bpp in rates for c in columns) + " |"
+  return [head, "|---" * (len(rates) * len(columns) + 1) + "|"]
+
+
+def feature_mse_lines(main):
+  """The paper's Table 1: feature MSE of TDIC and APIC at each rate."""
+  rates = list(main)
+  return _table_head(rates, [""]) + [
+      f"| {tables.METHOD_NAMES[method]} | " + " | ".join(
+          _cell(main[bpp].get(method), "feature_mse", digits=4) for bpp in rates) + " |"
+      for method in ("tdic", "apic")]
+
+
+def accuracy_si_lines(main):
+  """The paper's Tables 2 and 6: ACC (%) and SI (nats) of every method at each rate."""
+  rates = list(main)
+  lines = _table_head(rates, ["ACC (%)", "SI"])
+  for method in ("original", "tdic", "apic", "saic", "kd", "jpeg", "webp", "avif"):
+    present = [main[bpp][method] for bpp in rates if method in main[bpp]]
+    if not present:
       continue
-    rows = dict(records["apic"]["rows"], saic=records.get("saic", {}).get("rows", {}).get("saic"))
-    for method in ("original", "tdic", "apic", "saic"):
+    cells = []
+    for bpp in rates:
+      row = main[bpp].get(method)
+      cells += [_cell(row, "accuracy", 100), _cell(row, "si")]
+    lines.append(f"| {tables.label(method, dict(present[0], seeds=None))} | " +
+                 " | ".join(cells) + " |")
+  return lines
+
+
+def paper_tables(blocks, chosen_tau):
+  """tables.md: the paper's Table 1 (feature MSE of TDIC and APIC), Tables 2 and 6 (ACC and SI
+  per rate and method), from the report's rows (mean ± std over seeds)."""
+  main = _main_rows(blocks, chosen_tau)
+  return "\n".join(
+      ["# The paper's tables, on Imagenette-96", "",
+       "Written by bin/reproduce from the report's rows (saic_tf/experiments/reproduce.py); a row "
+       "over seeds is their mean ± std.", "",
+       "## Table 1: feature MSE (the downstream network's features of the original and the "
+       "compressed image)", ""] + feature_mse_lines(main) +
+      ["", "## Tables 2 and 6: ACC (%) and SI (nats)", ""] + accuracy_si_lines(main) + [""])
+
+
+def comparison_markdown(blocks, chosen_tau):
+  """comparison.md: this reproduction's accuracy beside the paper's (Table 2)."""
+  main = _main_rows(blocks, chosen_tau)
+  lines = ["| bpp | method | paper ACC (%) | ACC (%) | SI (nats) | PSNR (dB) | bpp of the files |",
+           "|---" * 7 + "|"]
+  for bpp, rows in main.items():
+    paper = PAPER_ACCURACY["rates"].get(f"{bpp:g}", {})
+    for method in ("original", "tdic", "apic", "saic", "kd"):
       row = rows.get(method)
       if row is None:
         continue
       paper_value = PAPER_ACCURACY["original"] if method == "original" else paper.get(method)
-      label = tables.METHOD_NAMES[method] + (f" (τ={taus[bpp]:g})" if method == "saic" else "")
-      cells = [f"{bpp:g}", label, "—" if paper_value is None else f"{paper_value:.2f}",
-               f"{100 * row['accuracy']:.2f}", f"{100 * row['f1']:.2f}", f"{row['si']:.2f}",
-               "—" if row["psnr"] is None else f"{row['psnr']:.2f}",
-               "—" if row["ssim"] is None else f"{row['ssim']:.4f}",
-               "—" if row["coded_bpp"] is None else f"{row['coded_bpp']:.3f}"]
-      lines.append("| " + " | ".join(cells) + " |")
+      lines.append("| " + " | ".join([
+          f"{bpp:g}", tables.label(method, dict(row, seeds=None)),
+          "—" if paper_value is None else f"{paper_value:.2f}",
+          _cell(row, "accuracy", 100), _cell(row, "si"), _cell(row, "psnr"),
+          "—" if row.get("coded_bpp") is None else f"{row['coded_bpp']:.3f}"]) + " |")
   return "\n".join(lines) + "\n"
 
 
-def _evaluated(model_dir):
-  return os.path.exists(layout.eval_path(model_dir))
+def kodak_groups(done, rates, chosen_tau):
+  """{label: [[model_dir, ...] per rate]} of the evaluated main runs (Kodak's learned points):
+  the TDIC bases, and APIC, SAIC (the chosen τ) and KD with their seeds."""
+  groups = {"TDIC": [[base] for _, base in rates]}
+  for method in ("apic", "saic", "kd"):
+    per_rate = []
+    for _, base in rates:
+      runs = [run.model_dir for run in done if run.loss == method and run.init_from == base and
+              run.feature_layer == "" and run.tau in (None, chosen_tau)]
+      if runs:
+        per_rate.append(runs)
+    if per_rate:
+      groups[tables.METHOD_NAMES[method]] = per_rate
+  return groups
 
 
-def collect(runs, rates, results_dir, command_line, flagfile, in_flagfile: TrainConfig):
-  """Writes RESULTS/: the report of the evaluated runs, their small artifacts, COMMANDS.md,
-  the paper's numbers (paper.json) and the side-by-side table (comparison.md)."""
-  root = os.path.commonpath([c.model_dir for c, _ in runs])
-  done = [c.model_dir for c, _ in runs if _evaluated(c.model_dir)]
-  for model_dir in done:
-    for name in KEPT_FILES:
-      source = os.path.join(model_dir, name)
-      if os.path.exists(source):
-        target = os.path.join(results_dir, "runs", os.path.relpath(model_dir, root), name)
-        copy_file(source, target)
-  timings = os.path.join(root, layout.TIMINGS_FILE)
-  if os.path.exists(timings):
-    copy_file(timings, os.path.join(results_dir, layout.TIMINGS_FILE))
-  write_bytes(os.path.join(results_dir, "COMMANDS.md"),
-              commands_markdown(runs, results_dir, command_line, flagfile,
-                                in_flagfile).encode())
-  write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY)
-  first_seed = [(c, s) for c, s in runs if c.seed == runs[0][0].seed]
-  write_bytes(os.path.join(results_dir, "comparison.md"),
-              comparison_markdown(first_seed, rates).encode())
-  return report.build(done, results_dir) if done else []
+def _points(value):
+  return f"{100 * value:+.2f}"
 
 
-def run(config: TrainConfig, rates, sweep_rate, sweep_taus, settings: evaluate.EvalSettings,
-        results_dir, command_line, flagfile, in_flagfile: TrainConfig, collect_only=False,
-        seeds=None):
-  """Trains, evaluates and collects every run of the plan; returns the report's files. With
-  `collect_only`, only writes RESULTS/ from the runs evaluated so far. `flagfile` is the
-  flagfile the runs share and `in_flagfile` what it sets (for COMMANDS.md)."""
-  runs = plan(config, rates, sweep_rate, sweep_taus, settings, seeds)
-  if collect_only:
-    return collect(runs, rates, results_dir, command_line, flagfile, in_flagfile)
-  logging.info("reproduce: %d runs under %s, results to %s", len(runs), config.model_dir,
-               results_dir)
+def _comparison_sentence(name, c):
+  low, high = c["ci95"]
+  return (f"{name} = {_points(c['difference'])} points (95 % CI [{_points(low)}, "
+          f"{_points(high)}], McNemar p ≤ {c['mcnemar_p']:.3g}, {c['seeds']} seeds)")
+
+
+def summary_lines(main, paired, per_bit, keep):
+  """What holds, from results.json: at each rate SAIC and KD against APIC, whether the goal
+  (gsw_study.GOAL_POINTS, CI above 0; the template states it) is met, and accuracy per bit."""
+  lines, met = [], {}
+  for bpp, rows in main.items():
+    original = rows.get("original")
+    comparisons = {c["a"]: c for c in paired.get(bpp, [])}
+    parts = []
+    for method in ("saic", "kd"):
+      row = rows.get(method)
+      c = comparisons.get(row["label"]) if row else None
+      if c is None:
+        continue
+      parts.append(_comparison_sentence(f"{tables.METHOD_NAMES[method]} − APIC", c))
+      if method == "saic":
+        met[bpp] = 100 * c["difference"] >= gsw_study.GOAL_POINTS and c["ci95"][0] > 0
+    kept = ", ".join(f"{tables.METHOD_NAMES[m]} {100 * rows[m]['accuracy']:.2f} %"
+                     for m in ("tdic", "apic", "saic", "kd", "webp", "avif") if m in rows)
+    line = f"- **{bpp:g} bpp:** accuracy {kept}"
+    if original:
+      line += f" (original {100 * original['accuracy']:.2f} %)"
+    lines.append(line + ("; " + "; ".join(parts) if parts else "") + ".")
+  if met:
+    where = [f"{bpp:g} bpp" for bpp, ok in met.items() if ok]
+    lines.append("- **The goal:** " + (
+        "met." if len(where) == len(main) else
+        f"not met (met at {', '.join(where)} only)." if where else "not met at any rate."))
+  words = {None: "{:.3f}", "below": "≤ {:.3f}", "above": "> {:.3f}"}
+  if per_bit:
+    lines.append(f"- **Accuracy per bit** (the real bpp at which a method keeps "
+                 f"{100 * keep:g} % of the original accuracy): " + ", ".join(
+                     f"{p['method']} {words[p['bound']].format(p['bpp'])}" for p in per_bit) + ".")
+  return lines
+
+
+def readme(results_dir, variant):
+  """RESULTS/README.md from README_TEMPLATE, every number read from RESULTS/'s JSON files."""
+  def load(name):
+    path = os.path.join(results_dir, name)
+    return read_json(path, "run bin/reproduce again") if os.path.exists(path) else None
+
+  results, selection = load("results.json"), load(gsw_study.SELECTION_FILE)
+  timings, kodak_record = load(layout.TIMINGS_FILE) or {}, load(KODAK_RESULTS)
+  blocks = {b["nominal_bpp"]: [(r["method"], r) for r in b["rows"]] for b in results["blocks"]}
+  paired = {b["nominal_bpp"]: b["paired"] for b in results["blocks"]}
+  tau = selection["chosen_tau"][variant]
+  main = _main_rows(blocks, tau)
+  # The first rate's APIC run (its first seed's) trained the classifier: its settings.
+  apic, original = main[min(main)]["apic"], main[min(main)]["original"]
+  run_config = _run_config(results_dir, apic)
+  total = timings.get(sweep.TOTAL, {})
+  paired_lines = []
+  for bpp, comparisons in paired.items():
+    if comparisons:
+      paired_lines += [f"**{bpp:g} bpp**", ""] + statistics.markdown(
+          [(c["a"], c["b"], c) for c in comparisons]) + [""]
+  kodak_lines = ["Not measured (no Kodak folder given)."]
+  if kodak_record:
+    kodak_lines = [f"{kodak_record['images']} photos; real .saic files of every learned run, "
+                   "JPEG/WebP/AVIF at fixed qualities and the published curves in "
+                   "[kodak.json](kodak.json).", "",
+                   "| method | real bpp | PSNR (dB) |", "|---|---|---|"]
+    for method, points in kodak_record["learned"].items():
+      kodak_lines += [f"| {method} | {p['bpp']:.3f} | {p['psnr']:.2f}"
+                      + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "") + " |"
+                      for p in points]
+  values = dict(
+      summary="\n".join(summary_lines(main, paired, results["accuracy_per_bit"],
+                                      results["keep"])),
+      image_size=run_config.get("image_size"), holdout_every=run_config.get("holdout_every"),
+      backbone=run_config.get("backbone"), finetune_steps=run_config.get("finetune_steps"),
+      test_images=_test_images(results_dir),
+      original_accuracy=f"{100 * original['accuracy']:.2f}",
+      bases=", ".join(f"`{os.path.basename(_run_config(results_dir, rows['apic'])['init_from'])}`"
+                      for rows in main.values() if "apic" in rows),
+      variant=variant, tau=f"{tau:g}",
+      select_taus=", ".join(sorted(selection["validation_accuracy"][variant], key=float)),
+      seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
+      cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}", wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
+      runs=len([k for k in timings if k != sweep.TOTAL]),
+      table2="\n".join(accuracy_si_lines(main)),
+      paired="\n".join(paired_lines) or "No paired comparison yet.",
+      per_bit="\n".join(report.accuracy_per_bit_markdown(blocks, results["keep"])) or
+      "Needs more than one rate.",
+      kodak="\n".join(kodak_lines))
+  with open(README_TEMPLATE, encoding="utf-8") as f:
+    return f.read().format_map(values)
+
+
+def _run_config(results_dir, row):
+  """The config.json kept in RESULTS/runs/ of a row's run (its first seed's)."""
+  rate_dir, run_name = os.path.split(row["model_dir"])
+  return read_json(os.path.join(results_dir, "runs", os.path.basename(rate_dir), run_name,
+                                layout.CONFIG_FILE), "run bin/reproduce --collect_only")
+
+
+def _test_images(results_dir):
+  """The number of test images of the evaluations kept in RESULTS/runs/."""
+  for root, _, names in os.walk(os.path.join(results_dir, "runs")):
+    if layout.EVAL_FILE in names:
+      return read_json(os.path.join(root, layout.EVAL_FILE), "")["num_images"]
+  return None
+
+
+def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_flagfile):
+  """Writes RESULTS/ (module doc) from the runs evaluated so far; returns its files."""
+  results_dir = settings.results_dir
+  variant = settings.study(config).variants[0]
+  chosen_tau = chosen[variant]
+  done = [run for run, _ in runs if sweep.is_evaluated(run.model_dir)]
   files = []
-  for index, single in enumerate(runs, 1):
-    run_config = single[0]
-    logging.info("reproduce: run %d/%d: %s", index, len(runs), run_config.model_dir)
-    [spent] = sweep.train_and_evaluate([single])
-    if spent.chief:  # multi_worker: the chief alone writes timings and results
-      sweep.record_time(config.model_dir, spent)
-      files = collect(runs, rates, results_dir, command_line, flagfile, in_flagfile)
+  for run in done:
+    for name in KEPT_FILES:
+      source = os.path.join(run.model_dir, name)
+      if os.path.exists(source):
+        files.append(copy_file(source, os.path.join(
+            results_dir, "runs", os.path.relpath(run.model_dir, config.model_dir), name)))
+  for name in (layout.TIMINGS_FILE, gsw_study.SELECTION_FILE):
+    source = os.path.join(config.model_dir, name)
+    if os.path.exists(source):
+      files.append(copy_file(source, os.path.join(results_dir, name)))
+  selection = read_json(os.path.join(config.model_dir, gsw_study.SELECTION_FILE), "")
+  files.append(write_bytes(os.path.join(results_dir, "selection.md"),
+                           gsw_study.selection_markdown(selection).encode()))
+  files.append(write_bytes(os.path.join(results_dir, "COMMANDS.md"), commands_markdown(
+      runs, results_dir, command_line, flagfile, in_flagfile).encode()))
+  files.append(write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY))
+  if not done:
+    return files
+  files += report.build([run.model_dir for run in done], results_dir)
+  blocks = report.gather([read_json(layout.eval_path(run.model_dir), "evaluate it again")
+                          for run in done])
+  files.append(write_bytes(os.path.join(results_dir, "tables.md"),
+                           paper_tables(blocks, chosen_tau).encode()))
+  files.append(write_bytes(os.path.join(results_dir, "comparison.md"),
+                           comparison_markdown(blocks, chosen_tau).encode()))
+  if os.path.isdir(settings.kodak_dir):
+    record = kodak.measure(kodak_groups(done, rates, chosen_tau), settings.kodak_dir,
+                           cache_dir=config.model_dir)
+    files.append(write_json(os.path.join(results_dir, KODAK_RESULTS), record))
+    files.append(kodak.figure(record, os.path.join(results_dir, KODAK_FIGURE)))
+  files.append(write_bytes(os.path.join(results_dir, "README.md"),
+                           readme(results_dir, variant).encode()))
   return files
+
+
+def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluate.EvalSettings,
+        command_line, flagfile, in_flagfile: TrainConfig, collect_only=False):
+  """Chooses τ on the validation split, trains and evaluates every run of the plan, and writes
+  RESULTS/ after each; returns RESULTS/'s files. With `collect_only`, trains and evaluates
+  nothing: only rewrites RESULTS/ from the runs evaluated so far. `flagfile` is the flagfile the
+  runs share and `in_flagfile` what it sets (for COMMANDS.md)."""
+  study = settings.study(config)
+  rates, select_rate = gsw_study.check(config, study)
+  [variant] = study.variants
+  path = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
+  if collect_only:
+    chosen = read_json(path, "delete it to select again")["chosen_tau"] if os.path.exists(
+        path) else {}
+    if variant not in chosen:
+      raise UserError(f"--collect_only: no τ chosen yet for {variant} in {path}: run "
+                      "bin/reproduce without it first")
+  else:
+    chosen = gsw_study.select(config, study, rates, select_rate, eval_settings)["chosen_tau"]
+  runs = [(run, gsw_study.evaluation_of(run, config, study, eval_settings))
+          for run in plan(config, settings, chosen)]
+  collect_results = lambda: collect(config, settings, rates, runs, chosen, command_line,
+                                    flagfile, in_flagfile)
+  if collect_only:
+    return collect_results()
+  return gsw_study.train_and_evaluate(config, study, [r for r, _ in runs], eval_settings,
+                                      collect_results, command="reproduce")

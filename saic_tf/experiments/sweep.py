@@ -133,9 +133,13 @@ def record_time(root, spent: Spent):
   for part in ("train_seconds", "evaluate_seconds", "train_cpu_seconds",
                "evaluate_cpu_seconds"):
     entry[part] = round(entry.get(part, 0.0) + getattr(spent, part), 1)
-  record[TOTAL] = {part: round(sum(e.get(part, 0.0) for e in record.values()), 1)
-                   for part in ("train_seconds", "evaluate_seconds", "train_cpu_seconds",
-                                "evaluate_cpu_seconds")}
+  total = {part: round(sum(e.get(part, 0.0) for e in record.values()), 1)
+           for part in ("train_seconds", "evaluate_seconds", "train_cpu_seconds",
+                        "evaluate_cpu_seconds")}
+  total["cpu_hours"] = round((total["train_cpu_seconds"] + total["evaluate_cpu_seconds"]) / 3600,
+                             2)
+  total["wall_hours"] = round((total["train_seconds"] + total["evaluate_seconds"]) / 3600, 2)
+  record[TOTAL] = total
   write_json(path, record)
 
 
