@@ -25,6 +25,16 @@ def tdic_run(tmp_path_factory):
   return str(model_dir)
 
 
+def small_photos(directory, count=2):
+  """`count` of the sample's real photos as 80x64 PNGs kodimNN.png in `directory` (a stand-in
+  for Kodak); returns the directory."""
+  os.makedirs(directory)
+  for index, name in enumerate(sorted(os.listdir(IMAGES))[:count]):
+    image = Image.open(os.path.join(IMAGES, name)).convert("RGB").resize((80, 64))
+    image.save(os.path.join(directory, f"kodim{index + 1:02d}.png"))
+  return str(directory)
+
+
 def pytest_addoption(parser):
   parser.addoption("--soak", type=int, default=1, help="Multiply the fault tests' workloads "
                    "(fuzzed files) by this factor: long soak runs, e.g. bin/test --soak=20.")

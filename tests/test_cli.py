@@ -10,6 +10,7 @@ import pytest
 from saic_tf import cli
 from saic_tf.codec import networks as codec
 from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
 from conftest import ROOT
 
 
@@ -88,3 +89,15 @@ def test_every_flagfile_parses_to_a_valid_config(flagfile):
   else:  # paper configurations: name_<loss>_<bpp>.cfg
     *_, loss, bpp = os.path.basename(flagfile)[:-4].split("_")
     assert (config.resolved_loss, config.bpp) == (loss, float(bpp))
+
+
+def test_list_flags_of_numbers_are_one_line_naming_the_flag():
+  flag_values = flags.FlagValues()
+  cli.define_sweep_flags(flag_values)
+  flag_values(["sweep", "--seeds=0,x", "--taus=1,2"])
+  assert cli.numbers_from_flag("taus", flag_values) == [1.0, 2.0]
+  with pytest.raises(UserError, match=r"--seeds=0,x: not a list of integers"):
+    cli.numbers_from_flag("seeds", flag_values, int)
+  flag_values["taus"].parse("1,a")
+  with pytest.raises(UserError, match=r"--taus=1,a: not a list of numbers"):
+    cli.numbers_from_flag("taus", flag_values)

@@ -6,20 +6,16 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.errors import UserError
 from saic_tf.experiments import kodak, model_zoo
-from conftest import IMAGES
+from conftest import small_photos
 
 
 @pytest.fixture
 def photos_dir(tmp_path):
-  directory = tmp_path / "kodak"
-  os.makedirs(directory)
-  for index, name in enumerate(sorted(os.listdir(IMAGES))[:2]):
-    image = Image.open(os.path.join(IMAGES, name)).convert("RGB").resize((80, 64))
-    image.save(directory / f"kodim{index + 1:02d}.png")
-  return str(directory)
+  return small_photos(tmp_path / "kodak")
 
 
 def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, tmp_path,
@@ -55,6 +51,21 @@ def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, 
 
   path = kodak.figure(record, str(tmp_path / "kodak_rd.png"))
   assert np.asarray(Image.open(path)).shape[0] > 100
+
+
+def test_a_shipped_codec_is_measured_once_and_nothing_is_written_into_the_package(
+    tdic_run, photos_dir, tmp_path, monkeypatch):
+  zoo_root = str(tmp_path / "zoo")
+  monkeypatch.setattr(layout, "ZOO_ROOT", zoo_root)
+  monkeypatch.setattr(zoo, "_FINGERPRINTS", {})
+  model_zoo.package(tdic_run, "tdic-0.25", "bin/train --tiny")
+  before = sorted(os.walk(zoo_root))
+  images = model_zoo.kodak_photos(photos_dir)
+  first = kodak.learned("tdic-0.25", images, cache_dir=str(tmp_path))
+  assert os.path.exists(tmp_path / "kodak_tdic-0.25.json")
+  assert sorted(os.walk(zoo_root)) == before
+  monkeypatch.setattr(model_zoo, "measure_images", lambda *a, **k: pytest.fail("measured again"))
+  assert kodak.learned("tdic-0.25", images, cache_dir=str(tmp_path)) == first
 
 
 def test_a_missing_or_empty_kodak_folder_is_one_line(tmp_path):

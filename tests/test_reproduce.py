@@ -6,16 +6,15 @@ import re
 import shlex
 
 from absl import flags
-from PIL import Image
 import pytest
 
 from saic_tf import cli
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.evaluation import club, evaluate
-from saic_tf.experiments import reproduce
+from saic_tf.experiments import gsw_study, reproduce
 from saic_tf.training import trainer
-from conftest import IMAGES, ROOT
+from conftest import ROOT, small_photos
 from test_cli import error_lines, run_bin
 
 TINY = dict(dataset="sample", image_size=32, holdout_every=5, downstream_epochs=1,
@@ -71,19 +70,11 @@ def test_bad_bases_are_one_line(tmp_path):
   assert len(lines) == 1 and "--bases" in lines[0], result.stderr
 
 
-def _photos(directory):
-  os.makedirs(directory)
-  for index, name in enumerate(sorted(os.listdir(IMAGES))[:2]):
-    image = Image.open(os.path.join(IMAGES, name)).convert("RGB").resize((80, 64))
-    image.save(os.path.join(directory, f"kodim{index + 1:02d}.png"))
-  return str(directory)
-
-
 def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path / "runs"), **TINY)
   results = tmp_path / "results"
   settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0), seeds=(0,),
-                                         kodak_dir=_photos(tmp_path / "kodak"),
+                                         kodak_dir=small_photos(tmp_path / "kodak"),
                                          results_dir=str(results))
   flagfile = tmp_path / "tiny.cfg"
   flagfile.write_text("".join(f"--{k}={v}\n" for k, v in TINY.items()))
@@ -110,7 +101,11 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   assert f"τ = {tau}, chosen on the validation split" in readme
   assert "- **0.25 bpp:**" in readme and "SAIC − APIC =" in readme and "**The goal:**" in readme
   assert "{" not in readme  # every field of the template filled
-  _check_numbers_trace_to_json(str(results), readme, open(reproduce.README_TEMPLATE).read())
+  template = open(reproduce.README_TEMPLATE).read()
+  assert f"SAIC ≥ APIC + {gsw_study.GOAL_POINTS:g} point" in template
+  # The results' own JSON files and the runs' settings, not every evaluation's many numbers.
+  assert _check_numbers_trace_to_json(str(results), readme, template, sources=(
+      "*.json", os.path.join("runs", "*", "*", layout.CONFIG_FILE))) > 40
   kept = sorted(os.path.relpath(p, results / "runs")
                 for p in glob.glob(str(results / "runs" / "**" / "eval.json"), recursive=True))
   assert f"bpp_0.25/saic_paper_tau_{other}/eval.json" in kept  # the sweep, on the test split
@@ -157,16 +152,19 @@ def _json_values(value):
       yield from _json_values(item)
 
 
-def _check_numbers_trace_to_json(results, text, template=""):
+def _check_numbers_trace_to_json(results, text, template="",
+                                 sources=(os.path.join("**", "*.json"),)):
   """Every number of `text` that `template` does not hold itself is a value (or a key) of a JSON
-  file under `results`, in its rounding, or as a percentage of a fraction."""
+  file of `sources` (globs under `results`), in its rounding, or as a percentage of a
+  fraction. Code spans (paths, names such as `tdic-0.25`) hold no figures."""
   values = set()
-  for path in glob.glob(os.path.join(results, "**", "*.json"), recursive=True):
-    values.update(_json_values(json.load(open(path))))
+  for pattern in sources:
+    for path in glob.glob(os.path.join(results, pattern), recursive=True):
+      values.update(_json_values(json.load(open(path))))
   static = set(_numbers(template))
   checked = 0
   for line in text.splitlines():
-    for number in _numbers(line):
+    for number in _numbers(re.sub(r"`[^`]*`", "", line)):
       if number in static:
         continue
       decimals = len(number.partition(".")[2])

@@ -46,6 +46,7 @@ def gather(records):
                  gsw=record.get("gsw") if method == "saic" else None,
                  feature_layer=record.get("feature_layer") if fine_tune else None,
                  model_dir=record["model_dir"], images_digest=record.get("images_digest"),
+                 num_images=record.get("num_images"),
                  correct=record.get("correct", {}).get(method),
                  seed=record.get("seed") if fine_tune else None,
                  setup=record.get("setup_digest") if fine_tune else None,
@@ -193,6 +194,8 @@ def metric_series(blocks, column):
 
 
 KEEP = 0.9  # accuracy per bit: the real bpp at which a method keeps this share of Original's
+# bpp_to_keep's answer in words, by its bound.
+PER_BIT_WORDS = {None: "{:.3f}", "below": "≤ {:.3f}", "above": "> {:.3f}"}
 
 
 def bpp_to_keep(points, target):
@@ -224,10 +227,11 @@ def accuracy_per_bit_markdown(blocks, keep=KEEP):
   rows = accuracy_per_bit(blocks, keep)
   if not rows:
     return []
-  words = {None: "{:.3f}", "below": "≤ {:.3f} (the lowest rate measured)",
-           "above": "> {:.3f} (not reached at the rates measured)"}
+  notes = {None: "", "below": " (the lowest rate measured)",
+           "above": " (not reached at the rates measured)"}
   return ([f"| method | real bpp at {100 * keep:g} % of the original accuracy |", "|---|---|"] +
-          [f"| {label} | {words[bound].format(bpp)} |" for label, bpp, bound in rows])
+          [f"| {label} | {PER_BIT_WORDS[bound].format(bpp)}{notes[bound]} |"
+           for label, bpp, bound in rows])
 
 
 def _metric_vs_bpp(blocks, column, ylabel, path):

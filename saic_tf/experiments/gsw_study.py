@@ -27,7 +27,6 @@ every run of phase 2.
 """
 import dataclasses
 import os
-import time
 
 from absl import logging
 
@@ -83,10 +82,15 @@ def _variant(variant):
   return gsw, layer
 
 
-def check(config: TrainConfig, settings: StudySettings):
+def variant_layer(variant):
+  """The --feature_layer of a study variant ("": the backbone's last block)."""
+  return _variant(variant)[1]
+
+
+def check(config: TrainConfig, settings: StudySettings, variants_flag="--variants"):
   unknown = sorted(v for v in settings.variants if _variant(v)[0] not in GSW_VARIANTS)
   if unknown or not settings.variants:
-    raise UserError(f"--variants={','.join(settings.variants)}: each is one of "
+    raise UserError(f"{variants_flag}={','.join(settings.variants)}: each is one of "
                     f"{', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer "
                     "(e.g. paper@stage3)")
   sweep.check_taus(list(settings.select_taus), flag="--select_taus")
@@ -185,17 +189,16 @@ def select(config, settings, rates, select_rate, eval_settings):
   runs = [(None, classifier_run(config, settings, rates))] + list(zip(
       [v for v in settings.variants for _ in settings.select_taus],
       selection_runs(config, settings, rates, select_rate)))
+  def score(variant, run, unused_chief):
+    if variant:  # the classifier run is evaluated in phase 2
+      scores.setdefault(variant, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
+
   for index, (variant, run) in enumerate(runs, 1):
     logging.info("gsw_study: selection %d/%d: %s", index, len(runs), run.model_dir)
-    start, start_cpu = time.time(), time.process_time()
-    chief = trainer.train(run)["chief"]  # the classifier run is evaluated in phase 2
-    trained, trained_cpu = time.time(), time.process_time()
-    if variant:
-      scores.setdefault(variant, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
-    if chief:
-      sweep.record_time(config.model_dir, sweep.Spent(
-          run.model_dir, trained - start, time.time() - trained, trained_cpu - start_cpu,
-          time.process_time() - trained_cpu, chief))
+    spent = sweep.timed(run.model_dir, lambda: trainer.train(run)["chief"],
+                        lambda chief: score(variant, run, chief))
+    if spent.chief:
+      sweep.record_time(config.model_dir, spent)
   chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
             for variant, taus in scores.items()}
   record.update(validation_accuracy=scores, chosen_tau=chosen)
@@ -222,6 +225,11 @@ def selection_markdown(record):
   return "\n".join(lines + [""])
 
 
+def meets_goal(comparison):
+  """SAIC ≥ APIC + GOAL_POINTS points of accuracy with the CI of the paired difference above 0."""
+  return 100 * comparison["difference"] >= GOAL_POINTS and comparison["ci95"][0] > 0
+
+
 def summary_markdown(blocks, timings=None):
   """What holds: each SAIC variant (and KD) against APIC at each rate, and the goal; with
   timings.json's record, the time the study took."""
@@ -230,14 +238,13 @@ def summary_markdown(blocks, timings=None):
            "paired difference above 0, at every rate. Written by bin/gsw_study from the runs "
            "(results.md has every column).", ""]
   met = {}
-  goal = lambda c: 100 * c["difference"] >= GOAL_POINTS and c["ci95"][0] > 0
   for bpp, entries in blocks.items():
     paired = report.paired_against_apic(entries)
     for name_a, _, c in paired:
       if name_a.startswith("SAIC"):
-        met.setdefault(name_a.split(" (")[0], []).append(goal(c))
+        met.setdefault(name_a.split(" (")[0], []).append(meets_goal(c))
     lines += [f"## {bpp:g} bpp (nominal)", ""] + statistics.markdown(
-        paired, extra=[("goal", lambda row: "met" if goal(row[2]) else "not met")]) + [""]
+        paired, extra=[("goal", lambda row: "met" if meets_goal(row[2]) else "not met")]) + [""]
   winners = [name for name, goals in met.items() if all(goals) and len(goals) == len(blocks)]
   lines += [("Met at every rate by: " + ", ".join(winners)) if winners else
             "No SAIC variant meets the goal at every rate.", ""]
@@ -284,8 +291,9 @@ def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.Ev
     return collect(runs, config, settings.results_dir)
   chosen = select(config, settings, rates, select_rate, eval_settings)["chosen_tau"]
   runs = test_runs(config, settings, rates, chosen)
-  return train_and_evaluate(config, settings, runs, eval_settings,
-                            lambda: collect(runs, config, settings.results_dir))
+  return train_and_evaluate(
+      config, [(run, evaluation_of(run, config, settings, eval_settings)) for run in runs],
+      lambda: collect(runs, config, settings.results_dir))
 
 
 def evaluation_of(run, config, settings, eval_settings):
@@ -298,15 +306,14 @@ def evaluation_of(run, config, settings, eval_settings):
                              base_row=shared)
 
 
-def train_and_evaluate(config, settings, runs, eval_settings, collect_results,
-                       command="gsw_study"):
-  """Trains and evaluates each run in order, recording its time in ROOT/timings.json and
-  calling `collect_results` after each; returns its last result (the results' files)."""
+def train_and_evaluate(config, runs, collect_results, command="gsw_study"):
+  """Trains and evaluates each (run, evaluation settings) in order, recording its time in
+  ROOT/timings.json and calling `collect_results` after each; returns its last result (the
+  results' files)."""
   files = []
-  for index, run in enumerate(runs, 1):
+  for index, (run, run_settings) in enumerate(runs, 1):
     logging.info("%s: run %d/%d: %s", command, index, len(runs), run.model_dir)
-    [spent] = sweep.train_and_evaluate([(run, evaluation_of(run, config, settings,
-                                                            eval_settings))])
+    [spent] = sweep.train_and_evaluate([(run, run_settings)])
     if spent.chief:  # multi_worker: the chief alone writes timings and results
       sweep.record_time(config.model_dir, spent)
       files = collect_results()

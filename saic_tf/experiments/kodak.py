@@ -22,6 +22,7 @@ from saic_tf.common.files import read_json, write_json
 from saic_tf.deploy.file_codec import FileCodec
 from saic_tf.evaluation import baselines
 from saic_tf.evaluation import report
+from saic_tf.evaluation import tables
 from saic_tf.experiments import model_zoo
 
 # Each curve as published (bpp, PSNR in dB over RGB), up to 1 bpp, with the file it is from.
@@ -39,6 +40,7 @@ PUBLISHED = (
          bpp=(0.119752, 0.194591, 0.316000, 0.481060, 0.721303),
          psnr=(26.775134, 28.348719, 30.020793, 31.729556, 33.685797)),
 )
+PUBLISHED_COLORS = ("black", "tab:purple")  # none of report.METHOD_COLORS
 CODECS_FILE = "kodak_codecs.json"  # measure's cache of the codecs' curves
 # Pillow quality settings drawn for each codec: from below the learned codecs' lowest rate on
 # Kodak to about 1 bpp.
@@ -46,21 +48,23 @@ QUALITIES = {"jpeg": (2, 5, 10, 20, 35, 50), "webp": (0, 5, 15, 30, 50, 70),
              "avif": (5, 15, 30, 45, 60)}
 
 
-def learned(model_dir, images, stage=None):
+def learned(model_dir, images, stage=None, cache_dir=None):
   """{psnr, bpp, images, stage, fingerprint} of a run's (or shipped codec's) .saic files,
   measured once per codec (its fingerprint: weights and entropy model): kept in
-  <run>/kodak.json, not in a shipped codec's directory."""
+  <run>/kodak.json, or for a shipped codec in `cache_dir`/kodak_<name>.json (nothing is written
+  into the package; without `cache_dir`, measured every time)."""
   codec = FileCodec(model_dir, stage)
   fingerprint = codec.fingerprint.hex()
   shipped = layout.run_dir(model_dir) != model_dir
-  path = os.path.join(model_dir, layout.KODAK_FILE)
-  if not shipped and os.path.exists(path):
+  path = (os.path.join(cache_dir, f"kodak_{model_dir}.json") if shipped and cache_dir else
+          None if shipped else os.path.join(model_dir, layout.KODAK_FILE))
+  if path and os.path.exists(path):
     kept = read_json(path, "delete it to measure again")
     if kept.get("fingerprint") == fingerprint and kept.get("images") == len(images):
       return kept
   figures = dict(model_zoo.measure_images(codec, images), stage=codec.stage,
                  fingerprint=fingerprint)
-  if not shipped:
+  if path:
     write_json(path, figures)
   return figures
 
@@ -85,10 +89,11 @@ def figure(record, path):
   fig, axis = plt.subplots(figsize=(6, 4))
   for name, points in record["codecs"].items():
     axis.plot([p["bpp"] for p in points], [p["psnr"] for p in points], marker=".",
-              label=f"{name.upper() if name == 'jpeg' else name.capitalize()} (Pillow)",
+              label=f"{tables.METHOD_NAMES.get(name, name)} (Pillow)",
               color=report.METHOD_COLORS.get(name))
-  for curve in record["published"]:
-    axis.plot(curve["bpp"], curve["psnr"], linestyle="--", marker="x", label=curve["label"])
+  for curve, color in zip(record["published"], PUBLISHED_COLORS):
+    axis.plot(curve["bpp"], curve["psnr"], linestyle="--", marker="x", color=color,
+              label=curve["label"])
   for method, points in record["learned"].items():
     axis.errorbar([p["bpp"] for p in points], [p["psnr"] for p in points],
                   yerr=[p.get("psnr_std", 0.0) for p in points], marker="o", capsize=3,
@@ -113,7 +118,7 @@ def measure(groups, kodak_dir, cache_dir=None, log=logging.info):
   for method, rates in groups.items():
     points = []
     for runs in rates:
-      measured = [learned(run, images) for run in runs]
+      measured = [learned(run, images, cache_dir=cache_dir) for run in runs]
       psnr = [m["psnr"] for m in measured]
       points.append(dict(psnr=float(np.mean(psnr)),
                          bpp=float(np.mean([m["bpp"] for m in measured])),

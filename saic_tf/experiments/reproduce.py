@@ -30,6 +30,7 @@ consistent partial results and the same command continues it.
 import dataclasses
 import os
 import shlex
+import shutil
 
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
@@ -41,6 +42,7 @@ from saic_tf.evaluation import statistics
 from saic_tf.evaluation import tables
 from saic_tf.experiments import gsw_study
 from saic_tf.experiments import kodak
+from saic_tf.experiments import model_zoo
 from saic_tf.experiments import sweep
 
 # The paper's top-1 accuracy (%) of ResNet18 on STL-10 (its Table 2), for the side-by-side table.
@@ -81,7 +83,7 @@ class ReproduceSettings:
 def plan(config: TrainConfig, settings: ReproduceSettings, chosen):
   """[run config] in the order they run (module doc); `chosen` is selection.json's {variant: τ}."""
   study = settings.study(config)
-  rates, select_rate = gsw_study.check(config, study)
+  rates, select_rate = gsw_study.check(config, study, variants_flag="--variant")
   [variant] = study.variants
   runs = gsw_study.test_runs(config, study, rates, chosen)
   classifier = runs[0].model_dir
@@ -138,14 +140,19 @@ def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: Tr
   return "\n".join(lines)
 
 
-def _main_rows(blocks, chosen_tau):
-  """{bpp: {method: row}}: each rate's Original, TDIC, APIC, KD, SAIC at the chosen τ and the
-  baselines, at the backbone's last block (rows merged over seeds)."""
+def _main_rows(blocks, chosen_tau, saic_layer="", layer=""):
+  """{bpp: {method: row}}: each rate's Original, TDIC, APIC, KD and the baselines at the runs'
+  --feature_layer (`layer`, "" for the backbone's last block), and SAIC at the chosen τ at its
+  variant's layer (`saic_layer`, "" for `layer`; compared with the APIC control there), rows
+  merged over seeds."""
   out = {}
   for bpp, entries in blocks.items():
     rows = {}
     for method, row in entries:
-      if row.get("feature_layer") or (method == "saic" and row.get("tau") != chosen_tau):
+      at = row.get("feature_layer") or ""
+      if method == "saic" and (row.get("tau") != chosen_tau or at != (saic_layer or layer)):
+        continue
+      if method in ("apic", "kd") and at != layer:
         continue
       rows.setdefault(method, row)
     out[bpp] = rows
@@ -192,10 +199,10 @@ def accuracy_si_lines(main):
   return lines
 
 
-def paper_tables(blocks, chosen_tau):
+def paper_tables(blocks, chosen_tau, saic_layer="", layer=""):
   """tables.md: the paper's Table 1 (feature MSE of TDIC and APIC), Tables 2 and 6 (ACC and SI
   per rate and method), from the report's rows (mean ± std over seeds)."""
-  main = _main_rows(blocks, chosen_tau)
+  main = _main_rows(blocks, chosen_tau, saic_layer, layer)
   return "\n".join(
       ["# The paper's tables, on Imagenette-96", "",
        "Written by bin/reproduce from the report's rows (saic_tf/experiments/reproduce.py); a row "
@@ -205,9 +212,9 @@ def paper_tables(blocks, chosen_tau):
       ["", "## Tables 2 and 6: ACC (%) and SI (nats)", ""] + accuracy_si_lines(main) + [""])
 
 
-def comparison_markdown(blocks, chosen_tau):
+def comparison_markdown(blocks, chosen_tau, saic_layer="", layer=""):
   """comparison.md: this reproduction's accuracy beside the paper's (Table 2)."""
-  main = _main_rows(blocks, chosen_tau)
+  main = _main_rows(blocks, chosen_tau, saic_layer, layer)
   lines = ["| bpp | method | paper ACC (%) | ACC (%) | SI (nats) | PSNR (dB) | bpp of the files |",
            "|---" * 7 + "|"]
   for bpp, rows in main.items():
@@ -225,15 +232,17 @@ def comparison_markdown(blocks, chosen_tau):
   return "\n".join(lines) + "\n"
 
 
-def kodak_groups(done, rates, chosen_tau):
+def kodak_groups(done, rates, chosen_tau, saic_layer, default_layer):
   """{label: [[model_dir, ...] per rate]} of the evaluated main runs (Kodak's learned points):
-  the TDIC bases, and APIC, SAIC (the chosen τ) and KD with their seeds."""
+  the TDIC bases, and APIC, SAIC (the chosen τ, at its variant's layer) and KD with their
+  seeds."""
   groups = {"TDIC": [[base] for _, base in rates]}
   for method in ("apic", "saic", "kd"):
+    layer = (saic_layer or default_layer) if method == "saic" else default_layer
     per_rate = []
     for _, base in rates:
       runs = [run.model_dir for run in done if run.loss == method and run.init_from == base and
-              run.feature_layer == "" and run.tau in (None, chosen_tau)]
+              run.feature_layer == layer and run.tau in (None, chosen_tau)]
       if runs:
         per_rate.append(runs)
     if per_rate:
@@ -247,13 +256,15 @@ def _points(value):
 
 def _comparison_sentence(name, c):
   low, high = c["ci95"]
+  seeds = f"{c['seeds']} seed" + ("s" if c["seeds"] > 1 else "")
   return (f"{name} = {_points(c['difference'])} points (95 % CI [{_points(low)}, "
-          f"{_points(high)}], McNemar p ≤ {c['mcnemar_p']:.3g}, {c['seeds']} seeds)")
+          f"{_points(high)}], McNemar p ≤ {c['mcnemar_p']:.3g}, {seeds})")
 
 
 def summary_lines(main, paired, per_bit, keep):
   """What holds, from results.json: at each rate SAIC and KD against APIC, whether the goal
-  (gsw_study.GOAL_POINTS, CI above 0; the template states it) is met, and accuracy per bit."""
+  (gsw_study.meets_goal; the template states it) is met where it was measured, and accuracy
+  per bit."""
   lines, met = [], {}
   for bpp, rows in main.items():
     original = rows.get("original")
@@ -264,9 +275,11 @@ def summary_lines(main, paired, per_bit, keep):
       c = comparisons.get(row["label"]) if row else None
       if c is None:
         continue
-      parts.append(_comparison_sentence(f"{tables.METHOD_NAMES[method]} − APIC", c))
+      # Against the APIC it pairs with: the control at SAIC's layer for a gsw@layer variant.
+      parts.append(_comparison_sentence(
+          f"{tables.METHOD_NAMES[method]} − {c['b'].split(' (')[0]}", c))
       if method == "saic":
-        met[bpp] = 100 * c["difference"] >= gsw_study.GOAL_POINTS and c["ci95"][0] > 0
+        met[bpp] = gsw_study.meets_goal(c)
     kept = ", ".join(f"{tables.METHOD_NAMES[m]} {100 * rows[m]['accuracy']:.2f} %"
                      for m in ("tdic", "apic", "saic", "kd", "webp", "avif") if m in rows)
     line = f"- **{bpp:g} bpp:** accuracy {kept}"
@@ -275,19 +288,23 @@ def summary_lines(main, paired, per_bit, keep):
     lines.append(line + ("; " + "; ".join(parts) if parts else "") + ".")
   if met:
     where = [f"{bpp:g} bpp" for bpp, ok in met.items() if ok]
-    lines.append("- **The goal:** " + (
-        "met." if len(where) == len(main) else
-        f"not met (met at {', '.join(where)} only)." if where else "not met at any rate."))
-  words = {None: "{:.3f}", "below": "≤ {:.3f}", "above": "> {:.3f}"}
-  if per_bit:
+    missing = [f"{bpp:g} bpp" for bpp in main if bpp not in met]
+    verdict = ("met at every rate measured" if len(where) == len(met) else
+               f"met at {', '.join(where)} only" if where else "not met at any rate measured")
+    lines.append(f"- **The goal:** {verdict}" +
+                 (f"; {', '.join(missing)} not measured yet." if missing else "."))
+  if per_bit and len(main) > 1:
     lines.append(f"- **Accuracy per bit** (the real bpp at which a method keeps "
                  f"{100 * keep:g} % of the original accuracy): " + ", ".join(
-                     f"{p['method']} {words[p['bound']].format(p['bpp'])}" for p in per_bit) + ".")
+                     f"{p['method']} {report.PER_BIT_WORDS[p['bound']].format(p['bpp'])}"
+                     for p in per_bit) + ".")
   return lines
 
 
-def readme(results_dir, variant):
-  """RESULTS/README.md from README_TEMPLATE, every number read from RESULTS/'s JSON files."""
+def readme(results_dir, variant, first_bpp, layer=""):
+  """RESULTS/README.md from README_TEMPLATE, every number read from RESULTS/'s JSON files
+  (None until the classifier's run is evaluated); `first_bpp` is the first base's rate, whose
+  first APIC run trained the classifier, `layer` the runs' --feature_layer."""
   def load(name):
     path = os.path.join(results_dir, name)
     return read_json(path, "run bin/reproduce again") if os.path.exists(path) else None
@@ -297,9 +314,11 @@ def readme(results_dir, variant):
   blocks = {b["nominal_bpp"]: [(r["method"], r) for r in b["rows"]] for b in results["blocks"]}
   paired = {b["nominal_bpp"]: b["paired"] for b in results["blocks"]}
   tau = selection["chosen_tau"][variant]
-  main = _main_rows(blocks, tau)
-  # The first rate's APIC run (its first seed's) trained the classifier: its settings.
-  apic, original = main[min(main)]["apic"], main[min(main)]["original"]
+  main = _main_rows(blocks, tau, gsw_study.variant_layer(variant), layer)
+  first = main.get(first_bpp, {})
+  apic, original = first.get("apic"), first.get("original")
+  if apic is None or original is None:
+    return None
   run_config = _run_config(results_dir, apic)
   total = timings.get(sweep.TOTAL, {})
   paired_lines = []
@@ -317,24 +336,26 @@ def readme(results_dir, variant):
       kodak_lines += [f"| {method} | {p['bpp']:.3f} | {p['psnr']:.2f}"
                       + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "") + " |"
                       for p in points]
+  per_bit = report.accuracy_per_bit_markdown(blocks, results["keep"]) if len(main) > 1 else []
   values = dict(
       summary="\n".join(summary_lines(main, paired, results["accuracy_per_bit"],
                                       results["keep"])),
+      data=run_config.get("data_dir") or run_config.get("dataset"),
       image_size=run_config.get("image_size"), holdout_every=run_config.get("holdout_every"),
       backbone=run_config.get("backbone"), finetune_steps=run_config.get("finetune_steps"),
-      test_images=_test_images(results_dir),
+      test_images=apic.get("num_images"),
       original_accuracy=f"{100 * original['accuracy']:.2f}",
       bases=", ".join(f"`{os.path.basename(_run_config(results_dir, rows['apic'])['init_from'])}`"
                       for rows in main.values() if "apic" in rows),
       variant=variant, tau=f"{tau:g}",
       select_taus=", ".join(sorted(selection["validation_accuracy"][variant], key=float)),
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
-      cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}", wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
+      cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
+      wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
       runs=len([k for k in timings if k != sweep.TOTAL]),
       table2="\n".join(accuracy_si_lines(main)),
       paired="\n".join(paired_lines) or "No paired comparison yet.",
-      per_bit="\n".join(report.accuracy_per_bit_markdown(blocks, results["keep"])) or
-      "Needs more than one rate.",
+      per_bit="\n".join(per_bit) or "Needs more than one rate.",
       kodak="\n".join(kodak_lines))
   with open(README_TEMPLATE, encoding="utf-8") as f:
     return f.read().format_map(values)
@@ -347,20 +368,14 @@ def _run_config(results_dir, row):
                                 layout.CONFIG_FILE), "run bin/reproduce --collect_only")
 
 
-def _test_images(results_dir):
-  """The number of test images of the evaluations kept in RESULTS/runs/."""
-  for root, _, names in os.walk(os.path.join(results_dir, "runs")):
-    if layout.EVAL_FILE in names:
-      return read_json(os.path.join(root, layout.EVAL_FILE), "")["num_images"]
-  return None
-
-
 def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_flagfile):
   """Writes RESULTS/ (module doc) from the runs evaluated so far; returns its files."""
   results_dir = settings.results_dir
   variant = settings.study(config).variants[0]
-  chosen_tau = chosen[variant]
+  chosen_tau, saic_layer = chosen[variant], gsw_study.variant_layer(variant)
   done = [run for run, _ in runs if sweep.is_evaluated(run.model_dir)]
+  # RESULTS/runs/ holds this plan's runs alone (none of an earlier plan's).
+  shutil.rmtree(os.path.join(results_dir, "runs"), ignore_errors=True)
   files = []
   for run in done:
     for name in KEPT_FILES:
@@ -383,17 +398,20 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   files += report.build([run.model_dir for run in done], results_dir)
   blocks = report.gather([read_json(layout.eval_path(run.model_dir), "evaluate it again")
                           for run in done])
+  layer = config.feature_layer
   files.append(write_bytes(os.path.join(results_dir, "tables.md"),
-                           paper_tables(blocks, chosen_tau).encode()))
+                           paper_tables(blocks, chosen_tau, saic_layer, layer).encode()))
   files.append(write_bytes(os.path.join(results_dir, "comparison.md"),
-                           comparison_markdown(blocks, chosen_tau).encode()))
-  if os.path.isdir(settings.kodak_dir):
-    record = kodak.measure(kodak_groups(done, rates, chosen_tau), settings.kodak_dir,
-                           cache_dir=config.model_dir)
+                           comparison_markdown(blocks, chosen_tau, saic_layer, layer).encode()))
+  if settings.kodak_dir and os.path.isdir(settings.kodak_dir):
+    record = kodak.measure(kodak_groups(done, rates, chosen_tau, saic_layer,
+                                        config.feature_layer),
+                           settings.kodak_dir, cache_dir=config.model_dir)
     files.append(write_json(os.path.join(results_dir, KODAK_RESULTS), record))
     files.append(kodak.figure(record, os.path.join(results_dir, KODAK_FIGURE)))
-  files.append(write_bytes(os.path.join(results_dir, "README.md"),
-                           readme(results_dir, variant).encode()))
+  text = readme(results_dir, variant, rates[0][0], layer)
+  if text is not None:
+    files.append(write_bytes(os.path.join(results_dir, "README.md"), text.encode()))
   return files
 
 
@@ -404,8 +422,10 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
   nothing: only rewrites RESULTS/ from the runs evaluated so far. `flagfile` is the flagfile the
   runs share and `in_flagfile` what it sets (for COMMANDS.md)."""
   study = settings.study(config)
-  rates, select_rate = gsw_study.check(config, study)
+  rates, select_rate = gsw_study.check(config, study, variants_flag="--variant")
   [variant] = study.variants
+  if settings.kodak_dir and os.path.isdir(settings.kodak_dir):
+    model_zoo.kodak_photos(settings.kodak_dir)  # a folder without photos: one line, now
   path = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
   if collect_only:
     chosen = read_json(path, "delete it to select again")["chosen_tau"] if os.path.exists(
@@ -421,5 +441,4 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
                                     flagfile, in_flagfile)
   if collect_only:
     return collect_results()
-  return gsw_study.train_and_evaluate(config, study, [r for r, _ in runs], eval_settings,
-                                      collect_results, command="reproduce")
+  return gsw_study.train_and_evaluate(config, runs, collect_results, command="reproduce")

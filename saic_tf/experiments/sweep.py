@@ -103,24 +103,32 @@ class Spent:
   chief: bool
 
 
+def timed(model_dir, train, evaluate_run):
+  """Runs train() (which returns whether this process is the chief), then evaluate_run(chief);
+  returns the Spent."""
+  start, start_cpu = time.time(), time.process_time()
+  chief = train()
+  trained, trained_cpu = time.time(), time.process_time()
+  evaluate_run(chief)
+  return Spent(model_dir, trained - start, time.time() - trained, trained_cpu - start_cpu,
+               time.process_time() - trained_cpu, chief)
+
+
 def train_and_evaluate(runs):
   """Trains (or resumes, or skips) and evaluates each (config, settings) in order; returns a
   Spent for each. Under --strategy=multi_worker only the chief evaluates (the others would read
   files the chief is still writing)."""
-  spent = []
-  for run_config, run_settings in runs:
-    start, start_cpu = time.time(), time.process_time()
-    chief = trainer.train(run_config)["chief"]
-    trained, trained_cpu = time.time(), time.process_time()
+  def evaluate_run(run_config, run_settings, chief):
     if not chief:
       logging.info("%s: evaluation is left to the chief worker", run_config.model_dir)
     elif is_evaluated(run_config.model_dir):
       logging.info("%s: already evaluated, skipping", run_config.model_dir)
     else:
       evaluate.evaluate(run_config.model_dir, run_settings)
-    spent.append(Spent(run_config.model_dir, trained - start, time.time() - trained,
-                       trained_cpu - start_cpu, time.process_time() - trained_cpu, chief))
-  return spent
+
+  return [timed(run_config.model_dir, lambda c=run_config: trainer.train(c)["chief"],
+                lambda chief, c=run_config, s=run_settings: evaluate_run(c, s, chief))
+          for run_config, run_settings in runs]
 
 
 def record_time(root, spent: Spent):
