@@ -170,6 +170,9 @@ def define_eval_flags(flag_values=FLAGS):
                     "it), or validation (the run's --holdout_every images).", **fv)
   flags.DEFINE_list("baselines", list(baselines.CODECS), "Pillow codecs evaluated at the "
                     "run's nominal bpp (empty for none).", **fv)
+  flags.DEFINE_float("baselines_at", None, "Evaluate Original and --baselines alone at this "
+                     "nominal bpp (no learned codec), with MODEL_DIR's classifier, into "
+                     "--out_dir: the baselines at other rates than the codec's.", **fv)
   flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1, **fv)
   flags.DEFINE_integer("max_images", 0, "Evaluate a fixed random subset of N images "
                        "(0: all).",
@@ -205,7 +208,8 @@ def eval_settings_from_flags(flag_values=FLAGS):
       batch_size=flag_values.batch_size, max_images=flag_values.max_images,
       club_train_images=flag_values.club_train_images,
       club=club.ClubSettings(steps=flag_values.club_steps),
-      downstream_dir=flag_values.downstream_dir, out_dir=flag_values.out_dir)
+      downstream_dir=flag_values.downstream_dir, out_dir=flag_values.out_dir,
+      baselines_at=flag_values.baselines_at)
 
 
 def define_export_flags(flag_values=FLAGS, after_training=False):
@@ -387,6 +391,9 @@ def define_reproduce_flags(flag_values=FLAGS):
   flags.DEFINE_string("variant", defaults.variant, "GSW variant of the SAIC rows: one of "
                       f"{', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer (e.g. "
                       "paper@stage3); empty: --gsw.", **fv)
+  flags.DEFINE_list("baseline_rates", [f"{r:g}" for r in defaults.baseline_rates], "Nominal "
+                    "rates at which JPEG/WebP/AVIF are also evaluated, without a learned codec "
+                    "(for accuracy per bit); empty for none.", **fv)
   flags.DEFINE_string("kodak_dir", defaults.kodak_dir, "The Kodak PNGs, for the rate-distortion "
                       "figure at full size (skipped if absent).", **fv)
 
@@ -397,7 +404,8 @@ def reproduce_settings_from_flags(flag_values=FLAGS):
   return reproduce.ReproduceSettings(
       bases=tuple(f.bases), variant=f.variant,
       select_taus=tuple(numbers_from_flag("select_taus", f)), select_rate=f.select_rate,
-      seeds=tuple(numbers_from_flag("seeds", f, int)), kodak_dir=f.kodak_dir,
+      seeds=tuple(numbers_from_flag("seeds", f, int)),
+      baseline_rates=tuple(numbers_from_flag("baseline_rates", f)), kodak_dir=f.kodak_dir,
       results_dir=f.results_dir)
 
 

@@ -74,6 +74,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path / "runs"), **TINY)
   results = tmp_path / "results"
   settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0), seeds=(0,),
+                                         baseline_rates=(2.0,),
                                          kodak_dir=small_photos(tmp_path / "kodak"),
                                          results_dir=str(results))
   flagfile = tmp_path / "tiny.cfg"
@@ -92,6 +93,8 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   labels = {b["nominal_bpp"]: [r["label"] for r in b["rows"]] for b in record["blocks"]}
   assert labels[0.25] == ["Original", "TDIC", "APIC", "SAIC (τ=1)", "SAIC (τ=4)", "KD", "WebP"]
   assert labels[0.5] == ["Original", "TDIC", "APIC", f"SAIC (τ={tau})", "KD", "WebP"]
+  assert labels[2.0] == ["Original", "WebP"]  # the baselines alone at an extra rate
+  assert [p["method"] for p in record["accuracy_per_bit"]][-1] == "WebP"
   kodak_record = json.load(open(results / "kodak.json"))
   assert set(kodak_record["learned"]) == {"TDIC", "APIC", "SAIC", "KD"}
   assert [len(points) for points in kodak_record["learned"].values()] == [2, 2, 2, 2]
@@ -115,7 +118,8 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   # COMMANDS.md's bin/train lines rebuild each run's exact configuration.
   commands = open(results / "COMMANDS.md").read()
   train_lines = [line for line in commands.splitlines() if line.startswith("bin/train ")]
-  assert len(train_lines) == len(kept)
+  assert len(train_lines) == len(kept) - 1  # all but the baselines alone
+  assert "--baselines_at=2 " in commands
   for line in train_lines:
     parsed = cli.train_config_from_flags(train_flags(*shlex.split(line)[1:]))
     # bin/train takes the base's codec settings, as it did for the run.

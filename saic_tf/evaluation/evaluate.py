@@ -55,6 +55,9 @@ class EvalSettings:
   # False: a fine-tune's own row (and Original's: SI needs its outputs) without its TDIC base's,
   # for a run beside others on the same base that one of them evaluates (bin/gsw_study).
   base_row: bool = True
+  # A rate: Original and the baselines alone, at this nominal bpp, with the run's classifier (no
+  # learned codec; into out_dir): the baselines at more rates than the codecs' (bin/reproduce).
+  baselines_at: Optional[float] = None
 
 
 def setup_digest(config, downstream_dir, tdic_checkpoint):
@@ -79,11 +82,14 @@ def paired_comparisons(record):
           for name in correct if name in ("apic", "saic", "kd") and "tdic" in correct]
 
 
-def _methods(config, model_dir, stages, baseline_names):
+def _methods(config, model_dir, stages, baseline_names, nominal=None):
   """name -> images -> (reconstructions, bpp per image or None, and per image either the
-  within-target flags (baselines) or the coded bpp (learned codec), or None)."""
-  nominal = networks.nominal_bpp((1, 1, networks.channels_for_bpp(config.bpp, config.stride)),
-                                 config.stride, config.stride)
+  within-target flags (baselines) or the coded bpp (learned codec), or None); and the nominal
+  bpp the baselines are held to (default the codec's)."""
+  if nominal is None:
+    nominal = networks.nominal_bpp(
+        (1, 1, networks.channels_for_bpp(config.bpp, config.stride)), config.stride,
+        config.stride)
   methods = {"original": lambda images: (images, None, None)}
   for name, _ in stages:
     stage = stages_lib.load_stage(config, model_dir, name)
@@ -192,7 +198,13 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
                             base, train_source.num_classes)
   stages = layout.codec_stages(config, model_dir)
   evaluated = stages if settings.base_row or not config.semantic else stages[-1:]
-  methods, nominal = _methods(config, model_dir, evaluated, settings.baselines)
+  if settings.baselines_at is not None:
+    if not settings.out_dir or not settings.baselines:
+      raise UserError("--baselines_at: give --out_dir and --baselines (the codecs to evaluate "
+                      "at that rate)")
+    evaluated = []
+  methods, nominal = _methods(config, model_dir, evaluated, settings.baselines,
+                              settings.baselines_at)
   logging.info("evaluate: %s on %s/%s (%s images) with %s", model_dir, dataset,
                settings.split, settings.max_images or test_source.num_examples,
                ", ".join(methods))
@@ -223,8 +235,8 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
       num_images=int(len(labels)), image_size=image_size, loss=config.loss, seed=config.seed,
       tau=config.tau, gsw=config.gsw if config.resolved_loss == "saic" else None,
       feature_layer=config.feature_layer,
-      setup_digest=setup_digest(config, base, dict(stages)["tdic"]),
-      nominal_bpp=nominal, stages={k: v for k, v in stages},
+      setup_digest=setup_digest(config, base, dict(stages)["tdic"]) if evaluated else None,
+      nominal_bpp=nominal, stages={k: v for k, v in stages} if evaluated else {},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,
                       test_accuracy=network.info.get("test_accuracy")),

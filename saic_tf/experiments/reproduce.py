@@ -32,6 +32,8 @@ import os
 import shlex
 import shutil
 
+from absl import logging
+
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
@@ -70,6 +72,9 @@ class ReproduceSettings:
   select_taus: tuple = (0.5, 2.0, 8.0)
   select_rate: float = 0.0  # 0: the first base's rate
   seeds: tuple = (0, 1, 2)
+  # JPEG/WebP/AVIF also at these nominal rates, where the codecs are not: accuracy per bit
+  # needs the rate at which they keep the original accuracy, above the codecs' rates.
+  baseline_rates: tuple = (1.0, 2.0)
   kodak_dir: str = os.path.join("..", "shared", "data", "kodak")
   results_dir: str = "results"
 
@@ -96,6 +101,33 @@ def plan(config: TrainConfig, settings: ReproduceSettings, chosen):
   return sorted(runs, key=lambda run: (run.tau not in (None, chosen[variant]), run.seed != first))
 
 
+def baselines_dir(config: TrainConfig, bpp):
+  """Where Original and the baselines alone are evaluated at an extra rate (baseline_rates)."""
+  return os.path.join(config.model_dir, f"baselines_{bpp:g}")
+
+
+def baselines_evaluation(config, eval_settings, bpp):
+  """The evaluation settings of the baselines alone at `bpp`."""
+  return dataclasses.replace(eval_settings, baselines_at=bpp,
+                             out_dir=baselines_dir(config, bpp))
+
+
+def evaluate_baselines(config, settings, classifier, eval_settings, collect_results):
+  """JPEG/WebP/AVIF at each of settings.baseline_rates with the classifier (evaluate's
+  baselines_at), each once; returns the results' files of the last collect."""
+  files = []
+  for bpp in settings.baseline_rates:
+    out_dir = baselines_dir(config, bpp)
+    if os.path.exists(layout.eval_path(out_dir)):
+      continue
+    logging.info("reproduce: JPEG/WebP/AVIF at %g bpp: %s", bpp, out_dir)
+    spent = sweep.timed(out_dir, lambda: True, lambda chief, bpp=bpp: evaluate.evaluate(
+        classifier, baselines_evaluation(config, eval_settings, bpp)))
+    sweep.record_time(config.model_dir, spent)
+    files = collect_results()
+  return files
+
+
 def train_command(run_config: TrainConfig, flagfile, in_flagfile: TrainConfig):
   """The bin/train command that trains `run_config`: the flagfile (whose settings are
   `in_flagfile`), then every setting in which the run differs from it."""
@@ -118,12 +150,16 @@ def evaluate_command(model_dir, settings: evaluate.EvalSettings):
           f"--baselines={','.join(settings.baselines)}", f"--max_images={settings.max_images}",
           f"--club_train_images={settings.club_train_images}",
           f"--club_steps={settings.club.steps}"]
+  if settings.baselines_at is not None:
+    args += [f"--baselines_at={settings.baselines_at:g}", f"--out_dir={settings.out_dir}"]
   return "bin/evaluate " + " ".join(shlex.quote(a) for a in args)
 
 
-def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: TrainConfig):
+def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: TrainConfig,
+                      extra=()):
   """RESULTS/COMMANDS.md: the command that made RESULTS/, and what it runs, step by step;
-  `runs` are (config, eval settings) and `in_flagfile` what the flagfile sets."""
+  `runs` are (config, eval settings), `extra` the evaluations of the baselines alone (eval
+  settings with baselines_at) and `in_flagfile` what the flagfile sets."""
   lines = ["# Commands behind these results", "",
            "Made by (from the repository root; the same command resumes an interrupted run):",
            "", "```sh", command_line, "```", "",
@@ -133,9 +169,14 @@ def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: Tr
     pending = "" if sweep.is_evaluated(run_config.model_dir) else "# not evaluated yet: "
     lines += [pending + train_command(run_config, flagfile, in_flagfile),
               pending + evaluate_command(run_config.model_dir, settings)]
+  classifier = runs[0][0].model_dir
+  done = [settings.out_dir for settings in extra
+          if os.path.exists(layout.eval_path(settings.out_dir))]
+  lines += [("" if settings.out_dir in done else "# not evaluated yet: ") +
+            evaluate_command(classifier, settings) for settings in extra]
   lines.append("bin/report " + " ".join(
       [f"--out={results_dir}"] + [c.model_dir for c, _ in runs
-                                  if sweep.is_evaluated(c.model_dir)]))
+                                  if sweep.is_evaluated(c.model_dir)] + done))
   lines += ["```", "", f"`{flagfile}` holds the settings every run shares.", ""]
   return "\n".join(lines)
 
@@ -144,7 +185,7 @@ def _main_rows(blocks, chosen_tau, saic_layer="", layer=""):
   """{bpp: {method: row}}: each rate's Original, TDIC, APIC, KD and the baselines at the runs'
   --feature_layer (`layer`, "" for the backbone's last block), and SAIC at the chosen τ at its
   variant's layer (`saic_layer`, "" for `layer`; compared with the APIC control there), rows
-  merged over seeds."""
+  merged over seeds. Blocks of baselines alone (baseline_rates) are left out."""
   out = {}
   for bpp, entries in blocks.items():
     rows = {}
@@ -155,7 +196,8 @@ def _main_rows(blocks, chosen_tau, saic_layer="", layer=""):
       if method in ("apic", "kd") and at != layer:
         continue
       rows.setdefault(method, row)
-    out[bpp] = rows
+    if any(method in LEARNED for method in rows):  # not a block of the extra baseline rates
+      out[bpp] = rows
   return out
 
 
@@ -293,7 +335,7 @@ def summary_lines(main, paired, per_bit, keep):
                f"met at {', '.join(where)} only" if where else "not met at any rate measured")
     lines.append(f"- **The goal:** {verdict}" +
                  (f"; {', '.join(missing)} not measured yet." if missing else "."))
-  if per_bit and len(main) > 1:
+  if per_bit and len(paired) > 1:
     lines.append(f"- **Accuracy per bit** (the real bpp at which a method keeps "
                  f"{100 * keep:g} % of the original accuracy): " + ", ".join(
                      f"{p['method']} {report.PER_BIT_WORDS[p['bound']].format(p['bpp'])}"
@@ -336,7 +378,7 @@ def readme(results_dir, variant, first_bpp, layer=""):
       kodak_lines += [f"| {method} | {p['bpp']:.3f} | {p['psnr']:.2f}"
                       + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "") + " |"
                       for p in points]
-  per_bit = report.accuracy_per_bit_markdown(blocks, results["keep"]) if len(main) > 1 else []
+  per_bit = report.accuracy_per_bit_markdown(blocks, results["keep"]) if len(blocks) > 1 else []
   values = dict(
       summary="\n".join(summary_lines(main, paired, results["accuracy_per_bit"],
                                       results["keep"])),
@@ -368,21 +410,24 @@ def _run_config(results_dir, row):
                                 layout.CONFIG_FILE), "run bin/reproduce --collect_only")
 
 
-def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_flagfile):
+def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_flagfile,
+            eval_settings):
   """Writes RESULTS/ (module doc) from the runs evaluated so far; returns its files."""
   results_dir = settings.results_dir
   variant = settings.study(config).variants[0]
   chosen_tau, saic_layer = chosen[variant], gsw_study.variant_layer(variant)
   done = [run for run, _ in runs if sweep.is_evaluated(run.model_dir)]
+  extra = [baselines_dir(config, bpp) for bpp in settings.baseline_rates
+           if os.path.exists(layout.eval_path(baselines_dir(config, bpp)))]
   # RESULTS/runs/ holds this plan's runs alone (none of an earlier plan's).
   shutil.rmtree(os.path.join(results_dir, "runs"), ignore_errors=True)
   files = []
-  for run in done:
+  for model_dir in [run.model_dir for run in done] + extra:
     for name in KEPT_FILES:
-      source = os.path.join(run.model_dir, name)
+      source = os.path.join(model_dir, name)
       if os.path.exists(source):
         files.append(copy_file(source, os.path.join(
-            results_dir, "runs", os.path.relpath(run.model_dir, config.model_dir), name)))
+            results_dir, "runs", os.path.relpath(model_dir, config.model_dir), name)))
   for name in (layout.TIMINGS_FILE, gsw_study.SELECTION_FILE):
     source = os.path.join(config.model_dir, name)
     if os.path.exists(source):
@@ -391,13 +436,16 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   files.append(write_bytes(os.path.join(results_dir, "selection.md"),
                            gsw_study.selection_markdown(selection).encode()))
   files.append(write_bytes(os.path.join(results_dir, "COMMANDS.md"), commands_markdown(
-      runs, results_dir, command_line, flagfile, in_flagfile).encode()))
+      runs, results_dir, command_line, flagfile, in_flagfile,
+      [baselines_evaluation(config, eval_settings, bpp) for bpp in settings.baseline_rates])
+      .encode()))
   files.append(write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY))
   if not done:
     return files
-  files += report.build([run.model_dir for run in done], results_dir)
-  blocks = report.gather([read_json(layout.eval_path(run.model_dir), "evaluate it again")
-                          for run in done])
+  evaluated = [run.model_dir for run in done] + extra
+  files += report.build(evaluated, results_dir)
+  blocks = report.gather([read_json(layout.eval_path(d), "evaluate it again")
+                          for d in evaluated])
   layer = config.feature_layer
   files.append(write_bytes(os.path.join(results_dir, "tables.md"),
                            paper_tables(blocks, chosen_tau, saic_layer, layer).encode()))
@@ -438,7 +486,9 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
   runs = [(run, gsw_study.evaluation_of(run, config, study, eval_settings))
           for run in plan(config, settings, chosen)]
   collect_results = lambda: collect(config, settings, rates, runs, chosen, command_line,
-                                    flagfile, in_flagfile)
+                                    flagfile, in_flagfile, eval_settings)
   if collect_only:
     return collect_results()
-  return gsw_study.train_and_evaluate(config, runs, collect_results, command="reproduce")
+  files = gsw_study.train_and_evaluate(config, runs, collect_results, command="reproduce")
+  return evaluate_baselines(config, settings, runs[0][0].model_dir, eval_settings,
+                            collect_results) or files
