@@ -250,6 +250,9 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
                   label=tables.label(method, dict(tau=tau, gsw=gsw, feature_layer=layer)),
                   color=METHOD_COLORS.get(method))
   axis.set_xlabel("bpp of the files (real size)")
+  rates = [x for points in series.values() for x, *_ in points if x]
+  if rates and max(rates) > 8 * min(rates):  # e.g. the baselines alone at 1-2 bpp
+    axis.set_xscale("log")
   axis.set_ylabel(ylabel)
   axis.grid(alpha=0.3)
   axis.legend(fontsize=7)
