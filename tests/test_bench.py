@@ -24,6 +24,16 @@ def test_bench_writes_every_section_with_a_tiny_setting(tmp_path):
   assert 0 < record["peak_memory_mib"]["decode"] and 0 < record["peak_memory_mib"]["train"]
 
 
+def test_float16_is_timed_only_where_the_cpu_has_its_arithmetic(tmp_path):
+  from saic_tf.experiments import bench  # pylint: disable=g-import-not-at-top
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_bf16\n")
+  assert not bench.has_float16_arithmetic(str(cpuinfo))
+  cpuinfo.write_text("flags\t\t: fpu avx512f avx512_fp16\n")
+  assert bench.has_float16_arithmetic(str(cpuinfo))
+  assert not bench.has_float16_arithmetic(str(tmp_path / "absent"))
+
+
 def test_bench_refuses_an_unknown_backbone():
   result = run_bin("bench", "--backbones=resnet19")
   assert result.returncode == 2 and "resnet19" in result.stderr

@@ -132,12 +132,31 @@ def training(settings: BenchSettings, images, reference_gflops, log):
   return rows
 
 
+def has_float16_arithmetic(cpuinfo_path="/proc/cpuinfo"):
+  """Whether mixed_float16 runs natively here: a GPU, or a CPU with float16 arithmetic
+  (AVX512-FP16 or AMX-FP16). Elsewhere TensorFlow emulates it, some 100x slower than float32."""
+  if tf.config.list_physical_devices("GPU"):
+    return True
+  try:
+    with open(cpuinfo_path) as f:
+      flags = f.read().split()
+  except OSError:
+    return False
+  return "avx512_fp16" in flags or "amx_fp16" in flags
+
+
 def speed_features(settings: BenchSettings, images, log):
-  """TDIC step time with each speed feature against plain float32 (this machine)."""
+  """TDIC step time with each speed feature against plain float32 (this machine);
+  mixed_float16 only where it runs natively (has_float16_arithmetic: minutes for nothing
+  elsewhere)."""
   variants = [("float32 (baseline)", None, {}), ("--jit (XLA)", None, dict(jit_compile=True)),
               ("--steps_per_execution=8", None, dict(steps_per_execution=8)),
               ("--mixed_precision=mixed_bfloat16", "mixed_bfloat16", {}),
               ("--mixed_precision=mixed_float16", "mixed_float16", {})]
+  if not has_float16_arithmetic():
+    log("speed feature --mixed_precision=mixed_float16: not timed (no float16 arithmetic on "
+        "this CPU: TensorFlow emulates it)")
+    variants = [v for v in variants if v[1] != "mixed_float16"]
   rows = []
   for name, policy, compile_args in variants:
     keras.mixed_precision.set_global_policy(policy or "float32")
@@ -149,8 +168,6 @@ def speed_features(settings: BenchSettings, images, log):
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
       per_call = compile_args.get("steps_per_execution", 1)
       steps = per_call * -(-settings.steps // per_call)  # whole executions
-      if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
-        steps = min(steps, 2)  # emulated on CPU, ~50x slower: two steps tell enough
       model.compile(optimizer=optimizer, **compile_args)
       dataset = tf.data.Dataset.from_tensors(images).repeat()
       model.fit(dataset, steps_per_epoch=per_call, verbose=0)  # warm-up (tracing)
@@ -324,6 +341,10 @@ def markdown(record):
   for r in record["speed_features"]:
     lines.append(f"| {r['feature']} | {r['images_per_second']:.1f} | "
                  f"{r['speedup']:.2f}× | {r['steps']} |")
+  if not any("float16" in r["feature"] and "bfloat16" not in r["feature"]
+             for r in record["speed_features"]):
+    lines += ["", "`--mixed_precision=mixed_float16` is not timed: this machine has no float16 "
+              "arithmetic (no GPU, no AVX512-FP16 or AMX-FP16), and TensorFlow emulates it."]
   lines += ["", "## Input pipeline", "",
             f"tf.data alone (decode, resize, augment, batch): "
             f"**{record['input_images_per_second']:.0f} img/s**, "
