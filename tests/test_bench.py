@@ -24,8 +24,10 @@ def test_bench_writes_every_section_with_a_tiny_setting(tmp_path):
   assert 0 < record["peak_memory_mib"]["decode"] and 0 < record["peak_memory_mib"]["train"]
 
 
-def test_float16_is_timed_only_where_the_cpu_has_its_arithmetic(tmp_path):
+def test_float16_is_timed_only_where_the_cpu_has_its_arithmetic(tmp_path, monkeypatch):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from saic_tf.experiments import bench  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])  # no GPU
   cpuinfo = tmp_path / "cpuinfo"
   cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_bf16\n")
   assert not bench.has_float16_arithmetic(str(cpuinfo))

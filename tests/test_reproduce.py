@@ -1,4 +1,5 @@
 """bin/reproduce: the plan of runs, a tiny reproduction end to end, and results/README.md."""
+import dataclasses
 import glob
 import json
 import os
@@ -11,6 +12,7 @@ import pytest
 from saic_tf import cli
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
+from saic_tf.common.errors import UserError
 from saic_tf.evaluation import club, evaluate
 from saic_tf.experiments import gsw_study, reproduce
 from saic_tf.training import trainer
@@ -63,6 +65,16 @@ def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(base
     run.validate()
 
 
+def test_bad_baseline_rates_are_refused(bases, tmp_path):
+  config = TrainConfig(model_dir=str(tmp_path), **TINY)
+  for rates in ((0.0,), (1.0, 1.0), (0.5,)):  # 0.5: a codec's rate
+    settings = reproduce.ReproduceSettings(bases=bases, baseline_rates=rates)
+    with pytest.raises(UserError, match="--baseline_rates="):
+      reproduce.run(config, settings, SETTINGS, "", "", TrainConfig())
+  with pytest.raises(UserError, match="--baselines_at=1: give a rate > 0, --out_dir"):
+    evaluate.evaluate(str(tmp_path), dataclasses.replace(SETTINGS, baselines_at=1.0))
+
+
 def test_bad_bases_are_one_line(tmp_path):
   result = run_bin("reproduce", "--bases=no-such-codec", f"--model_dir={tmp_path}", timeout=120)
   assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -100,10 +112,12 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   assert [len(points) for points in kodak_record["learned"].values()] == [2, 2, 2, 2]
   tables_md = (results / "tables.md").read_text()
   assert "## Table 1" in tables_md and "| ACC (%) 0.25 | SI 0.25 |" in tables_md
+  # The baselines alone at 2 bpp count for accuracy per bit, not in the per-rate tables.
+  assert "2 bpp" not in tables_md and "| 2 |" not in (results / "comparison.md").read_text()
   readme = (results / "README.md").read_text()
   assert f"τ = {tau}, chosen on the validation split" in readme
   assert "- **0.25 bpp:**" in readme and "SAIC − APIC =" in readme and "**The goal:**" in readme
-  assert "{" not in readme  # every field of the template filled
+  assert "{" not in readme and "**2 bpp:**" not in readme  # every field filled
   template = open(reproduce.README_TEMPLATE).read()
   assert f"SAIC ≥ APIC + {gsw_study.GOAL_POINTS:g} point" in template
   # The results' own JSON files and the runs' settings, not every evaluation's many numbers.
@@ -128,8 +142,13 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
 
   # --collect_only trains and evaluates nothing, and rewrites RESULTS/ byte for byte. (The same
   # command resuming runs that are done: test_evaluate.py's sweep test.)
-  evals = glob.glob(str(runs / "*" / "*" / "eval.json"))
+  evals = glob.glob(str(runs / "**" / "eval.json"), recursive=True)
+  assert str(runs / "baselines_2" / "eval.json") in evals
   before = {p: os.stat(p).st_mtime_ns for p in evals}
+  # The baselines alone are evaluated again only for another classifier or other images.
+  collect_results = lambda: pytest.fail("evaluated again")
+  assert reproduce.evaluate_baselines(config, settings, str(runs / "bpp_0.25" / "apic"),
+                                      SETTINGS, collect_results) == []
   contents = {f: open(f, "rb").read() for f in files}
   os.remove(results / "README.md")
   assert reproduce.run(*args, collect_only=True) == files

@@ -167,6 +167,10 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
 
   A codec without a downstream network of its own (a --loss=tdic run, a shipped codec) is
   evaluated with --downstream_dir's network, at that network's image size."""
+  if settings.baselines_at is not None and (
+      settings.baselines_at <= 0 or not settings.out_dir or not settings.baselines):
+    raise UserError(f"--baselines_at={settings.baselines_at:g}: give a rate > 0, --out_dir and "
+                    "--baselines (the codecs to evaluate at that rate)")
   if layout.run_dir(model_dir) != model_dir and not settings.out_dir:
     raise UserError(f"--model_dir={model_dir} is a shipped codec: pass --out_dir=DIR for its "
                     "evaluation (nothing is written into the package)")
@@ -199,9 +203,6 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   stages = layout.codec_stages(config, model_dir)
   evaluated = stages if settings.base_row or not config.semantic else stages[-1:]
   if settings.baselines_at is not None:
-    if not settings.out_dir or not settings.baselines:
-      raise UserError("--baselines_at: give --out_dir and --baselines (the codecs to evaluate "
-                      "at that rate)")
     evaluated = []
   methods, nominal = _methods(config, model_dir, evaluated, settings.baselines,
                               settings.baselines_at)
@@ -230,10 +231,14 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
     rows[name] = _row(name, labels, results[name], train_source.num_classes, si)
     logging.info("evaluate: %-8s ACC %.4f  F1 %.4f  SI %.3f nats", name, rows[name]["accuracy"],
                  rows[name]["f1"], si)
+  # The baselines alone are an evaluation of their own (its gallery in out_dir), not the run's.
+  alone = settings.baselines_at is not None
   record = dict(
-      model_dir=os.path.abspath(model_dir), dataset=dataset, split=settings.split,
-      num_images=int(len(labels)), image_size=image_size, loss=config.loss, seed=config.seed,
-      tau=config.tau, gsw=config.gsw if config.resolved_loss == "saic" else None,
+      model_dir=os.path.abspath(out_dir if alone else model_dir), dataset=dataset,
+      split=settings.split, num_images=int(len(labels)), image_size=image_size,
+      loss=None if alone else config.loss, seed=None if alone else config.seed,
+      tau=None if alone else config.tau, baselines_at=settings.baselines_at,
+      gsw=config.gsw if config.resolved_loss == "saic" and not alone else None,
       feature_layer=config.feature_layer,
       setup_digest=setup_digest(config, base, dict(stages)["tdic"]) if evaluated else None,
       nominal_bpp=nominal, stages={k: v for k, v in stages} if evaluated else {},

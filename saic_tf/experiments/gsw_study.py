@@ -34,7 +34,7 @@ from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import GSW_VARIANTS, TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.common.files import copy_file, read_json, write_bytes, write_json
+from saic_tf.common.files import read_json, write_bytes, write_json
 from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
 from saic_tf.evaluation import statistics
@@ -257,15 +257,16 @@ def summary_markdown(blocks, timings=None):
   return "\n".join(lines)
 
 
-def collect(runs, config, results_dir):
+def collect(runs, config, settings, rates, select_rate):
   """RESULTS/: the report of the evaluated test runs, selection.md and summary.md."""
+  results_dir = settings.results_dir
   done = [run.model_dir for run in runs if sweep.is_evaluated(run.model_dir)]
   files = report.build(done, results_dir) if done else []
-  timings_path = os.path.join(config.model_dir, layout.TIMINGS_FILE)
-  timings = None
-  if os.path.exists(timings_path):
-    timings = read_json(timings_path, "delete it")
-    files.append(copy_file(timings_path, os.path.join(results_dir, layout.TIMINGS_FILE)))
+  # The study's own runs' times (the root may hold bin/reproduce's too).
+  timings = sweep.timings_of(config.model_dir, [run.model_dir for run in runs] + [
+      run.model_dir for run in selection_runs(config, settings, rates, select_rate)])
+  if timings:
+    files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
   if os.path.exists(selection_path):
     selection = read_json(selection_path, "delete it to select again")
@@ -288,12 +289,13 @@ def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.Ev
     chosen = (read_json(selection_path, "delete it to select again")["chosen_tau"]
               if os.path.exists(selection_path) else None)
     runs = test_runs(config, settings, rates, chosen) if chosen else []
-    return collect(runs, config, settings.results_dir)
+    return collect(runs, config, settings, rates, select_rate)
   chosen = select(config, settings, rates, select_rate, eval_settings)["chosen_tau"]
   runs = test_runs(config, settings, rates, chosen)
-  return train_and_evaluate(
+  files, _ = train_and_evaluate(
       config, [(run, evaluation_of(run, config, settings, eval_settings)) for run in runs],
-      lambda: collect(runs, config, settings.results_dir))
+      lambda: collect(runs, config, settings, rates, select_rate))
+  return files
 
 
 def evaluation_of(run, config, settings, eval_settings):
@@ -309,12 +311,14 @@ def evaluation_of(run, config, settings, eval_settings):
 def train_and_evaluate(config, runs, collect_results, command="gsw_study"):
   """Trains and evaluates each (run, evaluation settings) in order, recording its time in
   ROOT/timings.json and calling `collect_results` after each; returns its last result (the
-  results' files)."""
-  files = []
+  results' files) and whether this process is the chief (multi_worker: the others only
+  train)."""
+  files, chief = [], True
   for index, (run, run_settings) in enumerate(runs, 1):
     logging.info("%s: run %d/%d: %s", command, index, len(runs), run.model_dir)
     [spent] = sweep.train_and_evaluate([(run, run_settings)])
-    if spent.chief:  # multi_worker: the chief alone writes timings and results
+    chief = spent.chief
+    if chief:  # multi_worker: the chief alone writes timings and results
       sweep.record_time(config.model_dir, spent)
       files = collect_results()
-  return files
+  return files, chief

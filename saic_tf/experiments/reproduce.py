@@ -12,6 +12,7 @@ used shares its runs (and its selection.json):
   ROOT/bpp_<s>/saic_<gsw>_tau_<t>/            the τ sweep (Fig. 4): every --select_taus at the
                                               selection rate, on the test split
   …_seed<s>                                   the same for every --seeds after the first
+  ROOT/baselines_<r>/                         JPEG/WebP/AVIF alone at each --baseline_rates
   ROOT/timings.json                           wall-clock and CPU seconds of every run
 
 RESULTS/ gets bin/report's tables and figures over every evaluated run (results.md/.csv/.json:
@@ -112,20 +113,42 @@ def baselines_evaluation(config, eval_settings, bpp):
                              out_dir=baselines_dir(config, bpp))
 
 
+def baselines_current(config, bpp, classifier):
+  """Whether ROOT/baselines_<bpp>/ was evaluated by the classifier as it is, on the same images:
+  Original's per-image correctness there matches the classifier run's own evaluation."""
+  path, own = layout.eval_path(baselines_dir(config, bpp)), layout.eval_path(classifier)
+  if not (os.path.exists(path) and os.path.exists(own)):
+    return False
+  alone, run = read_json(path, "delete it"), read_json(own, "evaluate it again")
+  return (alone.get("images_digest") == run.get("images_digest") and
+          alone["correct"].get("original") == run["correct"].get("original") and
+          alone["si"] == run["si"])
+
+
 def evaluate_baselines(config, settings, classifier, eval_settings, collect_results):
   """JPEG/WebP/AVIF at each of settings.baseline_rates with the classifier (evaluate's
-  baselines_at), each once; returns the results' files of the last collect."""
+  baselines_at), again only when the classifier or the images changed (baselines_current);
+  returns the results' files of the last collect."""
   files = []
   for bpp in settings.baseline_rates:
-    out_dir = baselines_dir(config, bpp)
-    if os.path.exists(layout.eval_path(out_dir)):
+    if baselines_current(config, bpp, classifier):
       continue
-    logging.info("reproduce: JPEG/WebP/AVIF at %g bpp: %s", bpp, out_dir)
-    spent = sweep.timed(out_dir, lambda: True, lambda chief, bpp=bpp: evaluate.evaluate(
-        classifier, baselines_evaluation(config, eval_settings, bpp)))
+    logging.info("reproduce: JPEG/WebP/AVIF at %g bpp: %s", bpp, baselines_dir(config, bpp))
+    spent = sweep.timed(baselines_dir(config, bpp), lambda: True,
+                        lambda chief, bpp=bpp: evaluate.evaluate(
+                            classifier, baselines_evaluation(config, eval_settings, bpp)))
     sweep.record_time(config.model_dir, spent)
     files = collect_results()
   return files
+
+
+def check_baseline_rates(rates, baseline_rates):
+  codec_rates = {bpp for bpp, _ in rates}
+  if (any(r <= 0 for r in baseline_rates) or len(set(baseline_rates)) != len(baseline_rates)
+      or codec_rates & set(baseline_rates)):
+    raise UserError(f"--baseline_rates={','.join(f'{r:g}' for r in baseline_rates)}: give "
+                    "distinct rates > 0 other than the codecs' "
+                    f"({', '.join(f'{r:g}' for r in sorted(codec_rates))}), or none")
 
 
 def train_command(run_config: TrainConfig, flagfile, in_flagfile: TrainConfig):
@@ -417,8 +440,9 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   variant = settings.study(config).variants[0]
   chosen_tau, saic_layer = chosen[variant], gsw_study.variant_layer(variant)
   done = [run for run, _ in runs if sweep.is_evaluated(run.model_dir)]
+  classifier = runs[0][0].model_dir
   extra = [baselines_dir(config, bpp) for bpp in settings.baseline_rates
-           if os.path.exists(layout.eval_path(baselines_dir(config, bpp)))]
+           if baselines_current(config, bpp, classifier)]
   # RESULTS/runs/ holds this plan's runs alone (none of an earlier plan's).
   shutil.rmtree(os.path.join(results_dir, "runs"), ignore_errors=True)
   files = []
@@ -428,10 +452,16 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
       if os.path.exists(source):
         files.append(copy_file(source, os.path.join(
             results_dir, "runs", os.path.relpath(model_dir, config.model_dir), name)))
-  for name in (layout.TIMINGS_FILE, gsw_study.SELECTION_FILE):
-    source = os.path.join(config.model_dir, name)
-    if os.path.exists(source):
-      files.append(copy_file(source, os.path.join(results_dir, name)))
+  source = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
+  files.append(copy_file(source, os.path.join(results_dir, gsw_study.SELECTION_FILE)))
+  # This plan's times alone (the root may hold bin/gsw_study's other runs too).
+  study = settings.study(config)
+  timings = sweep.timings_of(config.model_dir, [run.model_dir for run, _ in runs] + [
+      run.model_dir for run in gsw_study.selection_runs(config, study, rates, study.select_rate
+                                                        or rates[0][0])] + [
+      baselines_dir(config, bpp) for bpp in settings.baseline_rates])
+  if timings:
+    files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
   selection = read_json(os.path.join(config.model_dir, gsw_study.SELECTION_FILE), "")
   files.append(write_bytes(os.path.join(results_dir, "selection.md"),
                            gsw_study.selection_markdown(selection).encode()))
@@ -471,6 +501,7 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
   runs share and `in_flagfile` what it sets (for COMMANDS.md)."""
   study = settings.study(config)
   rates, select_rate = gsw_study.check(config, study, variants_flag="--variant")
+  check_baseline_rates(rates, settings.baseline_rates)
   [variant] = study.variants
   if settings.kodak_dir and os.path.isdir(settings.kodak_dir):
     model_zoo.kodak_photos(settings.kodak_dir)  # a folder without photos: one line, now
@@ -489,6 +520,9 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
                                     flagfile, in_flagfile, eval_settings)
   if collect_only:
     return collect_results()
-  files = gsw_study.train_and_evaluate(config, runs, collect_results, command="reproduce")
+  files, chief = gsw_study.train_and_evaluate(config, runs, collect_results,
+                                              command="reproduce")
+  if not chief:  # multi_worker: the chief alone evaluates and writes RESULTS/
+    return files
   return evaluate_baselines(config, settings, runs[0][0].model_dir, eval_settings,
                             collect_results) or files

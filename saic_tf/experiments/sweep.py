@@ -131,6 +131,29 @@ def train_and_evaluate(runs):
           for run_config, run_settings in runs]
 
 
+PARTS = ("train_seconds", "evaluate_seconds", "train_cpu_seconds", "evaluate_cpu_seconds")
+
+
+def _with_total(record):
+  total = {part: round(sum(e.get(part, 0.0) for k, e in record.items() if k != TOTAL), 1)
+           for part in PARTS}
+  total["cpu_hours"] = round((total["train_cpu_seconds"] + total["evaluate_cpu_seconds"]) / 3600,
+                             2)
+  total["wall_hours"] = round((total["train_seconds"] + total["evaluate_seconds"]) / 3600, 2)
+  return dict({k: v for k, v in record.items() if k != TOTAL}, **{TOTAL: total})
+
+
+def timings_of(root, model_dirs):
+  """ROOT/timings.json's entries of `model_dirs` alone, with their total; None without any."""
+  path = os.path.join(root, layout.TIMINGS_FILE)
+  if not os.path.exists(path):
+    return None
+  record = read_json(path, "delete it")
+  names = {os.path.relpath(d, root) for d in model_dirs}
+  kept = {k: v for k, v in record.items() if k in names}
+  return _with_total(kept) if kept else None
+
+
 def record_time(root, spent: Spent):
   """Adds to ROOT/timings.json[run] the wall-clock and CPU seconds spent on a run, over every
   invocation of the experiment (a resumed run adds the rest), and their total."""
@@ -138,16 +161,9 @@ def record_time(root, spent: Spent):
   record = read_json(path, "delete it") if os.path.exists(path) else {}
   record.pop(TOTAL, None)
   entry = record.setdefault(os.path.relpath(spent.model_dir, root), {})
-  for part in ("train_seconds", "evaluate_seconds", "train_cpu_seconds",
-               "evaluate_cpu_seconds"):
+  for part in PARTS:
     entry[part] = round(entry.get(part, 0.0) + getattr(spent, part), 1)
-  total = {part: round(sum(e.get(part, 0.0) for e in record.values()), 1)
-           for part in ("train_seconds", "evaluate_seconds", "train_cpu_seconds",
-                        "evaluate_cpu_seconds")}
-  total["cpu_hours"] = round((total["train_cpu_seconds"] + total["evaluate_cpu_seconds"]) / 3600,
-                             2)
-  total["wall_hours"] = round((total["train_seconds"] + total["evaluate_seconds"]) / 3600, 2)
-  record[TOTAL] = total
+  record = _with_total(record)
   write_json(path, record)
 
 
