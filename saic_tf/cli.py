@@ -398,15 +398,19 @@ def define_reproduce_flags(flag_values=FLAGS):
                       "figure at full size (skipped if absent).", **fv)
 
 
+def _fine_tune_study_settings(f):
+  """The settings of define_fine_tune_study_flags' flags."""
+  return dict(bases=tuple(f.bases), select_taus=tuple(numbers_from_flag("select_taus", f)),
+              select_rate=f.select_rate, seeds=tuple(numbers_from_flag("seeds", f, int)),
+              results_dir=f.results_dir)
+
+
 def reproduce_settings_from_flags(flag_values=FLAGS):
   from saic_tf.experiments import reproduce  # pylint: disable=g-import-not-at-top
   f = flag_values
   return reproduce.ReproduceSettings(
-      bases=tuple(f.bases), variant=f.variant,
-      select_taus=tuple(numbers_from_flag("select_taus", f)), select_rate=f.select_rate,
-      seeds=tuple(numbers_from_flag("seeds", f, int)),
-      baseline_rates=tuple(numbers_from_flag("baseline_rates", f)), kodak_dir=f.kodak_dir,
-      results_dir=f.results_dir)
+      variant=f.variant, baseline_rates=tuple(numbers_from_flag("baseline_rates", f)),
+      kodak_dir=f.kodak_dir, **_fine_tune_study_settings(f))
 
 
 def define_models_flags(flag_values=FLAGS):
@@ -474,11 +478,8 @@ def define_gsw_study_flags(flag_values=FLAGS):
 
 def gsw_study_settings_from_flags(flag_values=FLAGS):
   from saic_tf.experiments import gsw_study  # pylint: disable=g-import-not-at-top
-  f = flag_values
-  return gsw_study.StudySettings(
-      bases=tuple(f.bases), variants=tuple(f.variants),
-      select_taus=tuple(numbers_from_flag("select_taus", f)), select_rate=f.select_rate,
-      seeds=tuple(numbers_from_flag("seeds", f, int)), results_dir=f.results_dir)
+  return gsw_study.StudySettings(variants=tuple(flag_values.variants),
+                                 **_fine_tune_study_settings(flag_values))
 
 
 def define_ablate_flags(default_out, flag_values=FLAGS):
