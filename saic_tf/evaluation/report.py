@@ -368,8 +368,12 @@ def results_record(blocks):
 def build(model_dirs, out_dir):
   """Writes results.md, results.csv, results.json and the figures of the evaluated runs into
   `out_dir`."""
-  records = [read_json(layout.eval_path(d), f"run bin/evaluate --model_dir={d} first")
-             for d in model_dirs]
+  return build_records([read_json(layout.eval_path(d), f"run bin/evaluate --model_dir={d} first")
+                        for d in model_dirs], out_dir)
+
+
+def build_records(records, out_dir):
+  """build, from eval.json records already read."""
   if not records:
     raise UserError("bin/report needs at least one evaluated MODEL_DIR")
   os.makedirs(out_dir, exist_ok=True)

@@ -472,10 +472,10 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   files.append(write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY))
   if not done:
     return files
-  evaluated = [run.model_dir for run in done] + extra
-  files += report.build(evaluated, results_dir)
-  blocks = report.gather([read_json(layout.eval_path(d), "evaluate it again")
-                          for d in evaluated])
+  records = [read_json(layout.eval_path(d), "evaluate it again")
+             for d in [run.model_dir for run in done] + extra]
+  files += report.build_records(records, results_dir)
+  blocks = report.gather(records)
   layer = config.feature_layer
   files.append(write_bytes(os.path.join(results_dir, "tables.md"),
                            paper_tables(blocks, chosen_tau, saic_layer, layer).encode()))
