@@ -174,6 +174,11 @@ def test_tflite_decoders_meet_the_parity_bars_with_builtin_ops_at_any_size(expor
     assert not any(op.startswith(("Flex", "CUSTOM", "DELEGATE")) for op in row["ops"]), row
     assert row["size_bytes"] == os.path.getsize(os.path.join(version_dir, name))
   assert parity[tflite.TFLITE_INT8]["size_bytes"] < parity[tflite.TFLITE_FLOAT]["size_bytes"]
+  # Quality against the original images: the float decoder's is the Keras decoder's.
+  keras_psnr = parity["keras"]["psnr_vs_images_db"]
+  assert 5 < keras_psnr < 60, parity
+  assert abs(parity[tflite.TFLITE_FLOAT]["psnr_vs_images_db"] - keras_psnr) < 0.01, parity
+  assert abs(parity[tflite.TFLITE_INT8]["psnr_vs_images_db"] - keras_psnr) < 3, parity
   # A latent size the export never saw: the interpreter's input is resized.
   decoder = tflite.TFLiteDecoder(os.path.join(version_dir, tflite.TFLITE_FLOAT))
   channels = serving.read_info(version_dir)["channels"]
