@@ -125,6 +125,20 @@ def test_paired_statistics_have_their_closed_forms():
   assert statistics.images_digest([0, 1]) != statistics.images_digest([1, 0])
 
 
+def test_the_paired_interval_covers_the_seeds_not_only_the_images():
+  # Seed 0: a beats b on every image; seed 1: b beats a on every image. Averaged per image the
+  # difference is 0 everywhere, so an images-only bootstrap would give [0, 0]; the seeds disagree
+  # completely, and resampling them gives the whole range.
+  a = np.array([[1] * 20, [0] * 20], bool)
+  b = ~a
+  difference, low, high = statistics.bootstrap_difference(a, b)
+  assert difference == 0.0 and low == pytest.approx(-1.0) and high == pytest.approx(1.0)
+  # Agreeing seeds: the interval is the images' alone.
+  same = np.array([[1] * 10 + [0] * 10] * 3, bool)
+  assert statistics.bootstrap_difference(same, np.zeros_like(same))[1:] == pytest.approx(
+      statistics.bootstrap_difference(same[0], np.zeros(20, bool))[1:], abs=0.06)
+
+
 def test_report_of_an_unevaluated_run_is_one_line(tmp_path):
   with pytest.raises(UserError, match="run bin/evaluate"):
     report.build([str(tmp_path)], str(tmp_path / "out"))
