@@ -390,7 +390,8 @@ def define_reproduce_flags(flag_values=FLAGS):
   fv = dict(flag_values=flag_values)
   flags.DEFINE_string("variant", defaults.variant, "GSW variant of the SAIC rows: one of "
                       f"{', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer (e.g. "
-                      "paper@stage3); empty: --gsw.", **fv)
+                      "paper@stage3); empty: the one of highest validation accuracy in "
+                      "MODEL_DIR/selection.json (run bin/gsw_study first).", **fv)
   flags.DEFINE_list("baseline_rates", [f"{r:g}" for r in defaults.baseline_rates], "Nominal "
                     "rates at which JPEG/WebP/AVIF are also evaluated, without a learned codec "
                     "(for accuracy per bit); empty for none.", **fv)

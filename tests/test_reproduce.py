@@ -13,6 +13,7 @@ from saic_tf import cli
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.common.files import write_json
 from saic_tf.evaluation import club, evaluate
 from saic_tf.experiments import gsw_study, reproduce
 from saic_tf.training import trainer
@@ -47,7 +48,7 @@ def bases(tdic_run, tmp_path_factory):
 def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path), **TINY)
   settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0, 16.0),
-                                         seeds=(0, 1))
+                                         seeds=(0, 1), variant="paper")
   runs = reproduce.plan(config, settings, {"paper": 4.0})
   names = [os.path.relpath(run.model_dir, tmp_path) for run in runs]
   main = ["apic", "kd", "saic_paper_tau_4"]
@@ -68,11 +69,26 @@ def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(base
 def test_bad_baseline_rates_are_refused(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path), **TINY)
   for rates in ((0.0,), (1.0, 1.0), (0.5,)):  # 0.5: a codec's rate
-    settings = reproduce.ReproduceSettings(bases=bases, baseline_rates=rates)
+    settings = reproduce.ReproduceSettings(bases=bases, baseline_rates=rates, variant="paper")
     with pytest.raises(UserError, match="--baseline_rates="):
       reproduce.run(config, settings, SETTINGS, "", "", TrainConfig())
   with pytest.raises(UserError, match="--baselines_at=1: give a rate > 0, --out_dir"):
     evaluate.evaluate(str(tmp_path), dataclasses.replace(SETTINGS, baselines_at=1.0))
+
+
+def test_the_default_variant_is_the_validation_choice(bases, tmp_path):
+  config = TrainConfig(model_dir=str(tmp_path), **TINY)
+  settings = reproduce.ReproduceSettings(bases=bases)
+  with pytest.raises(UserError, match="--variant: none chosen on the validation split yet.*"
+                                      "bin/gsw_study"):
+    reproduce.with_variant(config, settings)
+  write_json(str(tmp_path / gsw_study.SELECTION_FILE), dict(
+      validation_accuracy={"paper": {"1": 0.5, "4": 0.6}, "fisher": {"1": 0.7, "4": 0.2},
+                           "label": {"1": 0.7}},
+      chosen_tau={"paper": 4.0, "fisher": 1.0, "label": 1.0}))
+  assert reproduce.with_variant(config, settings).variant == "fisher"  # tie: selected first
+  named = dataclasses.replace(settings, variant="paper@stage3")
+  assert reproduce.with_variant(config, named) is named
 
 
 def test_bad_bases_are_one_line(tmp_path):
@@ -86,7 +102,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path / "runs"), **TINY)
   results = tmp_path / "results"
   settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0), seeds=(0,),
-                                         baseline_rates=(2.0,),
+                                         baseline_rates=(2.0,), variant="paper",
                                          kodak_dir=small_photos(tmp_path / "kodak"),
                                          results_dir=str(results))
   flagfile = tmp_path / "tiny.cfg"
@@ -115,7 +131,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   # The baselines alone at 2 bpp count for accuracy per bit, not in the per-rate tables.
   assert "2 bpp" not in tables_md and "| 2 |" not in (results / "comparison.md").read_text()
   readme = (results / "README.md").read_text()
-  assert f"τ = {tau}, chosen on the validation split" in readme
+  assert f"τ = {tau}: τ chosen on the validation split among 1, 4 ([selection.md]" in readme
   assert "- **0.25 bpp:**" in readme and "SAIC − APIC =" in readme and "**The goal:**" in readme
   assert "{" not in readme and "**2 bpp:**" not in readme  # every field filled
   template = open(reproduce.README_TEMPLATE).read()

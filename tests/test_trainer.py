@@ -175,7 +175,8 @@ def test_kd_reference_fine_tunes_on_the_output_kl_without_gsw(apic_run, tmp_path
     semantic_config(tmp_path, loss="apic", kd_feature_weight=0.1).validate()
 
 
-def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_path, caplog):
+def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_path, caplog,
+                                                                 monkeypatch):
   base, _ = apic_run
   config = semantic_config(tmp_path, tau=2.0, init_from=str(base), gsw="fisher",
                            gsw_scale="mean_abs")
@@ -200,6 +201,14 @@ def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_pat
   for line in ("downstream: complete", "gsw: reusing", "saic: complete at step 2"):
     assert line in caplog.text
   assert "saic step" not in caplog.text
+  # The experiment commands pass over a finished run without loading data or scoring it again.
+  caplog.clear()
+  def no_data(*args, **kwargs):
+    raise AssertionError("a complete run loaded data")
+  monkeypatch.setattr(trainer.datasets, "load", no_data)
+  summary = trainer.train(config, skip_complete=True)
+  assert (summary["stage"], summary["step"], summary["test_metrics"]) == ("saic", 2, None)
+  assert "is complete (step 2): nothing to train" in caplog.text
 
 
 def test_init_from_a_different_base_is_refused(apic_run, tmp_path):

@@ -39,7 +39,6 @@ from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
 from saic_tf.evaluation import statistics
 from saic_tf.experiments import sweep
-from saic_tf.training import trainer
 
 SELECTION_FILE = "selection.json"
 VALIDATION_DIR = "validation"  # a selection run's validation evaluation, inside the run
@@ -195,7 +194,7 @@ def select(config, settings, rates, select_rate, eval_settings):
 
   for index, (variant, run) in enumerate(runs, 1):
     logging.info("gsw_study: selection %d/%d: %s", index, len(runs), run.model_dir)
-    spent = sweep.timed(run.model_dir, lambda: trainer.train(run)["chief"],
+    spent = sweep.timed(run.model_dir, lambda: sweep.train_run(run),
                         lambda chief: score(variant, run, chief))
     if spent.chief:
       sweep.record_time(config.model_dir, spent)
@@ -206,13 +205,23 @@ def select(config, settings, rates, select_rate, eval_settings):
   return record
 
 
+def best_variant(record):
+  """(variant, τ) of highest validation accuracy in a selection.json record, each variant at its
+  chosen τ (ties: the variant selected first); None if nothing is selected yet."""
+  scored = [(record["validation_accuracy"][v][f"{tau:g}"], -i, v, tau)
+            for i, (v, tau) in enumerate(record.get("chosen_tau", {}).items())]
+  return max(scored)[2:] if scored else None
+
+
 def selection_markdown(record):
   taus = sorted({float(t) for scores in record["validation_accuracy"].values() for t in scores})
   lines = ["# τ chosen on the validation split", "",
            f"SAIC at {record['rate']:g} bpp (seed {record['seed']}), validation accuracy (%) on "
-           f"every {record['holdout_every']}-th training image, held out of every training "
-           "(bin/gsw_study, saic_tf/experiments/gsw_study.py). The chosen τ (bold) is the "
-           "highest; ties go to the smaller τ.", "",
+           f"every {record['holdout_every']}-th training image, held out of the classifier's "
+           "and every fine-tune's training (the shipped codecs the fine-tunes start from were "
+           "trained on the whole training split; bin/gsw_study, "
+           "saic_tf/experiments/gsw_study.py). The chosen τ (bold) is the highest; ties go to "
+           "the smaller τ.", "",
            "| variant | " + " | ".join(f"τ={t:g}" for t in taus) + " |",
            "|---" * (len(taus) + 1) + "|"]
   for variant, scores in record["validation_accuracy"].items():
@@ -222,6 +231,10 @@ def selection_markdown(record):
       cell = "—" if value is None else f"{100 * value:.2f}"
       cells.append(f"**{cell}**" if tau == record["chosen_tau"][variant] else cell)
     lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+  if len(record["chosen_tau"]) > 1:
+    variant, tau = best_variant(record)
+    lines += ["", f"Of highest validation accuracy: `{variant}` at τ = {tau:g} (bin/reproduce's "
+              "default --variant)."]
   return "\n".join(lines + [""])
 
 

@@ -69,7 +69,10 @@ LEARNED = ("tdic", "apic", "saic", "kd")
 @dataclasses.dataclass
 class ReproduceSettings:
   bases: tuple = ("tdic-0.125", "tdic-0.25", "tdic-0.5")
-  variant: str = ""  # the GSW variant of the SAIC rows (gsw or gsw@layer); "": --gsw
+  # The GSW variant of the SAIC rows (gsw or gsw@layer); "": the one of highest validation
+  # accuracy in ROOT/selection.json (bin/gsw_study's selection), so that the test split chooses
+  # neither the variant nor τ.
+  variant: str = ""
   select_taus: tuple = (0.5, 2.0, 8.0)
   select_rate: float = 0.0  # 0: the first base's rate
   seeds: tuple = (0, 1, 2)
@@ -82,8 +85,23 @@ class ReproduceSettings:
   def study(self, config: TrainConfig):
     """The same runs, as bin/gsw_study names them: one variant."""
     return gsw_study.StudySettings(
-        bases=self.bases, variants=(self.variant or config.gsw,), select_taus=self.select_taus,
+        bases=self.bases, variants=(self.variant,), select_taus=self.select_taus,
         select_rate=self.select_rate, seeds=self.seeds, results_dir=self.results_dir)
+
+
+def with_variant(config: TrainConfig, settings: ReproduceSettings):
+  """The settings with --variant resolved: as given, or the validation-chosen one."""
+  if settings.variant:
+    return settings
+  path = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
+  best = gsw_study.best_variant(read_json(path, "delete it to select again")) if (
+      os.path.exists(path)) else None
+  if best is None:
+    raise UserError(f"--variant: none chosen on the validation split yet ({path} has none): run "
+                    f"bin/gsw_study --model_dir={config.model_dir} first, or name one "
+                    "(e.g. --variant=fisher)")
+  logging.info("reproduce: --variant=%s, of highest validation accuracy in %s", best[0], path)
+  return dataclasses.replace(settings, variant=best[0])
 
 
 def plan(config: TrainConfig, settings: ReproduceSettings, chosen):
@@ -366,6 +384,17 @@ def summary_lines(main, paired, per_bit, keep):
   return lines
 
 
+def _variant_choice(selection, variant):
+  """How the SAIC rows' variant and τ were chosen, as the README says it."""
+  taus = ", ".join(sorted(selection["validation_accuracy"][variant], key=float))
+  others, best = len(selection["chosen_tau"]) - 1, gsw_study.best_variant(selection)[0]
+  if others and best == variant:
+    return (f"of highest validation accuracy among {others + 1} variants, each at its τ of "
+            f"{taus} chosen on the validation split")
+  named = f" (named by --variant; the validation's best is `{best}`)" if others else ""
+  return f"τ chosen on the validation split among {taus}{named}"
+
+
 def readme(results_dir, variant, first_bpp, layer=""):
   """RESULTS/README.md from README_TEMPLATE, every number read from RESULTS/'s JSON files
   (None until the classifier's run is evaluated); `first_bpp` is the first base's rate, whose
@@ -412,8 +441,7 @@ def readme(results_dir, variant, first_bpp, layer=""):
       original_accuracy=f"{100 * original['accuracy']:.2f}",
       bases=", ".join(f"`{os.path.basename(_run_config(results_dir, rows['apic'])['init_from'])}`"
                       for rows in main.values() if "apic" in rows),
-      variant=variant, tau=f"{tau:g}",
-      select_taus=", ".join(sorted(selection["validation_accuracy"][variant], key=float)),
+      variant=variant, tau=f"{tau:g}", variant_choice=_variant_choice(selection, variant),
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
       cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
       wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
@@ -499,6 +527,8 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
   RESULTS/ after each; returns RESULTS/'s files. With `collect_only`, trains and evaluates
   nothing: only rewrites RESULTS/ from the runs evaluated so far. `flagfile` is the flagfile the
   runs share and `in_flagfile` what it sets (for COMMANDS.md)."""
+  gsw_study.rates_of(settings.study(config))  # a bad --bases is the first thing said
+  settings = with_variant(config, settings)
   study = settings.study(config)
   rates, select_rate = gsw_study.check(config, study, variants_flag="--variant")
   check_baseline_rates(rates, settings.baseline_rates)

@@ -114,6 +114,12 @@ def timed(model_dir, train, evaluate_run):
                time.process_time() - trained_cpu, chief)
 
 
+def train_run(run_config):
+  """Trains or resumes a run of an experiment (a finished one is passed over at once); returns
+  whether this process is the chief."""
+  return trainer.train(run_config, skip_complete=True)["chief"]
+
+
 def train_and_evaluate(runs):
   """Trains (or resumes, or skips) and evaluates each (config, settings) in order; returns a
   Spent for each. Under --strategy=multi_worker only the chief evaluates (the others would read
@@ -126,7 +132,7 @@ def train_and_evaluate(runs):
     else:
       evaluate.evaluate(run_config.model_dir, run_settings)
 
-  return [timed(run_config.model_dir, lambda c=run_config: trainer.train(c)["chief"],
+  return [timed(run_config.model_dir, lambda c=run_config: train_run(c),
                 lambda chief, c=run_config, s=run_settings: evaluate_run(c, s, chief))
           for run_config, run_settings in runs]
 

@@ -14,6 +14,7 @@ exactly the batches an uninterrupted one would have seen and stops at its step c
 TensorBoard logs go to MODEL_DIR/logs/<part>/.
 """
 import dataclasses
+import os
 
 from absl import logging
 import numpy as np
@@ -181,8 +182,20 @@ def check_base_run(config: TrainConfig):
                       f"({changed})")
 
 
-def train(config: TrainConfig, strategy=None):
-  """Algorithm 1 (see module doc). Returns a summary of the last codec stage."""
+def _complete(config: TrainConfig):
+  """(stage, checkpoint) of the run's last codec stage if it has reached its steps, else None."""
+  stage = config.loss if config.semantic else "tdic"
+  checkpoint_dir = layout.part_dirs(config.model_dir, stage)[0]
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  steps = config.finetune_steps if config.semantic else config.steps
+  return (stage, latest) if latest and layout.checkpoint_step(latest) >= steps else None
+
+
+def train(config: TrainConfig, strategy=None, skip_complete=False):
+  """Algorithm 1 (see module doc). Returns a summary of the last codec stage. With
+  `skip_complete`, a run whose last stage has reached its steps loads no data and is not scored
+  on the test split again (its summary's test_metrics is None): the experiment commands pass
+  over their finished runs in seconds."""
   config = dataclasses.replace(config.validate(), loss=config.resolved_loss)
   try:  # refuse a bad --bpp/--stride before anything is written
     networks.channels_for_bpp(config.bpp, config.stride)
@@ -200,6 +213,18 @@ def train(config: TrainConfig, strategy=None):
   if config.batch_size % strategy.num_replicas_in_sync:
     raise UserError(f"--batch_size={config.batch_size} is not divisible by the "
                     f"{strategy.num_replicas_in_sync} replicas")
+  complete = _complete(config) if skip_complete else None
+  if complete:
+    stage, checkpoint = complete
+    logging.info("%s: %s is complete (step %d): nothing to train", stage, config.model_dir,
+                 layout.checkpoint_step(checkpoint))
+    keras.mixed_precision.set_global_policy("float32")
+    if distribute.is_chief(strategy):
+      stages.fit_missing_entropy_models(config, config.model_dir)
+    return dict(stage=stage, step=layout.checkpoint_step(checkpoint),
+                checkpoint_dir=os.path.dirname(checkpoint),
+                log_dir=layout.part_dirs(config.model_dir, stage)[1], test_metrics=None,
+                chief=distribute.is_chief(strategy))
   sources = (datasets.load(config.dataset, "train", config.data_dir, config.holdout_every),
              datasets.load(config.dataset, "test", config.data_dir))
   try:
