@@ -55,6 +55,13 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   assert 0 < record["rows"]["saic"]["coded_bpp"] and record["rows"]["jpeg"]["coded_bpp"] is None
   jpeg = record["rows"]["jpeg"]
   assert jpeg["images_over_target"] == 24 and jpeg["bpp"] > 0.5  # 32x32 JPEG: header > 64 B
+  # An experiment re-evaluates a run evaluated with other settings (here bin/evaluate's
+  # defaults differ from these), and passes over one evaluated with the same.
+  used = evaluate.EvalSettings(max_images=24, club_train_images=40,
+                               club=club.ClubSettings(steps=50))
+  assert record["evaluation"] == evaluate.settings_record(used)
+  assert sweep.is_evaluated(str(saic_run), settings=used) and sweep.is_evaluated(str(saic_run))
+  assert not sweep.is_evaluated(str(saic_run), settings=evaluate.EvalSettings(max_images=24))
   markdown = (saic_run / "eval.md").read_text()
   for name in ("Original", "TDIC", "SAIC (τ=400)", "JPEG", "WebP", "AVIF", "target not reached"):
     assert name in markdown

@@ -60,6 +60,12 @@ class EvalSettings:
   baselines_at: Optional[float] = None
 
 
+def settings_record(settings: EvalSettings):
+  """The evaluation's settings as eval.json keeps them: an experiment re-evaluates a run whose
+  eval.json was made with other settings (another split, subset, CLUB or baselines)."""
+  return json.loads(json.dumps(dataclasses.asdict(settings)))
+
+
 def setup_digest(config, downstream_dir, tdic_checkpoint):
   """Which experiment a run is, whatever its seed: a digest of its settings (but the seed, what
   may change on resume, and GSW settings a run that is not SAIC does not use), its TDIC base and
@@ -250,6 +256,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
               logvar_range=[club_lib.LOGVAR_MIN, club_lib.LOGVAR_MAX],
               **dataclasses.asdict(settings.club)),
       rows=rows, images_digest=statistics.images_digest(labels),
+      evaluation=settings_record(settings),
       correct={name: statistics.encode(results[name]["probs"].argmax(1) == labels)
                for name in methods})
   record["paired"] = paired_comparisons(record)

@@ -155,9 +155,10 @@ def test_runs(config, settings, rates, chosen):
 
 def _validation_accuracy(run, eval_settings):
   out_dir = os.path.join(run.model_dir, VALIDATION_DIR)
-  if not sweep.is_evaluated(run.model_dir, out_dir):
-    evaluate.evaluate(run.model_dir, dataclasses.replace(
-        eval_settings, split="validation", baselines=(), base_row=False, out_dir=out_dir))
+  settings = dataclasses.replace(eval_settings, split="validation", baselines=(),
+                                 base_row=False, out_dir=out_dir)
+  if not sweep.is_evaluated(run.model_dir, out_dir, settings):
+    evaluate.evaluate(run.model_dir, settings)
   record = read_json(layout.eval_path(out_dir), "delete it to evaluate again")
   return record["rows"]["saic"]["accuracy"]
 

@@ -79,15 +79,17 @@ def plan(config: TrainConfig, taus, settings: evaluate.EvalSettings, seeds=None)
   return runs
 
 
-def is_evaluated(model_dir, out_dir=None):
+def is_evaluated(model_dir, out_dir=None, settings=None):
   """True when eval.json (in `out_dir`, default the run's directory) exists and was made from
-  the run's current codec checkpoints."""
+  the run's current codec checkpoints (and, given `settings`, with those evaluation settings)."""
   path = layout.eval_path(out_dir or model_dir)
   if not os.path.exists(path):
     return False
-  evaluated = read_json(path, "delete it to evaluate again").get("stages", {})
+  record = read_json(path, "delete it to evaluate again")
+  if settings is not None and record.get("evaluation") != evaluate.settings_record(settings):
+    return False
   current = layout.codec_stages(TrainConfig.read(model_dir), model_dir)
-  return ({k: os.path.basename(v) for k, v in evaluated.items()} ==
+  return ({k: os.path.basename(v) for k, v in record.get("stages", {}).items()} ==
           {k: os.path.basename(v) for k, v in current})
 
 
@@ -127,7 +129,7 @@ def train_and_evaluate(runs):
   def evaluate_run(run_config, run_settings, chief):
     if not chief:
       logging.info("%s: evaluation is left to the chief worker", run_config.model_dir)
-    elif is_evaluated(run_config.model_dir):
+    elif is_evaluated(run_config.model_dir, settings=run_settings):
       logging.info("%s: already evaluated, skipping", run_config.model_dir)
     else:
       evaluate.evaluate(run_config.model_dir, run_settings)
