@@ -87,8 +87,8 @@ def _export(model_dir, export_dir, model_name, version, stage, parity_images):
   test_images = _images(config, "test", parity_images)
   size = config.image_size
   odd = _images(config, "test", max(1, parity_images // 4), (size // 2 + 3, size + 5))
-  parity = tflite.tflite_parity(tmp, codec.decoder, _latents(codec, test_images + odd),
-                               test_images + odd)
+  images = test_images + odd
+  parity = tflite.tflite_parity(tmp, codec.decoder, _latents(codec, images), images)
   write_json(os.path.join(tmp, tflite.PARITY_FILE), parity)
   os.replace(tmp, version_dir)
   logging.info("export: %s stage %s -> %s (%.0f s)", model_dir, trained.name, version_dir,

@@ -63,7 +63,7 @@ def bootstrap_difference(correct_a, correct_b, resamples=BOOTSTRAP_RESAMPLES, se
     # How often each seed is drawn, as weights: [count, seeds] @ [seeds, images] gives each
     # resample's per-image difference averaged over its drawn seeds.
     drawn = rng.integers(0, seeds, size=(count, seeds))
-    weights = np.stack([np.bincount(row, minlength=seeds) for row in drawn]) / seeds
+    weights = (drawn[:, :, None] == np.arange(seeds)).sum(axis=1) / seeds
     per_image = weights @ difference
     picks = rng.integers(0, images, size=(count, images))
     means[start:start + count] = np.take_along_axis(per_image, picks, axis=1).mean(axis=1)
