@@ -339,8 +339,10 @@ def define_file_codec_flags(decompress=False, flag_values=FLAGS):
                       **fv)
   flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images above this many "
                        "pixels (memory is bounded by it).", lower_bound=1, **fv)
-  flags.DEFINE_string("o", None, f"Output {'.png' if decompress else '.saic'} file (one input) "
-                      "or directory.", required=True, **fv)
+  suffix = ".png" if decompress else ".saic"
+  flags.DEFINE_string("o", None, f"Output {suffix} file (one input) or directory. Default: "
+                      f"beside each input, its name with {suffix} for its extension (an "
+                      "existing file is not overwritten).", **fv)
 
 
 def define_report_flags(flag_values=FLAGS):
@@ -427,10 +429,10 @@ def define_models_flags(flag_values=FLAGS):
   flags.DEFINE_string("name", None, "The shipped name of --package, e.g. tdic-0.25.", **fv)
   flags.DEFINE_string("command", "", "With --package: the command that trained the run, for "
                       "its record.", **fv)
-  flags.DEFINE_string("kodak_dir", default.kodak_dir, "The 24 Kodak PNGs (skipped if absent).",
-                      **fv)
+  flags.DEFINE_string("kodak_dir", default.kodak_dir, "The 24 Kodak PNGs (if absent, the "
+                      "recorded Kodak figures are kept).", **fv)
   flags.DEFINE_string("imagenette_dir", default.imagenette_dir, "Imagenette image folder "
-                      "(its val split; skipped if absent).", **fv)
+                      "(its val split; if absent, the recorded figures are kept).", **fv)
   flags.DEFINE_integer("imagenette_images", default.imagenette_images, "Val images to measure "
                        "(0: all).", lower_bound=0, **fv)
   flags.DEFINE_string("curve", None, "A shipped codec whose PSNR-against-training-time curve "

@@ -61,16 +61,21 @@ def test_a_packaged_run_is_a_shipped_codec_with_the_same_files(in_zoo, tdic_run)
 
 
 def test_compress_by_name_and_decompress_without_naming_the_model(in_zoo, tdic_run, tmp_path):
+  """The issue's commands as they are: `bin/compress photo.jpg --model=tdic-0.25`, then
+  `bin/decompress photo.saic` (no -o: each output beside its input, never over a file)."""
   env = dict(SAIC_ZOO_ROOT=in_zoo)
   image = os.path.join(IMAGES, sorted(os.listdir(IMAGES))[0])
-  result = run_bin("compress", image, f"--model={NAME}", "-o", str(tmp_path / "a.saic"),
-                   env=env)
+  shutil.copyfile(image, tmp_path / "a.jpg")
+  result = run_bin("compress", str(tmp_path / "a.jpg"), f"--model={NAME}", env=env)
   assert result.returncode == 0, result.stderr[-2000:]
-  result = run_bin("decompress", str(tmp_path / "a.saic"), "-o", str(tmp_path / "a.png"),
-                   env=env)
+  result = run_bin("decompress", str(tmp_path / "a.saic"), env=env)
   assert result.returncode == 0, result.stderr[-2000:]
   expected = file_codec.FileCodec(tdic_run).decompress((tmp_path / "a.saic").read_bytes())
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), expected)
+  kept = (tmp_path / "a.saic").read_bytes()
+  result = run_bin("compress", str(tmp_path / "a.jpg"), f"--model={NAME}", env=env)
+  assert result.returncode == 1 and "a.saic exists: not overwritten without -o" in result.stderr
+  assert (tmp_path / "a.saic").read_bytes() == kept
   # A file of a model that is not shipped needs --model: one line says so.
   other = bytearray((tmp_path / "a.saic").read_bytes())
   other[5:9] = b"\xff\xff\xff\xff"
@@ -110,6 +115,12 @@ def test_measure_writes_the_figures_and_bin_models_lists_them(in_zoo, tmp_path):
   assert model_zoo.toderici_psnr(0.25) == pytest.approx(25.7)
   assert model_zoo.toderici_psnr(0.375) == pytest.approx(27.0)
   assert model_zoo.toderici_psnr(0.0625) == pytest.approx(21.65)  # the nearest segment, extended
+  # Measured again where Kodak is not: its recorded figures stay, and the log says so.
+  lines = []
+  model_zoo.measure(NAME, dataclasses.replace(settings, kodak_dir=str(tmp_path / "absent")),
+                    log=lines.append)
+  assert zoo.record(NAME)["figures"]["kodak"] == kodak
+  assert any("--kodak_dir" in line and "kept as recorded" in line for line in lines), lines
 
 
 def test_curve_scores_each_snapshot_against_the_cpu_time_spent(in_zoo, tmp_path):

@@ -127,6 +127,11 @@ def _inputs(paths, extensions):
 
 
 def _target(path, output, single, suffix):
+  if output is None:  # no -o: beside the input; like gzip, never over an existing file
+    target = os.path.splitext(path)[0] + suffix
+    if os.path.exists(target):
+      raise UserError(f"{target} exists: not overwritten without -o (give -o OUT)")
+    return target
   if single and not os.path.isdir(output) and output.endswith(suffix):
     return output
   os.makedirs(output, exist_ok=True)
@@ -134,7 +139,8 @@ def _target(path, output, single, suffix):
 
 
 def process(paths, output, extensions, suffix, work):
-  """Runs `work(path) -> (bytes, message)` on every input, writing `output` files atomically.
+  """Runs `work(path) -> (bytes, message)` on every input, writing `output` files atomically
+  (`output` None: each beside its input, <stem><suffix>).
   Bad inputs are listed and skipped; returns the list of (path, error)."""
   files = _inputs(paths, extensions)
   if not files:

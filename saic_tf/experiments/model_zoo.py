@@ -114,7 +114,15 @@ def resized_split(dataset, split, data_dir, size, limit=0, holdout_every=0):
 def measure(name, settings=MeasureSettings(), log=logging.info):
   """The figures of shipped codec `name` (module doc); written into its record.json."""
   codec = FileCodec(zoo.check_name(name))
-  figures = {}
+  # A data set that is not here keeps the figures recorded from it (the record's weights are the
+  # shipped ones: bin/models --package writes a new record), never silently drops them.
+  figures = {key: value for key, value in zoo.record(name).get("figures", {}).items()
+             if key in ("imagenette96", "kodak")}
+  for key, directory, flag in (("imagenette96", settings.imagenette_dir, "--imagenette_dir"),
+                               ("kodak", settings.kodak_dir, "--kodak_dir")):
+    if not os.path.isdir(directory):
+      log(f"{name}: {flag}={directory} not found: {key} "
+          f"{'kept as recorded' if key in figures else 'not measured'}")
   start = time.time()
   figures["sample96"] = measure_images(codec, resized_split("sample", "test", "", settings.size))
   log(f"{name}: sample96 {figures['sample96']}")
