@@ -90,7 +90,8 @@ def read_image(path, max_pixels=None):
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
     # Pillow: UnidentifiedImageError (an OSError) for what it cannot identify, OSError for
     # truncated data, SyntaxError or ValueError for some malformed headers.
-    reason = getattr(e, "strerror", None) or first_line(e, 120)
+    reason = ("no format Pillow reads" if isinstance(e, Image.UnidentifiedImageError) else
+              getattr(e, "strerror", None) or first_line(e, 120))  # Pillow's names the file
     raise UserError(f"not a readable image ({reason})") from None
 
 
