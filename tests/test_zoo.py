@@ -269,3 +269,16 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   assert str(tmp_path / "results" / "selection.md") in files
   with pytest.raises(UserError, match="give --holdout_every"):
     gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, eval_settings)
+
+
+def test_the_trend_of_a_curve_extrapolates_to_its_bar():
+  """PSNR = 20 + 0.5 log2(CPU h) from 1 CPU h on: +0.5 dB per doubling, 21.5 dB at 8 CPU h."""
+  points = [dict(cpu_hours=h, psnr=(19.0 if h < 1 else 20 + 0.5 * np.log2(h)))
+            for h in (0.25, 1.0, 2.0, 4.0)]
+  slope, used, reach = model_zoo.trend(points, bar=21.5)
+  assert slope == pytest.approx(0.5) and used == 3 and reach == pytest.approx(8.0)
+  assert "21.5 dB bar at about 8 CPU h (2.0× this run)" in model_zoo.trend_line(points, 21.5)
+  assert model_zoo.trend(points, bar=20.5)[2] is None  # already above it
+  flat = [dict(p, psnr=20.0) for p in points]
+  assert "does not rise" in model_zoo.trend_line(flat, 21.5)
+  assert "Too few points" in model_zoo.trend_line(points[:2], 21.5)

@@ -44,6 +44,8 @@ from saic_tf.evaluation import baselines
 # (bpp, PSNR dB) of Toderici et al. 2017 (binary codes) on Kodak, as the issue quotes them.
 TODERICI_KODAK = ((0.125, 23.0), (0.25, 25.7), (0.5, 28.3))
 STRETCH_DB = 1.5  # the stretch goal: within this much of WebP at the same real bpp, on Kodak
+IMAGENETTE_BARS = {0.125: 22.5, 0.25: 24.0, 0.5: 25.5}  # dB on Imagenette-96 val (issue 15)
+TREND_FROM_CPU_HOURS = 1.0  # the trend leaves out the first hour's fast rise
 
 
 @dataclasses.dataclass
@@ -313,7 +315,39 @@ def markdown(names=None):
               "| step | CPU h | wall h | PSNR (dB) |", "|---|---|---|---|"]
     lines += [f"| {p['step']} | {p['cpu_hours']:.2f} | {p['wall_hours']:.2f} | "
               f"{p['psnr']:.2f} |" for p in recorded["points"]]
+    lines += ["", trend_line(recorded["points"], IMAGENETTE_BARS.get(zoo.record(name)["bpp"]))]
   return "\n".join(lines + [""])
+
+
+def trend(points, bar=None):
+  """(dB per doubling of CPU time, points used, CPU h at which that trend reaches `bar` or None):
+  a least-squares line of PSNR on log2(CPU h) through the points from TREND_FROM_CPU_HOURS on."""
+  late = [p for p in points if p["cpu_hours"] >= TREND_FROM_CPU_HOURS]
+  if len(late) < 3:
+    return None, len(late), None
+  slope, intercept = np.polyfit(np.log2([p["cpu_hours"] for p in late]),
+                                [p["psnr"] for p in late], 1)
+  reach = None
+  if bar is not None and slope >= 0.01 and late[-1]["psnr"] < bar:  # a rise, not rounding
+    reach = float(2 ** ((bar - intercept) / slope))
+  return float(slope), len(late), reach
+
+
+def trend_line(points, bar=None):
+  """What a longer run would give, as far as the curve says: its trend, extrapolated."""
+  slope, used, reach = trend(points, bar)
+  if slope is None:
+    return f"Too few points from {TREND_FROM_CPU_HOURS:g} CPU h on for a trend."
+  line = (f"Trend from {TREND_FROM_CPU_HOURS:g} CPU h on ({used} points, least squares of PSNR "
+          f"on log2 CPU time): {slope:+.2f} dB per doubling of CPU time.")
+  if reach is not None:
+    line += (f" Extrapolated, not measured: the {bar:g} dB bar at about {reach:.0f} CPU h "
+             f"({reach / points[-1]['cpu_hours']:.1f}× this run). The points come from one "
+             "cosine schedule, whose decay lifts its last points; a longer run would follow "
+             "another schedule, so this is a rough guess, not a measurement.")
+  elif bar is not None and points[-1]["psnr"] < bar:
+    line += f" It does not rise: no extrapolation to the {bar:g} dB bar."
+  return line
 
 
 def write_markdown(out, names=None):
