@@ -91,3 +91,27 @@ def test_cli_round_trip_and_errors(tdic_run, tmp_path):
                    str(tmp_path / "out.png"))
   assert result.returncode != 0 and "truncated" in result.stderr
   assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "out.png")
+
+
+def test_without_o_each_output_lands_beside_its_input_and_never_over_a_file(tmp_path):
+  """file_codec.process with no -o (the work stands in for the codec)."""
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for name in ("x.jpg", "x.png", "y.jpg", "z.jpg"):
+    (folder / name).write_bytes(b"image")
+  (folder / "y.saic").write_bytes(b"kept")
+
+  def work(path):
+    if path.endswith("z.jpg"):  # another process makes the output while this one codes
+      (folder / "z.saic").write_bytes(b"theirs")
+    return b"coded " + os.path.basename(path).encode(), ""
+
+  failures = dict(file_codec.process([str(folder)], None, (".jpg", ".png"), ".saic", work))
+  assert (folder / "x.saic").read_bytes() == b"coded x.jpg"
+  assert "x.saic is " in failures[str(folder / "x.png")]  # the same name: said, not "give -o"
+  assert "y.saic exists: not overwritten" in failures[str(folder / "y.jpg")]
+  assert "z.saic exists: not overwritten" in failures[str(folder / "z.jpg")]
+  assert (folder / "y.saic").read_bytes() == b"kept"
+  assert (folder / "z.saic").read_bytes() == b"theirs"
+  assert sorted(os.listdir(folder)) == ["x.jpg", "x.png", "x.saic", "y.jpg", "y.saic", "z.jpg",
+                                        "z.saic"]  # no temporary file left

@@ -120,6 +120,7 @@ def test_measure_writes_the_figures_and_bin_models_lists_them(in_zoo, tmp_path):
   model_zoo.measure(NAME, dataclasses.replace(settings, kodak_dir=str(tmp_path / "absent")),
                     log=lines.append)
   assert zoo.record(NAME)["figures"]["kodak"] == kodak
+  assert zoo.record(NAME)["figures"]["kept_from_an_earlier_measure"] == ["kodak"]
   assert any("--kodak_dir" in line and "kept as recorded" in line for line in lines), lines
 
 
@@ -281,4 +282,10 @@ def test_the_trend_of_a_curve_extrapolates_to_its_bar():
   assert model_zoo.trend(points, bar=20.5)[2] is None  # already above it
   flat = [dict(p, psnr=20.0) for p in points]
   assert "does not rise" in model_zoo.trend_line(flat, 21.5)
+  assert model_zoo.trend(points[::-1], bar=21.5)[0] == pytest.approx(0.5)  # order does not matter
+  # A line already above the bar where the run's last point is below it: no extrapolation.
+  dip = [dict(cpu_hours=h, psnr=y) for h, y in ((1, 21.0), (2, 22.0), (4, 23.0), (8, 21.4))]
+  slope, _, reach = model_zoo.trend(dip, bar=21.5)
+  assert slope > 0.01 and reach is None
+  assert "is above it already" in model_zoo.trend_line(dip, 21.5)
   assert "Too few points" in model_zoo.trend_line(points[:2], 21.5)

@@ -5,13 +5,22 @@ import os
 from saic_tf.common.errors import UserError
 
 
-def write_bytes(path, content):
-  """Writes to a temporary file, then renames: a kill mid-write never leaves a half file."""
+def write_bytes(path, content, overwrite=True):
+  """Writes to a temporary file, then renames: a kill mid-write never leaves a half file.
+  With `overwrite` False, an existing `path` raises FileExistsError and is left as it is (the
+  temporary file is linked to `path`, which fails if it exists, even if another process made
+  it a moment ago)."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"  # two processes writing the same file do not share it
   with open(tmp, "wb") as f:
     f.write(content)
-  os.replace(tmp, path)
+  if overwrite:
+    os.replace(tmp, path)
+    return path
+  try:
+    os.link(tmp, path)
+  finally:
+    os.remove(tmp)
   return path
 
 

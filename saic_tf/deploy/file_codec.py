@@ -128,10 +128,7 @@ def _inputs(paths, extensions):
 
 def _target(path, output, single, suffix):
   if output is None:  # no -o: beside the input; like gzip, never over an existing file
-    target = os.path.splitext(path)[0] + suffix
-    if os.path.exists(target):
-      raise UserError(f"{target} exists: not overwritten without -o (give -o OUT)")
-    return target
+    return os.path.splitext(path)[0] + suffix
   if single and not os.path.isdir(output) and output.endswith(suffix):
     return output
   os.makedirs(output, exist_ok=True)
@@ -152,8 +149,15 @@ def process(paths, output, extensions, suffix, work):
       if target in written:  # e.g. a/x.webp and b/x.tif: the second would overwrite the first
         raise UserError(f"its output {target} is {written[target]}'s already; give the inputs "
                         "different names")
+      exists = UserError(f"{target} exists: not overwritten without -o (give -o OUT, or move "
+                         "it away)")
+      if output is None and os.path.exists(target):  # before the work; checked again below
+        raise exists
       content, message = work(path)
-      write_bytes(target, content)
+      try:
+        write_bytes(target, content, overwrite=output is not None)
+      except FileExistsError:  # made while this input was being coded
+        raise exists from None
       written[target] = path
       print(f"[{number}/{len(files)}] {path} -> {target}  {message}", flush=True)
     except (UserError, OSError) as e:

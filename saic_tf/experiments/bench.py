@@ -171,9 +171,9 @@ def speed_features(settings: BenchSettings, images, log):
       if policy == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         steps = min(steps, 2)  # a CPU's float16 flags do not promise the wheel uses them
       model.compile(optimizer=optimizer, **compile_args)
-      # One batch repeated: nothing for tf.data's autotuner to tune, and on 2 cores its start
-      # in every fit call cost more than the steps' time (float32 at half the speed of the
-      # same steps by train_on_batch in the table above).
+      # One batch repeated: nothing for tf.data's autotuner to tune. With it on, a run on this
+      # 2-core machine timed these rows at about half the rate of the same steps by
+      # train_on_batch above, and a probe saw ~2 s per fit call outside its steps.
       options = tf.data.Options()
       options.autotune.enabled = False
       dataset = tf.data.Dataset.from_tensors(images).repeat().with_options(options)

@@ -142,7 +142,12 @@ def measure(name, settings=MeasureSettings(), log=logging.info):
                             webp_psnr_at_bpp=webp["psnr"], webp_bpp=webp["bpp"],
                             webp_over_budget=webp["over_budget"])
     log(f"{name}: kodak {figures['kodak']}")
-  figures["seconds"] = round(time.time() - start, 1)
+  figures["seconds"] = round(time.time() - start, 1)  # of what this call measured
+  kept = [key for key, directory in (("imagenette96", settings.imagenette_dir),
+                                     ("kodak", settings.kodak_dir))
+          if key in figures and not os.path.isdir(directory)]
+  if kept:
+    figures["kept_from_an_earlier_measure"] = kept
   path = os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE)
   write_json(path, dict(zoo.record(name), figures=figures))
   return figures
@@ -322,14 +327,17 @@ def markdown(names=None):
 def trend(points, bar=None):
   """(dB per doubling of CPU time, points used, CPU h at which that trend reaches `bar` or None):
   a least-squares line of PSNR on log2(CPU h) through the points from TREND_FROM_CPU_HOURS on."""
-  late = [p for p in points if p["cpu_hours"] >= TREND_FROM_CPU_HOURS]
-  if len(late) < 3:
+  late = sorted((p for p in points if p["cpu_hours"] >= TREND_FROM_CPU_HOURS),
+                key=lambda p: p["cpu_hours"])
+  if len({p["cpu_hours"] for p in late}) < 3:
     return None, len(late), None
   slope, intercept = np.polyfit(np.log2([p["cpu_hours"] for p in late]),
                                 [p["psnr"] for p in late], 1)
   reach = None
   if bar is not None and slope >= 0.01 and late[-1]["psnr"] < bar:  # a rise, not rounding
     reach = float(2 ** ((bar - intercept) / slope))
+    if reach <= late[-1]["cpu_hours"]:  # the line is above the bar where the run is below it
+      reach = None
   return float(slope), len(late), reach
 
 
@@ -340,13 +348,15 @@ def trend_line(points, bar=None):
     return f"Too few points from {TREND_FROM_CPU_HOURS:g} CPU h on for a trend."
   line = (f"Trend from {TREND_FROM_CPU_HOURS:g} CPU h on ({used} points, least squares of PSNR "
           f"on log2 CPU time): {slope:+.2f} dB per doubling of CPU time.")
+  last = max(p["cpu_hours"] for p in points)
   if reach is not None:
-    line += (f" Extrapolated, not measured: the {bar:g} dB bar at about {reach:.0f} CPU h "
-             f"({reach / points[-1]['cpu_hours']:.1f}× this run). The points come from one "
+    line += (f" Extrapolated, not measured: the {bar:.1f} dB bar at about {reach:.0f} CPU h "
+             f"({reach / last:.1f}× this run). The points come from one "
              "cosine schedule, whose decay lifts its last points; a longer run would follow "
              "another schedule, so this is a rough guess, not a measurement.")
-  elif bar is not None and points[-1]["psnr"] < bar:
-    line += f" It does not rise: no extrapolation to the {bar:g} dB bar."
+  elif bar is not None and max(points, key=lambda p: p["cpu_hours"])["psnr"] < bar:
+    line += (f" No extrapolation to the {bar:.1f} dB bar: the line "
+             f"{'does not rise' if slope < 0.01 else 'is above it already'}.")
   return line
 
 
