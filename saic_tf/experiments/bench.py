@@ -173,7 +173,7 @@ def speed_features(settings: BenchSettings, images, log):
       model.compile(optimizer=optimizer, **compile_args)
       # One batch repeated: nothing for tf.data's autotuner to tune. With it on, a run on this
       # 2-core machine timed these rows at about half the rate of the same steps by
-      # train_on_batch above, and a probe saw ~2 s per fit call outside its steps.
+      # train_on_batch above, and a one-off probe saw ~2 s per fit call outside its steps.
       options = tf.data.Options()
       options.autotune.enabled = False
       dataset = tf.data.Dataset.from_tensors(images).repeat().with_options(options)

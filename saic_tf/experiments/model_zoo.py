@@ -118,13 +118,14 @@ def measure(name, settings=MeasureSettings(), log=logging.info):
   codec = FileCodec(zoo.check_name(name))
   # A data set that is not here keeps the figures recorded from it (the record's weights are the
   # shipped ones: bin/models --package writes a new record), never silently drops them.
-  figures = {key: value for key, value in zoo.record(name).get("figures", {}).items()
-             if key in ("imagenette96", "kodak")}
-  for key, directory, flag in (("imagenette96", settings.imagenette_dir, "--imagenette_dir"),
-                               ("kodak", settings.kodak_dir, "--kodak_dir")):
-    if not os.path.isdir(directory):
-      log(f"{name}: {flag}={directory} not found: {key} "
-          f"{'kept as recorded' if key in figures else 'not measured'}")
+  missing = [(key, flag, directory) for key, flag, directory in (
+      ("imagenette96", "--imagenette_dir", settings.imagenette_dir),
+      ("kodak", "--kodak_dir", settings.kodak_dir)) if not os.path.isdir(directory)]
+  recorded = zoo.record(name).get("figures", {})
+  figures = {key: recorded[key] for key, _, _ in missing if key in recorded}
+  for key, flag, directory in missing:
+    log(f"{name}: {flag}={directory} not found: {key} "
+        f"{'kept as recorded' if key in figures else 'not measured'}")
   start = time.time()
   figures["sample96"] = measure_images(codec, resized_split("sample", "test", "", settings.size))
   log(f"{name}: sample96 {figures['sample96']}")
@@ -143,9 +144,7 @@ def measure(name, settings=MeasureSettings(), log=logging.info):
                             webp_over_budget=webp["over_budget"])
     log(f"{name}: kodak {figures['kodak']}")
   figures["seconds"] = round(time.time() - start, 1)  # of what this call measured
-  kept = [key for key, directory in (("imagenette96", settings.imagenette_dir),
-                                     ("kodak", settings.kodak_dir))
-          if key in figures and not os.path.isdir(directory)]
+  kept = [key for key, _, _ in missing if key in figures]
   if kept:
     figures["kept_from_an_earlier_measure"] = kept
   path = os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE)
@@ -348,13 +347,13 @@ def trend_line(points, bar=None):
     return f"Too few points from {TREND_FROM_CPU_HOURS:g} CPU h on for a trend."
   line = (f"Trend from {TREND_FROM_CPU_HOURS:g} CPU h on ({used} points, least squares of PSNR "
           f"on log2 CPU time): {slope:+.2f} dB per doubling of CPU time.")
-  last = max(p["cpu_hours"] for p in points)
+  final = max(points, key=lambda p: p["cpu_hours"])
   if reach is not None:
     line += (f" Extrapolated, not measured: the {bar:.1f} dB bar at about {reach:.0f} CPU h "
-             f"({reach / last:.1f}× this run). The points come from one "
+             f"({reach / final['cpu_hours']:.1f}× this run). The points come from one "
              "cosine schedule, whose decay lifts its last points; a longer run would follow "
              "another schedule, so this is a rough guess, not a measurement.")
-  elif bar is not None and max(points, key=lambda p: p["cpu_hours"])["psnr"] < bar:
+  elif bar is not None and final["psnr"] < bar:
     line += (f" No extrapolation to the {bar:.1f} dB bar: the line "
              f"{'does not rise' if slope < 0.01 else 'is above it already'}.")
   return line
