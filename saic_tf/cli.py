@@ -73,10 +73,12 @@ def define_train_flags(flag_values=FLAGS):
                        "averaged over.", lower_bound=1, **fv)
   flags.DEFINE_enum("gsw", _DEFAULT.gsw, GSW_VARIANTS, "GSW variant, what W "
                     "measures (saic_tf/semantic/gsw.py, docs/training.md): paper (Eq. 2-3 on "
-                    "logits), magnitude, label or fisher.", **fv)
+                    "logits), magnitude, label or fisher. The default is the one chosen on the "
+                    "validation split (results/gsw/selection.md).", **fv)
   flags.DEFINE_enum("gsw_scale", _DEFAULT.gsw_scale, GSW_SCALES, "W before Eq. 4: "
                     "raw (the paper's scale) or mean_abs (W / mean |W|, so that one --tau means "
-                    "the same for every backbone, layer and variant).", **fv)
+                    "the same for every backbone, layer and variant; the paper's tau=400 is on the "
+                    "raw scale).", **fv)
   flags.DEFINE_string("gsw_output", _DEFAULT.gsw_output, "Outputs of --gsw=paper: logits "
                       "(probs is refused: its class mean is 0, docs/training.md).", **fv)
   flags.DEFINE_integer("downstream_epochs", _DEFAULT.downstream_epochs, "Epochs of training "
@@ -353,8 +355,11 @@ def define_report_flags(flag_values=FLAGS):
 
 def define_sweep_flags(flag_values=FLAGS):
   """The flags bin/sweep_tau adds to bin/train's."""
-  flags.DEFINE_list("taus", ["1", "10", "100", "400", "1000", "2000", "3000", "10000"],
-                    "GSW temperatures τ to fine-tune SAIC with.", flag_values=flag_values)
+  flags.DEFINE_list("taus", ["0.5", "1", "2", "4", "8", "16", "32"],
+                    "GSW temperatures τ to fine-tune SAIC with (the default spans W' from "
+                    "nearly uniform to a few channels on W / mean |W|, the default "
+                    "--gsw_scale; the paper's Fig. 4, 1 to 10000, was on raw W).",
+                    flag_values=flag_values)
   define_seeds_flag(flag_values)
 
 

@@ -1,6 +1,7 @@
 """The bin/ commands as a user runs them (subprocesses), and the flagfiles."""
 import dataclasses
 import glob
+import json
 import os
 import subprocess
 
@@ -11,6 +12,7 @@ from saic_tf import cli
 from saic_tf.codec import networks as codec
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.experiments import gsw_study
 from conftest import ROOT
 
 
@@ -89,6 +91,20 @@ def test_every_flagfile_parses_to_a_valid_config(flagfile):
   else:  # paper configurations: name_<loss>_<bpp>.cfg
     *_, loss, bpp = os.path.basename(flagfile)[:-4].split("_")
     assert (config.resolved_loss, config.bpp) == (loss, float(bpp))
+    if loss == "saic":  # the GSW chosen on the validation split
+      assert (config.gsw, config.gsw_scale, config.tau) == validation_choice()
+
+
+def validation_choice():
+  """(variant, scale, τ) of highest validation accuracy in the committed GSW study."""
+  record = json.loads(open(os.path.join(ROOT, "results", "gsw", "selection.json")).read())
+  variant, tau = gsw_study.best_variant(record)
+  return variant, "mean_abs", tau
+
+
+def test_the_gsw_defaults_are_the_validation_choice():
+  default = TrainConfig()
+  assert (default.gsw, default.gsw_scale) == validation_choice()[:2]
 
 
 def test_list_flags_of_numbers_are_one_line_naming_the_flag():

@@ -150,6 +150,15 @@ def test_mean_abs_scaling_makes_tau_independent_of_the_scale_of_w():
   assert gsw.effective_channels([6.0, 0, 0, 0, 0, 0]) == pytest.approx(1.0)
 
 
+def test_a_tau_that_leaves_one_channel_is_named_in_the_log():
+  """The paper's τ = 400 on W / mean |W| puts the whole feature loss on one channel."""
+  w = gsw.normalized(np.array([0.003, 0.001, 0.002, 0.0005]), "mean_abs")
+  assert gsw.concentration(gsw.semantic_weights(w, tau=2.0)[0], 2.0, "mean_abs") is None
+  line = gsw.concentration(gsw.semantic_weights(w, tau=400.0)[0], 400.0, "mean_abs")
+  assert "τ=400 puts 100% of W' on one channel (1.0 effective of 4)" in line
+  assert "raw W" in line
+
+
 def test_small_tau_gives_uniform_weights_and_large_tau_the_argmax():
   w = np.array([0.003, -0.001, 0.002, 0.0005])
   uniform, r = gsw.semantic_weights(w, tau=1e-9)

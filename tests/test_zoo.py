@@ -268,8 +268,31 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
                               layout.GSW_FILE))
   assert gsw_record["feature_layer"] == "stage3" and gsw_record["gsw"] == "paper"
   assert str(tmp_path / "results" / "selection.md") in files
+  assert str(tmp_path / "results" / gsw_study.SELECTION_FILE) in files
+  selection_md = (tmp_path / "results" / "selection.md").read_text()
+  assert "| paper@stage3 | 256 |" in selection_md  # ResNet18's stage3 has 256 channels
   with pytest.raises(UserError, match="give --holdout_every"):
     gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, eval_settings)
+
+
+def test_selection_says_how_sure_it_is_and_how_spread_each_w_prime_is():
+  from saic_tf.experiments import gsw_study  # pylint: disable=g-import-not-at-top
+  record = dict(rate=0.125, seed=0, holdout_every=10,
+                validation_accuracy={"label": {"1": 0.65, "4": 0.6},
+                                     "magnitude": {"1": 0.68, "4": 0.7}},
+                chosen_tau={"label": 1.0, "magnitude": 4.0})
+  # Equal weights: W' is uniform whatever τ and scale; one large weight: τ = 400 on W / mean |W|
+  # gives it everything.
+  weights = {"label": [0.3] * 4, "magnitude": [1e-4, 1e-4, 1e-4, 5e-4]}
+  markdown = gsw_study.selection_markdown(record, images=500, weights=weights)
+  assert "`magnitude` at τ = 4" in markdown
+  # √(0.7 · 0.3 / 500) = 2.05 %; label is 5 points below.
+  assert "standard error is √(p(1−p)/n) = 2.0 points at p = 70.0 %" in markdown
+  assert "5.0 to 5.0 points below" in markdown
+  assert "| label | 4 | 0.3 | 4.0 | 4.0 | 4.0 | 4.0 |" in markdown
+  assert "| magnitude | 4 | 0.0002 |" in markdown and "| 1.0 | 4.0 |" in markdown
+  assert "it leaves 1.0 to 4.0 effective channels" in markdown
+  assert "standard error" not in gsw_study.selection_markdown(record)
 
 
 def test_the_trend_of_a_curve_extrapolates_to_its_bar():

@@ -36,8 +36,11 @@ class TrainConfig:
   backbone: str = "resnet18"
   backbone_weights: str = "none"
   feature_layer: str = ""  # "": the backbone's default (saic_tf/semantic/backbones.py)
-  gsw: str = "paper"  # the GSW variant (semantic/gsw.py)
-  gsw_scale: str = "raw"  # W before Eq. 4: raw (the paper's) or divided by its mean |W|
+  # The GSW variant (semantic/gsw.py) and W's scale before Eq. 4 (raw, the paper's, or divided
+  # by its mean |W|): the defaults are the ones chosen on the validation split
+  # (results/gsw/selection.md), not the paper's.
+  gsw: str = "magnitude"
+  gsw_scale: str = "mean_abs"
   gsw_batches: int = 10
   gsw_output: str = "logits"  # of --gsw=paper; probs is refused (validate)
   kd_feature_weight: float = 0.0  # --loss=kd: KL plus this times APIC's feature loss
@@ -83,7 +86,7 @@ class TrainConfig:
     if loss not in LOSSES:
       raise UserError(f"--loss={loss}: must be one of {', '.join(LOSSES)}")
     if loss == "saic" and self.tau is None:
-      raise UserError("--loss=saic needs --tau (GSW temperature, e.g. --tau=400)")
+      raise UserError("--loss=saic needs --tau (GSW temperature, e.g. --tau=8)")
     if loss != "saic" and (self.tau is not None or self.r is not None):
       raise UserError(f"--tau and --r are GSW settings, used by --loss=saic only, not "
                       f"--loss={loss}")

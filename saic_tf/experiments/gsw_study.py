@@ -29,6 +29,7 @@ import dataclasses
 import os
 
 from absl import logging
+import numpy as np
 
 from saic_tf.codec import zoo
 from saic_tf.common import layout
@@ -39,10 +40,12 @@ from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
 from saic_tf.evaluation import statistics
 from saic_tf.experiments import sweep
+from saic_tf.semantic import gsw
 
 SELECTION_FILE = "selection.json"
 VALIDATION_DIR = "validation"  # a selection run's validation evaluation, inside the run
-GOAL_POINTS = 1.0  # SAIC ≥ APIC + 1 point of accuracy, with the CI above 0
+GOAL_POINTS = 1.0
+PAPER_TAU = 400.0  # the paper's τ at 0.125 bpp (STL-10, ResNet18), on its raw W  # SAIC ≥ APIC + 1 point of accuracy, with the CI above 0
 
 
 @dataclasses.dataclass
@@ -163,6 +166,20 @@ def _validation_accuracy(run, eval_settings):
   return record["rows"]["saic"]["accuracy"]
 
 
+def _selection_facts(config, settings, rates, select_rate):
+  """(how many images the selection runs were scored on, {variant: its W}) from the selection
+  runs done so far (None, {} before any)."""
+  images, weights = None, {}
+  variants = [v for v in settings.variants for _ in settings.select_taus]
+  for variant, run in zip(variants, selection_runs(config, settings, rates, select_rate)):
+    path = layout.eval_path(os.path.join(run.model_dir, VALIDATION_DIR))
+    if images is None and os.path.exists(path):
+      images = read_json(path, "delete it to evaluate again")["num_images"]
+    if variant not in weights and os.path.exists(layout.gsw_path(run.model_dir)):
+      weights[variant] = read_json(layout.gsw_path(run.model_dir), "delete it to recompute GSW")["W"]
+  return images, weights
+
+
 def _kept_scores(config, settings, select_rate):
   """(selection.json's header, the validation scores it already holds): another command's
   selection in this root (bin/reproduce's, bin/gsw_study's) counts when made the same way."""
@@ -214,7 +231,10 @@ def best_variant(record):
   return max(scored)[2:] if scored else None
 
 
-def selection_markdown(record):
+def selection_markdown(record, images=None, weights=None):
+  """selection.md; with the number of validation `images`, the standard error of one accuracy
+  beside the differences between the variants' chosen τ; with each variant's W (`weights`),
+  how many channels W' effectively weighs at each τ."""
   taus = sorted({float(t) for scores in record["validation_accuracy"].values() for t in scores})
   lines = ["# τ chosen on the validation split", "",
            f"SAIC at {record['rate']:g} bpp (seed {record['seed']}), validation accuracy (%) on "
@@ -235,7 +255,33 @@ def selection_markdown(record):
   if len(record["chosen_tau"]) > 1:
     variant, tau = best_variant(record)
     lines += ["", f"Of highest validation accuracy: `{variant}` at τ = {tau:g} (bin/reproduce's "
-              "default --variant)."]
+              "default --variant, and TrainConfig's default --gsw)."]
+    if images:
+      best = record["validation_accuracy"][variant][f"{tau:g}"]
+      gaps = [100 * (best - record["validation_accuracy"][v][f"{t:g}"])
+              for v, t in record["chosen_tau"].items() if v != variant]
+      lines += ["", f"With {images} validation images, one accuracy's standard error is "
+                f"√(p(1−p)/n) = {100 * (best * (1 - best) / images) ** 0.5:.1f} points at "
+                f"p = {100 * best:.1f} %; the other variants are {min(gaps):.1f} to "
+                f"{max(gaps):.1f} points below at their chosen τ. A single seed on this many "
+                "images picks a default; it does not show one variant better than another (the "
+                "test runs, 3 seeds with paired CIs, are summary.md's)."]
+  if weights:
+    def spread(w, tau, scale="mean_abs"):
+      return gsw.effective_channels(gsw.semantic_weights(gsw.normalized(w, scale), tau)[0])
+    at_paper_tau = [spread(w, PAPER_TAU) for w in weights.values()]
+    lines += ["", "## How spread W' is", "",
+              "exp(H(W'/r)), the effective number of channels of W' = r·softmax(τŴ) (K: uniform, "
+              "1: one channel takes all), with each variant's W, on W / mean |W| unless said. "
+              f"The paper's τ = {PAPER_TAU:g} (0.125 bpp) was for its raw W; on W / mean |W| it "
+              f"leaves {min(at_paper_tau):.1f} to {max(at_paper_tau):.1f} effective channels.", "",
+              "| variant | K | mean \\|W\\| | " + " | ".join(f"τ={t:g}" for t in taus) +
+              f" | τ={PAPER_TAU:g} | τ={PAPER_TAU:g} on raw W |",
+              "|---" * (len(taus) + 5) + "|"]
+    for variant, w in weights.items():
+      cells = [spread(w, t) for t in taus + [PAPER_TAU]] + [spread(w, PAPER_TAU, "raw")]
+      lines.append(f"| {variant} | {len(w)} | {np.mean(np.abs(w)):.3g} | " +
+                   " | ".join(f"{c:.1f}" for c in cells) + " |")
   return "\n".join(lines + [""])
 
 
@@ -290,9 +336,10 @@ def collect(runs, config, settings, rates, select_rate):
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
   if os.path.exists(selection_path):
     selection = read_json(selection_path, "delete it to select again")
-    write_json(os.path.join(results_dir, SELECTION_FILE), selection)
+    files.append(write_json(os.path.join(results_dir, SELECTION_FILE), selection))
     files.append(write_bytes(os.path.join(results_dir, "selection.md"),
-                             selection_markdown(selection).encode()))
+                             selection_markdown(selection, *_selection_facts(
+                                 config, settings, rates, select_rate)).encode()))
   if done:
     records = [read_json(layout.eval_path(d), "evaluate it again") for d in done]
     files.append(write_bytes(os.path.join(results_dir, "summary.md"),

@@ -31,8 +31,8 @@ in w_k) weighted by W itself. tests/test_gsw.py checks this against a finite-dif
 Eq. 4 then gives W' = r · softmax(τ Ŵ). With `--gsw_scale=mean_abs` Ŵ = W / mean_k
 |W_k|, so that one τ means the same spread of weights for every backbone, layer and variant;
 `--gsw_scale=raw` is the paper's Ŵ = W. exp(H(W'/r)), the effective number of channels
-(between 1 and K), says how concentrated the weights are. (The default scale is `raw`, the
-paper's, until a validation experiment chooses; bin/gsw_study uses `mean_abs`.)
+(between 1 and K), says how concentrated the weights are. The defaults (`magnitude`,
+`mean_abs`) are the ones bin/gsw_study chose on the validation split (docs/training.md, GSW).
 
 The spatial sums Σ_mn ∂y/∂f_k^{mn} are one gradient: they are the derivative with respect to a
 shift δ_k added to channel k at every position (`_shift_jacobian`), so `paper` and `label` take
@@ -62,6 +62,10 @@ OLD_MEANINGS = dict(gsw="paper", gsw_scale="raw", holdout_every=0,
 # W counts as the same for every image when its spread across images is below this fraction of
 # mean |W| (float32 rounding in the backward pass of a linear head gives about 1e-7).
 IMAGE_INDEPENDENT = 1e-4
+# Below this effective number of channels the feature loss falls on about one channel: the
+# τ was meant for another scale of W (the paper's τ = 400 is on its raw W; on W / mean |W| it
+# leaves one channel).
+CONCENTRATED = 2.0
 
 
 def _head_float32(head, features):
@@ -186,6 +190,18 @@ def describe(w, spread, variant):
            "--feature_layer, depend on the images" if variant == "paper" else "")
     return (f"gsw: W is the same for every image (spread {spread:.1e} of mean |W|){why}")
   return None
+
+
+def concentration(w_prime, tau, scale):
+  """The log line that says when W' leaves the feature loss about one channel, else None."""
+  effective = effective_channels(w_prime)
+  if effective >= CONCENTRATED:
+    return None
+  hint = ("the paper's τ = 400 is on raw W; on W / mean |W| τ of 0.5 to 8 spreads it "
+          "(docs/training.md, GSW)" if scale == "mean_abs" else "lower --tau")
+  return (f"gsw: τ={tau:g} puts {np.max(w_prime) / np.sum(w_prime):.0%} of W' on one channel "
+          f"({effective:.1f} effective of {len(w_prime)}): the feature loss sees little else; "
+          + hint)
 
 
 def save(model_dir, w, w_prime, settings):

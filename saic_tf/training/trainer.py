@@ -114,9 +114,10 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
                           config.gsw)
   w_prime, _ = gsw.semantic_weights(gsw.normalized(w, config.gsw_scale), config.tau,
                                     settings["r"])
-  warning = gsw.describe(w, spread, config.gsw)
-  if warning:
-    logging.warning(warning)
+  for warning in (gsw.describe(w, spread, config.gsw),
+                  gsw.concentration(w_prime, config.tau, config.gsw_scale)):
+    if warning:
+      logging.warning(warning)
   if distribute.is_chief(strategy):
     gsw.save(config.model_dir, w, w_prime, dict(
         settings, class_mean_cancels=gsw.cancels(w), image_spread=spread,
