@@ -25,7 +25,8 @@ _DEFAULT = TrainConfig()
 
 
 def define_train_flags(flag_values=FLAGS):
-  """Flags of bin/train; defaults come from TrainConfig (the paper's settings)."""
+  """Flags of bin/train; defaults come from TrainConfig (the paper's settings, but for GSW's
+  variant and scale, chosen on a validation split)."""
   fv = dict(flag_values=flag_values)
   flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, checkpoints of "
                       "each stage, TensorBoard logs.", required=True, **fv)
@@ -55,9 +56,10 @@ def define_train_flags(flag_values=FLAGS):
                     "reference. Default: saic when --tau is given, else tdic.", **fv)
   flags.DEFINE_float("kd_feature_weight", _DEFAULT.kd_feature_weight, "--loss=kd: adds this "
                      "times APIC's feature loss to the KL.", **fv)
-  flags.DEFINE_float("tau", _DEFAULT.tau, "GSW temperature τ in W' = r·softmax(τW) (Eq. 4); "
+  flags.DEFINE_float("tau", _DEFAULT.tau, "GSW temperature τ in W' = r·softmax(τŴ) (Eq. 4; Ŵ: "
+                     "W scaled by --gsw_scale); "
                      "giving it selects --loss=saic.", **fv)
-  flags.DEFINE_float("r", _DEFAULT.r, "GSW scale r in W' = r·softmax(τW) (Eq. 4). Default: "
+  flags.DEFINE_float("r", _DEFAULT.r, "GSW scale r in W' = r·softmax(τŴ) (Eq. 4). Default: "
                      "K, the number of feature channels, so uniform weights are all 1 (APIC).",
                      **fv)
   flags.DEFINE_enum("backbone", _DEFAULT.backbone, backbones.BACKBONES, "Downstream network "
@@ -356,9 +358,9 @@ def define_report_flags(flag_values=FLAGS):
 def define_sweep_flags(flag_values=FLAGS):
   """The flags bin/sweep_tau adds to bin/train's."""
   flags.DEFINE_list("taus", ["0.5", "1", "2", "4", "8", "16", "32"],
-                    "GSW temperatures τ to fine-tune SAIC with (the default spans W' from "
-                    "nearly uniform to a few channels on W / mean |W|, the default "
-                    "--gsw_scale; the paper's Fig. 4, 1 to 10000, was on raw W).",
+                    "GSW temperatures τ to fine-tune SAIC with (the default: powers of 2 around "
+                    "the validation-chosen τ=8 on W / mean |W|, the default --gsw_scale; the "
+                    "paper's Fig. 4, 1 to 10000, was on raw W).",
                     flag_values=flag_values)
   define_seeds_flag(flag_values)
 

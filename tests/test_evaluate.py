@@ -24,7 +24,7 @@ COLUMNS = ("accuracy", "f1", "psnr", "ssim", "mse", "feature_mse", "bpp", "si")
 def tiny(model_dir, **overrides):
   settings = dict(model_dir=str(model_dir), dataset="sample_cifar10", image_size=32, bpp=0.5,
                   filters=8, batch_size=8, learning_rate=1e-3, steps=4, finetune_steps=2,
-                  downstream_epochs=1, gsw_batches=1, gsw_output="logits", tau=400.0,
+                  downstream_epochs=1, gsw_batches=1, gsw="paper", gsw_scale="raw", tau=400.0,
                   checkpoint_every=2, log_every=2, image_every=2, seed=3)
   settings.update(overrides)
   return TrainConfig(**settings)

@@ -215,3 +215,19 @@ def test_records_of_earlier_versions_keep_their_meaning(tmp_path):
   TrainConfig(model_dir=str(tmp_path), loss="apic").write_or_check(write=False)
   with pytest.raises(UserError, match="--gsw_output='probs' there, 'logits' now"):
     TrainConfig(model_dir=str(tmp_path), loss="saic", tau=400.0).write_or_check()
+
+
+@pytest.mark.parametrize("saved_gsw", [dict(gsw="paper", gsw_scale="raw"), {}])
+def test_a_saic_run_of_the_earlier_defaults_is_told_how_to_resume(tmp_path, saved_gsw):
+  """Made when the defaults were the paper's (or before --gsw existed, which meant the same):
+  the same command now is refused with the flags that resume it, which do."""
+  saved = TrainConfig(model_dir=str(tmp_path), tau=400.0, gsw="paper", gsw_scale="raw").to_dict()
+  for key in ("gsw", "gsw_scale"):
+    saved.pop(key)
+  (tmp_path / "config.json").write_text(json.dumps(dict(saved, **saved_gsw)))
+  with pytest.raises(UserError, match=r"add --gsw=paper --gsw_scale=raw\), or another"):
+    TrainConfig(model_dir=str(tmp_path), tau=400.0).write_or_check()
+  TrainConfig(model_dir=str(tmp_path), tau=400.0, gsw="paper", gsw_scale="raw").write_or_check()
+  with pytest.raises(UserError, match="--gsw='paper' there, 'fisher' now") as refusal:
+    TrainConfig(model_dir=str(tmp_path), tau=400.0, gsw="fisher", gsw_scale="raw").write_or_check()
+  assert "earlier defaults" not in str(refusal.value)  # not the defaults: no hint

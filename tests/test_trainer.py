@@ -223,7 +223,7 @@ def test_paper_gsw_at_an_earlier_layer_of_a_shared_classifier_depends_on_the_ima
   logits vary across images (at stage4, GAP + dense, they would not)."""
   base, _ = apic_run
   caplog.set_level("INFO")
-  trainer.train(semantic_config(tmp_path, tau=1.0, gsw_scale="mean_abs", feature_layer="stage3",
+  trainer.train(semantic_config(tmp_path, tau=1.0, gsw="paper", feature_layer="stage3",
                                 downstream_from=str(base), gsw_batches=2))
   record = json.load(open(tmp_path / "gsw.json"))
   assert record["feature_layer"] == "stage3" and len(record["W"]) == 256

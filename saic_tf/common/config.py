@@ -18,11 +18,18 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 GSW_VARIANTS = ("paper", "magnitude", "label", "fisher")  # semantic/gsw.py
 GSW_SETTINGS = ("gsw", "gsw_scale", "gsw_batches", "gsw_output")
 GSW_SCALES = ("mean_abs", "raw")
+# What a config.json (or gsw.json) written before a setting existed meant by it: the settings
+# had these values then.
+OLD_MEANINGS = dict(gsw="paper", gsw_scale="raw", holdout_every=0)
+# Defaults that changed, with their earlier values: a run made with those resumes only with
+# them given as flags, which the refusal says.
+EARLIER_DEFAULTS = dict(gsw="paper", gsw_scale="raw")  # until GSW was chosen on validation
 
 
 @dataclasses.dataclass
 class TrainConfig:
-  """Defaults are the paper's (batch 32, lr 1e-5, 0.125 bpp at stride 8, fixed seed)."""
+  """Defaults are the paper's (batch 32, lr 1e-5, 0.125 bpp at stride 8, fixed seed), but for
+  GSW's variant and scale, chosen on a validation split (docs/training.md, GSW)."""
   model_dir: str = ""
   dataset: str = "sample"
   data_dir: str = ""
@@ -174,16 +181,20 @@ class TrainConfig:
     checks when `write` is False: a worker other than the chief)."""
     path = layout.config_path(self.model_dir)
     if os.path.exists(path):
-      saved = read_json(path, "move it away to start a new run")
+      saved = dict(OLD_MEANINGS, **read_json(path, "move it away to start a new run"))
       now = self.to_dict()
       # GSW settings mean nothing to a run that is not SAIC (runs of earlier versions saved
       # --gsw_output=probs, since refused, whatever their loss).
       unused = GSW_SETTINGS if self.resolved_loss != "saic" else ()
-      changed = differences(saved, now, [k for k in now if k not in RESUMABLE_CHANGES
-                                         and k not in unused and k in saved])
+      keys = [k for k in now if k not in RESUMABLE_CHANGES and k not in unused and k in saved]
+      changed = differences(saved, now, keys)
       if changed:
+        earlier = [f"--{k}={v}" for k, v in EARLIER_DEFAULTS.items()
+                   if k in keys and saved[k] == v != now[k] == getattr(TrainConfig, k)]
+        hint = (f" (a run made with the earlier defaults: add {' '.join(earlier)})"
+                if earlier else "")
         raise UserError(f"{path} was written by a different run ({changed}): use the same "
-                        "flags to resume, or another --model_dir")
+                        f"flags to resume{hint}, or another --model_dir")
     if write:
       os.makedirs(self.model_dir, exist_ok=True)
       write_json(path, self.to_dict())

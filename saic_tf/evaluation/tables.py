@@ -29,7 +29,7 @@ def label(method, row):
   name = METHOD_NAMES.get(method, method)
   if method == "saic" and row.get("feature_layer"):  # a layer other than the backbone's last
     name += f"-{row.get('gsw') or 'paper'}@{row['feature_layer']}"
-  elif method == "saic" and row.get("gsw") not in (None, "paper"):  # the default is not named
+  elif method == "saic" and row.get("gsw") not in (None, "paper"):  # the paper's is not named
     name += f"-{row['gsw']}"
   elif method in ("apic", "kd") and row.get("feature_layer"):
     name += f"@{row['feature_layer']}"

@@ -44,8 +44,8 @@ from saic_tf.semantic import gsw
 
 SELECTION_FILE = "selection.json"
 VALIDATION_DIR = "validation"  # a selection run's validation evaluation, inside the run
-GOAL_POINTS = 1.0
-PAPER_TAU = 400.0  # the paper's τ at 0.125 bpp (STL-10, ResNet18), on its raw W  # SAIC ≥ APIC + 1 point of accuracy, with the CI above 0
+GOAL_POINTS = 1.0  # SAIC ≥ APIC + 1 point of accuracy, with the CI above 0
+PAPER_TAU = 400.0  # the paper's τ at 0.125 bpp (STL-10, ResNet18), on its raw W
 
 
 @dataclasses.dataclass
@@ -166,7 +166,7 @@ def _validation_accuracy(run, eval_settings):
   return record["rows"]["saic"]["accuracy"]
 
 
-def _selection_facts(config, settings, rates, select_rate):
+def selection_facts(config, settings, rates, select_rate):
   """(how many images the selection runs were scored on, {variant: its W}) from the selection
   runs done so far (None, {} before any)."""
   images, weights = None, {}
@@ -176,7 +176,8 @@ def _selection_facts(config, settings, rates, select_rate):
     if images is None and os.path.exists(path):
       images = read_json(path, "delete it to evaluate again")["num_images"]
     if variant not in weights and os.path.exists(layout.gsw_path(run.model_dir)):
-      weights[variant] = read_json(layout.gsw_path(run.model_dir), "delete it to recompute GSW")["W"]
+      weights[variant] = read_json(layout.gsw_path(run.model_dir),
+                                   "delete it to recompute GSW")["W"]
   return images, weights
 
 
@@ -254,8 +255,9 @@ def selection_markdown(record, images=None, weights=None):
     lines.append(f"| {variant} | " + " | ".join(cells) + " |")
   if len(record["chosen_tau"]) > 1:
     variant, tau = best_variant(record)
+    default = (", and bin/train's default --gsw" if variant == TrainConfig.gsw else "")
     lines += ["", f"Of highest validation accuracy: `{variant}` at τ = {tau:g} (bin/reproduce's "
-              "default --variant, and TrainConfig's default --gsw)."]
+              f"default --variant{default})."]
     if images:
       best = record["validation_accuracy"][variant][f"{tau:g}"]
       gaps = [100 * (best - record["validation_accuracy"][v][f"{t:g}"])
@@ -265,14 +267,15 @@ def selection_markdown(record, images=None, weights=None):
                 f"p = {100 * best:.1f} %; the other variants are {min(gaps):.1f} to "
                 f"{max(gaps):.1f} points below at their chosen τ. A single seed on this many "
                 "images picks a default; it does not show one variant better than another (the "
-                "test runs, 3 seeds with paired CIs, are summary.md's)."]
+                "test runs, over seeds with paired CIs, are summary.md's)."]
   if weights:
     def spread(w, tau, scale="mean_abs"):
       return gsw.effective_channels(gsw.semantic_weights(gsw.normalized(w, scale), tau)[0])
     at_paper_tau = [spread(w, PAPER_TAU) for w in weights.values()]
     lines += ["", "## How spread W' is", "",
-              "exp(H(W'/r)), the effective number of channels of W' = r·softmax(τŴ) (K: uniform, "
-              "1: one channel takes all), with each variant's W, on W / mean |W| unless said. "
+              "exp(H(W'/r)), the effective number of channels of W' = r·softmax(τŴ) (K: "
+              "uniform, 1: one channel takes all), with each variant's W, on W / mean |W| unless "
+              "said. "
               f"The paper's τ = {PAPER_TAU:g} (0.125 bpp) was for its raw W; on W / mean |W| it "
               f"leaves {min(at_paper_tau):.1f} to {max(at_paper_tau):.1f} effective channels.", "",
               "| variant | K | mean \\|W\\| | " + " | ".join(f"τ={t:g}" for t in taus) +
@@ -338,7 +341,7 @@ def collect(runs, config, settings, rates, select_rate):
     selection = read_json(selection_path, "delete it to select again")
     files.append(write_json(os.path.join(results_dir, SELECTION_FILE), selection))
     files.append(write_bytes(os.path.join(results_dir, "selection.md"),
-                             selection_markdown(selection, *_selection_facts(
+                             selection_markdown(selection, *selection_facts(
                                  config, settings, rates, select_rate)).encode()))
   if done:
     records = [read_json(layout.eval_path(d), "evaluate it again") for d in done]

@@ -171,11 +171,14 @@ def check_baseline_rates(rates, baseline_rates):
 
 def train_command(run_config: TrainConfig, flagfile, in_flagfile: TrainConfig):
   """The bin/train command that trains `run_config`: the flagfile (whose settings are
-  `in_flagfile`), then every setting in which the run differs from it."""
+  `in_flagfile`), then every setting in which the run differs from it, and a SAIC run's GSW
+  variant and scale always (their defaults have changed before)."""
   args = [f"--flagfile={flagfile}"]
+  always = ("gsw", "gsw_scale") if run_config.resolved_loss == "saic" else ()
   for field in dataclasses.fields(TrainConfig):
     value = getattr(run_config, field.name)
-    if field.name == "model_dir" or value == getattr(in_flagfile, field.name):
+    if field.name == "model_dir" or (value == getattr(in_flagfile, field.name)
+                                     and field.name not in always):
       continue
     if value is None:  # absl cannot unset a flag
       raise UserError(f"{flagfile} sets --{field.name}, which {run_config.model_dir} leaves "
@@ -506,17 +509,20 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
             results_dir, "runs", os.path.relpath(model_dir, config.model_dir), name)))
   source = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
   files.append(copy_file(source, os.path.join(results_dir, gsw_study.SELECTION_FILE)))
-  # This plan's times alone (the root may hold bin/gsw_study's other runs too).
   study = settings.study(config)
+  select_rate = study.select_rate or rates[0][0]
+  selection = read_json(os.path.join(config.model_dir, gsw_study.SELECTION_FILE), "")
+  # Every variant the selection tried (bin/gsw_study's too): the variant was chosen among them,
+  # so their selection runs count in the time, and selection.md shows each one's W'.
+  selected = dataclasses.replace(study, variants=tuple(selection["chosen_tau"]))
+  # This plan's times (the root may hold bin/gsw_study's test runs of other variants too).
   timings = sweep.timings_of(config.model_dir, [run.model_dir for run, _ in runs] + [
-      run.model_dir for run in gsw_study.selection_runs(config, study, rates, study.select_rate
-                                                        or rates[0][0])] + [
+      run.model_dir for run in gsw_study.selection_runs(config, selected, rates, select_rate)] + [
       baselines_dir(config, bpp) for bpp in settings.baseline_rates])
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
-  selection = read_json(os.path.join(config.model_dir, gsw_study.SELECTION_FILE), "")
-  files.append(write_bytes(os.path.join(results_dir, "selection.md"),
-                           gsw_study.selection_markdown(selection).encode()))
+  files.append(write_bytes(os.path.join(results_dir, "selection.md"), gsw_study.selection_markdown(
+      selection, *gsw_study.selection_facts(config, selected, rates, select_rate)).encode()))
   files.append(write_bytes(os.path.join(results_dir, "COMMANDS.md"), commands_markdown(
       runs, results_dir, command_line, flagfile, in_flagfile,
       [baselines_evaluation(config, eval_settings, bpp) for bpp in settings.baseline_rates])

@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from saic_tf.common import layout
-from saic_tf.common.config import GSW_SCALES, GSW_VARIANTS, differences
+from saic_tf.common.config import GSW_SCALES, GSW_VARIANTS, OLD_MEANINGS, differences
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_json
 
@@ -57,14 +57,13 @@ VARIANTS, SCALES = GSW_VARIANTS, GSW_SCALES
 SUBSET_SEED = 0
 IMAGES = f"random subset, seed {SUBSET_SEED}"
 # What a gsw.json written before a setting existed meant by it (`load`).
-OLD_MEANINGS = dict(gsw="paper", gsw_scale="raw", holdout_every=0,
-                    gsw_images="the first batches of the split")
+OLD_RECORD = dict(OLD_MEANINGS, gsw_images="the first batches of the split")
 # W counts as the same for every image when its spread across images is below this fraction of
 # mean |W| (float32 rounding in the backward pass of a linear head gives about 1e-7).
 IMAGE_INDEPENDENT = 1e-4
-# Below this effective number of channels the feature loss falls on about one channel: the
-# τ was meant for another scale of W (the paper's τ = 400 is on its raw W; on W / mean |W| it
-# leaves one channel).
+# Below this effective number of channels the feature loss falls on about one channel, which
+# no τ chosen on validation did; typically a τ meant for another scale of W (the paper's
+# τ = 400 is on its raw W; on W / mean |W| it leaves one channel).
 CONCENTRATED = 2.0
 
 
@@ -197,8 +196,10 @@ def concentration(w_prime, tau, scale):
   effective = effective_channels(w_prime)
   if effective >= CONCENTRATED:
     return None
-  hint = ("the paper's τ = 400 is on raw W; on W / mean |W| τ of 0.5 to 8 spreads it "
-          "(docs/training.md, GSW)" if scale == "mean_abs" else "lower --tau")
+  hint = "lower --tau"
+  if scale == "mean_abs" and tau >= 100:
+    hint += (" (the paper's τ = 400 was for raw W, --gsw_scale=raw; on W / mean |W| validation "
+             "chose τ ≤ 8: docs/training.md, GSW)")
   return (f"gsw: τ={tau:g} puts {np.max(w_prime) / np.sum(w_prime):.0%} of W' on one channel "
           f"({effective:.1f} effective of {len(w_prime)}): the feature loss sees little else; "
           + hint)
@@ -215,7 +216,7 @@ def load(model_dir, expected_settings):
   if not os.path.exists(path):
     return None
   record = read_json(path, "delete it to recompute GSW")
-  changed = differences(dict(OLD_MEANINGS, **record), expected_settings, expected_settings)
+  changed = differences(dict(OLD_RECORD, **record), expected_settings, expected_settings)
   if changed:
     raise UserError(f"{path} was computed with other settings ({changed}); delete it to "
                     "recompute GSW")

@@ -104,7 +104,11 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
   record = gsw.load(config.model_dir, settings)
   if record is not None:
     logging.info("gsw: reusing %s", path)
-    return np.asarray(record["W_prime"])
+    w_prime = np.asarray(record["W_prime"])
+    warning = gsw.concentration(w_prime, config.tau, config.gsw_scale)
+    if warning:  # said again on resume: the run is still training on it
+      logging.warning(warning)
+    return w_prime
   # A random subset of the training split (files come by class), the same for every fine-tune
   # of this network whatever its seed.
   batches = datasets.eval_dataset(train_source, config.image_size, config.batch_size,
