@@ -223,3 +223,26 @@ def test_every_number_in_the_results_readme_tables_comes_from_its_json_files():
                  if line.startswith("|") and not set(line) <= set("|-: ")]
   assert len(table_lines) > 10
   assert _check_numbers_trace_to_json(results, "\n".join(table_lines)) > 50
+
+
+def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():
+  """Accuracy per bit in the README's summary: the main rows only, and each image codec's bpp
+  at the kept accuracy over each fine-tuned codec's."""
+  row = lambda label, accuracy: dict(label=label, accuracy=accuracy)
+  main = {0.125: {"original": row("Original", 0.8), "apic": row("APIC", 0.7),
+                  "saic": row("SAIC-magnitude (τ=8)", 0.71), "webp": row("WebP", 0.3)},
+          0.25: {"original": row("Original", 0.8), "apic": row("APIC", 0.75),
+                 "saic": row("SAIC-magnitude (τ=8)", 0.76), "webp": row("WebP", 0.6)}}
+  per_bit = [dict(method="APIC", bpp=0.2, bound=None),
+             dict(method="SAIC-magnitude (τ=8)", bpp=0.1, bound=None),
+             dict(method="SAIC-magnitude (τ=2)", bpp=0.1, bound="below"),  # the sweep
+             dict(method="WebP", bpp=1.0, bound=None), dict(method="AVIF", bpp=2.0, bound="above")]
+  main[0.25]["avif"] = row("AVIF", 0.5)
+  lines, ratios = reproduce.summary_lines(main, {0.125: [], 0.25: []}, per_bit, 0.9)
+  [line] = [l for l in lines if "Accuracy per bit" in l]
+  assert ratios[1] == dict(codec="AVIF", learned="APIC", times=10.0, more_than=True)
+  assert "τ=2" not in line and "APIC 0.200, SAIC-magnitude (τ=8) 0.100, WebP 1.000" in line
+  assert "AVIF > 2.000" in line
+  assert ("At that accuracy, WebP needs 5.0× the bits of APIC, AVIF needs more than 10.0× the "
+          "bits of APIC, WebP needs 10.0× the bits of SAIC-magnitude (τ=8), AVIF needs more "
+          "than 20.0× the bits of SAIC-magnitude (τ=8).") in line

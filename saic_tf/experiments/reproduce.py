@@ -20,8 +20,8 @@ mean ± std over seeds, SAIC and KD against APIC with paired CIs, accuracy per b
 PSNR against the real bpp of the files; the τ sweep; W'; the gallery), kodak.json and
 kodak_rd.png (experiments/kodak.py), tables.md (the paper's Tables 1, 2 and 6), comparison.md
 (beside the paper's accuracies, paper.json), selection.json/.md, each run's small artifacts
-(runs/…), COMMANDS.md, timings.json, and README.md, written from README_TEMPLATE with every
-number read from those JSON files.
+(runs/…), COMMANDS.md, timings.json, accuracy_per_bit.json (the ratios the README gives), and
+README.md, written from README_TEMPLATE with every number read from those JSON files.
 
 Runs go in order of importance (the first seed's rows at every rate, then the other seeds, then
 the sweep), each trained, resumed or skipped, then evaluated unless its evaluation matches its
@@ -63,6 +63,7 @@ KEPT_FILES = (layout.CONFIG_FILE, layout.GSW_FILE, layout.EVAL_FILE, layout.EVAL
 README_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates",
                                "results_README.md")
 KODAK_RESULTS, KODAK_FIGURE = "kodak.json", "kodak_rd.png"
+PER_BIT_FILE = "accuracy_per_bit.json"  # the README's ratios of bits at the same accuracy
 LEARNED = ("tdic", "apic", "saic", "kd")
 
 
@@ -371,9 +372,9 @@ def _comparison_sentence(name, c):
 
 
 def summary_lines(main, paired, per_bit, keep):
-  """What holds, from results.json: at each rate SAIC and KD against APIC, whether the goal
+  """(What holds, from results.json: at each rate SAIC and KD against APIC, whether the goal
   (gsw_study.meets_goal; the template states it) is met where it was measured, and accuracy
-  per bit."""
+  per bit; the image codecs' bits against the fine-tuned codecs', for PER_BIT_FILE)."""
   lines, met = [], {}
   for bpp, rows in main.items():
     original = rows.get("original")
@@ -403,12 +404,31 @@ def summary_lines(main, paired, per_bit, keep):
                f"met at {', '.join(where)} only" if where else "not met at any rate measured")
     lines.append(f"- **The goal:** {verdict}" +
                  (f"; {', '.join(missing)} not measured yet." if missing else "."))
+  # The main rows' methods (not the τ sweep's other τ, measured at one rate only).
+  methods = {row["label"]: method for rows in main.values() for method, row in rows.items()}
+  per_bit = [p for p in per_bit if p["method"] in methods]
+  ratios = bits_against_codecs(per_bit, methods)
   if per_bit and len(paired) > 1:
+    parts = [f"{r['codec']} needs {'more than ' if r['more_than'] else ''}{r['times']:.1f}× "
+             f"the bits of {r['learned']}" for r in ratios]
     lines.append(f"- **Accuracy per bit** (the real bpp at which a method keeps "
                  f"{100 * keep:g} % of the original accuracy): " + ", ".join(
                      f"{p['method']} {report.PER_BIT_WORDS[p['bound']].format(p['bpp'])}"
-                     for p in per_bit) + ".")
-  return lines
+                     for p in per_bit) + "." +
+                 (" At that accuracy, " + ", ".join(parts) + "." if parts else ""))
+  return lines, ratios
+
+
+def bits_against_codecs(per_bit, methods):
+  """[{codec, learned, times, more_than}]: each image codec's real bpp at the kept accuracy
+  over each fine-tuned codec's, where the fine-tuned codec's was interpolated and the image
+  codec's was too or is a lower bound (never reached: `more_than`). `methods` maps labels to
+  methods."""
+  learned = [p for p in per_bit if methods[p["method"]] in ("saic", "apic", "kd")
+             and p["bound"] is None]
+  codecs = [p for p in per_bit if methods[p["method"]] in BASELINES and p["bound"] != "below"]
+  return [dict(codec=c["method"], learned=p["method"], times=c["bpp"] / p["bpp"],
+               more_than=c["bound"] == "above") for p in learned for c in codecs]
 
 
 def _variant_choice(selection, variant):
@@ -423,9 +443,10 @@ def _variant_choice(selection, variant):
 
 
 def readme(results_dir, variant, first_bpp, layer=""):
-  """RESULTS/README.md from README_TEMPLATE, every number read from RESULTS/'s JSON files
-  (None until the classifier's run is evaluated); `first_bpp` is the first base's rate, whose
-  first APIC run trained the classifier, `layer` the runs' --feature_layer."""
+  """(RESULTS/README.md from README_TEMPLATE, every number read from RESULTS/'s JSON files but
+  the ratios of accuracy per bit, PER_BIT_FILE's record), or None until the classifier's run
+  is evaluated; `first_bpp` is the first base's rate, whose first APIC run trained the
+  classifier, `layer` the runs' --feature_layer."""
   def load(name):
     path = os.path.join(results_dir, name)
     return read_json(path, "run bin/reproduce again") if os.path.exists(path) else None
@@ -458,9 +479,9 @@ def readme(results_dir, variant, first_bpp, layer=""):
                       + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "") + " |"
                       for p in points]
   per_bit = report.accuracy_per_bit_markdown(blocks, results["keep"]) if len(blocks) > 1 else []
+  summary, ratios = summary_lines(main, paired, results["accuracy_per_bit"], results["keep"])
   values = dict(
-      summary="\n".join(summary_lines(main, paired, results["accuracy_per_bit"],
-                                      results["keep"])),
+      summary="\n".join(summary),
       data=run_config.get("data_dir") or run_config.get("dataset"),
       image_size=run_config.get("image_size"), holdout_every=run_config.get("holdout_every"),
       backbone=run_config.get("backbone"), finetune_steps=run_config.get("finetune_steps"),
@@ -478,7 +499,7 @@ def readme(results_dir, variant, first_bpp, layer=""):
       per_bit="\n".join(per_bit) or "Needs more than one rate.",
       kodak="\n".join(kodak_lines))
   with open(README_TEMPLATE, encoding="utf-8") as f:
-    return f.read().format_map(values)
+    return f.read().format_map(values), dict(keep=results["keep"], against_codecs=ratios)
 
 
 def _run_config(results_dir, row):
@@ -545,8 +566,10 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
                            settings.kodak_dir, cache_dir=config.model_dir)
     files.append(write_json(os.path.join(results_dir, KODAK_RESULTS), record))
     files.append(kodak.figure(record, os.path.join(results_dir, KODAK_FIGURE)))
-  text = readme(results_dir, variant, rates[0][0], layer)
-  if text is not None:
+  written = readme(results_dir, variant, rates[0][0], layer)
+  if written is not None:
+    text, per_bit = written
+    files.append(write_json(os.path.join(results_dir, PER_BIT_FILE), per_bit))
     files.append(write_bytes(os.path.join(results_dir, "README.md"), text.encode()))
   return files
 
