@@ -255,7 +255,10 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   assert "| KD (2 seeds) − APIC (2 seeds) |" in summary
   # Against APIC at the same layer, its control.
   assert f"| SAIC-paper@stage3 (τ={tau}) (2 seeds) − APIC@stage3 (2 seeds) |" in summary
-  assert ("No SAIC variant meets the goal" in summary) != ("Met at every rate by" in summary)
+  assert ("No SAIC variant meets the goal" in summary) != ("Met at every rate measured by" in
+                                                           summary)
+  assert "Not measured yet" not in summary
+  assert "Not measured yet: 0.5 bpp" in gsw_study.summary_markdown({}, rates=[0.5])
   # Every run's time, the total in the summary; the study's own runs evaluate TDIC's row once.
   timings = json.load(open(tmp_path / "results" / layout.TIMINGS_FILE))
   assert len(timings) == len(runs) + 1 and timings["total"]["train_cpu_seconds"] > 0
@@ -286,6 +289,7 @@ def test_selection_says_how_sure_it_is_and_how_spread_each_w_prime_is():
   weights = {"label": [0.3] * 4, "magnitude": [1e-4, 1e-4, 1e-4, 5e-4]}
   markdown = gsw_study.selection_markdown(record, images=500, weights=weights)
   assert "`magnitude` at τ = 4" in markdown
+  assert "At an end of the grid (`label`, `magnitude`)" in markdown
   # √(0.7 · 0.3 / 500) = 2.05 %; label is 5 points below.
   assert "standard error is √(p(1−p)/n) = 2.0 points at p = 70.0 %" in markdown
   assert "5.0 to 5.0 points below" in markdown

@@ -253,6 +253,11 @@ def selection_markdown(record, images=None, weights=None):
       cell = "—" if value is None else f"{100 * value:.2f}"
       cells.append(f"**{cell}**" if tau == record["chosen_tau"][variant] else cell)
     lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+  edge = [v for v, t in record["chosen_tau"].items() if len(taus) > 1 and t in (taus[0], taus[-1])
+          and len(record["validation_accuracy"][v]) == len(taus)]
+  if edge:
+    lines += ["", f"At an end of the grid ({', '.join(f'`{v}`' for v in edge)}): a τ beyond it "
+              "was not tried, so it may do better still."]
   if len(record["chosen_tau"]) > 1:
     variant, tau = best_variant(record)
     default = (", and bin/train's default --gsw" if variant == TrainConfig.gsw else "")
@@ -293,9 +298,10 @@ def meets_goal(comparison):
   return 100 * comparison["difference"] >= GOAL_POINTS and comparison["ci95"][0] > 0
 
 
-def summary_markdown(blocks, timings=None):
+def summary_markdown(blocks, timings=None, rates=()):
   """What holds: each SAIC variant (and KD) against APIC at each rate, and the goal; with
-  timings.json's record, the time the study took."""
+  timings.json's record, the time the study took; `rates`: the study's, to name those not
+  measured yet."""
   lines = ["# Summary", "",
            f"The goal: SAIC ≥ APIC + {GOAL_POINTS:g} point of accuracy with the 95 % CI of the "
            "paired difference above 0, at every rate. Written by bin/gsw_study from the runs "
@@ -309,8 +315,11 @@ def summary_markdown(blocks, timings=None):
     lines += [f"## {bpp:g} bpp (nominal)", ""] + statistics.markdown(
         paired, extra=[("goal", lambda row: "met" if meets_goal(row[2]) else "not met")]) + [""]
   winners = [name for name, goals in met.items() if all(goals) and len(goals) == len(blocks)]
-  lines += [("Met at every rate by: " + ", ".join(winners)) if winners else
-            "No SAIC variant meets the goal at every rate.", ""]
+  missing = [f"{bpp:g} bpp" for bpp in rates if bpp not in blocks]
+  lines += [("Met at every rate measured by: " + ", ".join(winners)) if winners else
+            "No SAIC variant meets the goal at every rate measured.", ""]
+  if missing:
+    lines += [f"Not measured yet: {', '.join(missing)} (the study is not finished).", ""]
   if len(met) > 1:
     # Several variants, each with its own 95 % interval: by chance alone about one interval in
     # 20 of a variant no better than APIC lies above 0.
@@ -346,7 +355,8 @@ def collect(runs, config, settings, rates, select_rate):
   if done:
     records = [read_json(layout.eval_path(d), "evaluate it again") for d in done]
     files.append(write_bytes(os.path.join(results_dir, "summary.md"),
-                             summary_markdown(report.gather(records), timings).encode()))
+                             summary_markdown(report.gather(records), timings,
+                                              [bpp for bpp, _ in rates]).encode()))
   return files
 
 
