@@ -227,6 +227,12 @@ def test_a_saic_run_of_the_earlier_defaults_is_told_how_to_resume(tmp_path, save
   (tmp_path / "config.json").write_text(json.dumps(dict(saved, **saved_gsw)))
   with pytest.raises(UserError, match=r"add --gsw=paper --gsw_scale=raw\), or another"):
     TrainConfig(model_dir=str(tmp_path), tau=400.0).write_or_check()
+  # A paper flagfile's τ changed with the defaults: the hint names it too.
+  with pytest.raises(UserError, match=r"add --tau=400.0 --gsw=paper --gsw_scale=raw\)"):
+    TrainConfig(model_dir=str(tmp_path), tau=8.0).write_or_check()
+  # What the run was, read back: the paper's variant, whatever today's default.
+  assert (TrainConfig.read(str(tmp_path)).gsw, TrainConfig.read(str(tmp_path)).gsw_scale) == (
+      "paper", "raw")
   TrainConfig(model_dir=str(tmp_path), tau=400.0, gsw="paper", gsw_scale="raw").write_or_check()
   with pytest.raises(UserError, match="--gsw='paper' there, 'fisher' now") as refusal:
     TrainConfig(model_dir=str(tmp_path), tau=400.0, gsw="fisher", gsw_scale="raw").write_or_check()

@@ -168,8 +168,10 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, values):
+    """A saved config.json's settings; one written before a setting existed meant OLD_MEANINGS'
+    value by it, not today's default."""
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in known})
+    return cls(**dict(OLD_MEANINGS, **{k: v for k, v in values.items() if k in known}))
 
   @classmethod
   def read(cls, model_dir):
@@ -189,10 +191,12 @@ class TrainConfig:
       keys = [k for k in now if k not in RESUMABLE_CHANGES and k not in unused and k in saved]
       changed = differences(saved, now, keys)
       if changed:
-        earlier = [f"--{k}={v}" for k, v in EARLIER_DEFAULTS.items()
-                   if k in keys and saved[k] == v != now[k] == getattr(TrainConfig, k)]
-        hint = (f" (a run made with the earlier defaults: add {' '.join(earlier)})"
-                if earlier else "")
+        # A run of the earlier defaults: its own settings, which resume it, are every changed
+        # one (a paper flagfile's τ changed with the defaults too).
+        earlier = any(k in keys and saved[k] == v != now[k] == getattr(TrainConfig, k)
+                      for k, v in EARLIER_DEFAULTS.items())
+        own = " ".join(f"--{k}={saved[k]}" for k in keys if saved.get(k) != now.get(k))
+        hint = f" (a run made with the earlier defaults: add {own})" if earlier else ""
         raise UserError(f"{path} was written by a different run ({changed}): use the same "
                         f"flags to resume{hint}, or another --model_dir")
     if write:

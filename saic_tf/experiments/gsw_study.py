@@ -166,12 +166,22 @@ def _validation_accuracy(run, eval_settings):
   return record["rows"]["saic"]["accuracy"]
 
 
-def selection_facts(config, settings, rates, select_rate):
+def recorded_selection_runs(config, settings, rates, record):
+  """[(variant, run)] of every selection run a selection.json `record` scored, each variant at
+  the τ it was scored at (another command's selection may have tried other τ)."""
+  runs = []
+  for variant, scores in record["validation_accuracy"].items():
+    one = dataclasses.replace(settings, variants=(variant,),
+                              select_taus=tuple(float(t) for t in scores))
+    runs += [(variant, run) for run in selection_runs(config, one, rates, record["rate"])]
+  return runs
+
+
+def selection_facts(config, settings, rates, record):
   """(how many images the selection runs were scored on, {variant: its W}) from the selection
-  runs done so far (None, {} before any)."""
+  runs of a selection.json `record` (None, {} before any)."""
   images, weights = None, {}
-  variants = [v for v in settings.variants for _ in settings.select_taus]
-  for variant, run in zip(variants, selection_runs(config, settings, rates, select_rate)):
+  for variant, run in recorded_selection_runs(config, settings, rates, record):
     path = layout.eval_path(os.path.join(run.model_dir, VALIDATION_DIR))
     if images is None and os.path.exists(path):
       images = read_json(path, "delete it to evaluate again")["num_images"]
@@ -351,7 +361,7 @@ def collect(runs, config, settings, rates, select_rate):
     files.append(write_json(os.path.join(results_dir, SELECTION_FILE), selection))
     files.append(write_bytes(os.path.join(results_dir, "selection.md"),
                              selection_markdown(selection, *selection_facts(
-                                 config, settings, rates, select_rate)).encode()))
+                                 config, settings, rates, selection)).encode()))
   if done:
     records = [read_json(layout.eval_path(d), "evaluate it again") for d in done]
     files.append(write_bytes(os.path.join(results_dir, "summary.md"),

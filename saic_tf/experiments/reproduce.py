@@ -531,19 +531,18 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   source = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
   files.append(copy_file(source, os.path.join(results_dir, gsw_study.SELECTION_FILE)))
   study = settings.study(config)
-  select_rate = study.select_rate or rates[0][0]
   selection = read_json(os.path.join(config.model_dir, gsw_study.SELECTION_FILE), "")
-  # Every variant the selection tried (bin/gsw_study's too): the variant was chosen among them,
-  # so their selection runs count in the time, and selection.md shows each one's W'.
-  selected = dataclasses.replace(study, variants=tuple(selection["chosen_tau"]))
-  # This plan's times (the root may hold bin/gsw_study's test runs of other variants too).
+  # Every selection run (bin/gsw_study's too): the variant was chosen among them, so they count
+  # in the time, and selection.md shows each variant's W'. This plan's times otherwise (the
+  # root may hold bin/gsw_study's test runs of other variants too).
   timings = sweep.timings_of(config.model_dir, [run.model_dir for run, _ in runs] + [
-      run.model_dir for run in gsw_study.selection_runs(config, selected, rates, select_rate)] + [
+      run.model_dir for _, run in gsw_study.recorded_selection_runs(config, study, rates,
+                                                                    selection)] + [
       baselines_dir(config, bpp) for bpp in settings.baseline_rates])
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
   files.append(write_bytes(os.path.join(results_dir, "selection.md"), gsw_study.selection_markdown(
-      selection, *gsw_study.selection_facts(config, selected, rates, select_rate)).encode()))
+      selection, *gsw_study.selection_facts(config, study, rates, selection)).encode()))
   files.append(write_bytes(os.path.join(results_dir, "COMMANDS.md"), commands_markdown(
       runs, results_dir, command_line, flagfile, in_flagfile,
       [baselines_evaluation(config, eval_settings, bpp) for bpp in settings.baseline_rates])

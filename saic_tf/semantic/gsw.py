@@ -197,9 +197,10 @@ def concentration(w_prime, tau, scale):
   if effective >= CONCENTRATED:
     return None
   hint = "lower --tau"
+  # Hundreds: the paper's range (400 to 3100), far above what the normalised scale needs.
   if scale == "mean_abs" and tau >= 100:
-    hint += (" (the paper's τ = 400 was for raw W, --gsw_scale=raw; on W / mean |W| validation "
-             "chose τ ≤ 8: docs/training.md, GSW)")
+    hint += (" (the paper's τ = 400 was for raw W, --gsw_scale=raw; on W / mean |W| the "
+             "validation split tried τ of 0.5 to 8: docs/training.md, GSW)")
   return (f"gsw: τ={tau:g} puts {np.max(w_prime) / np.sum(w_prime):.0%} of W' on one channel "
           f"({effective:.1f} effective of {len(w_prime)}): the feature loss sees little else; "
           + hint)
