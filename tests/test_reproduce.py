@@ -14,7 +14,7 @@ from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_json
-from saic_tf.evaluation import club, evaluate
+from saic_tf.evaluation import club, evaluate, tables
 from saic_tf.experiments import gsw_study, reproduce
 from saic_tf.training import trainer
 from conftest import ROOT, small_photos
@@ -228,16 +228,22 @@ def test_every_number_in_the_results_readme_tables_comes_from_its_json_files():
 def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():
   """Accuracy per bit in the README's summary: the main rows only, and each image codec's bpp
   at the kept accuracy over each fine-tuned codec's."""
-  row = lambda label, accuracy: dict(label=label, accuracy=accuracy)
-  main = {0.125: {"original": row("Original", 0.8), "apic": row("APIC", 0.7),
-                  "saic": row("SAIC-magnitude (τ=8)", 0.71), "webp": row("WebP", 0.3)},
-          0.25: {"original": row("Original", 0.8), "apic": row("APIC", 0.75),
-                 "saic": row("SAIC-magnitude (τ=8)", 0.76), "webp": row("WebP", 0.6)}}
+  # Rows as results.json has them: merged over seeds, whose count their label carries.
+  row = lambda label, accuracy, **more: dict(label=label, accuracy=accuracy, **more)
+  saic = dict(gsw="magnitude", tau=8.0, seeds=[0, 1, 2])
+  main = {0.125: {"original": row("Original", 0.8), "apic": row("APIC (3 seeds)", 0.7),
+                  "saic": row("SAIC-magnitude (τ=8) (3 seeds)", 0.71, **saic),
+                  "webp": row("WebP", 0.3)},
+          0.25: {"original": row("Original", 0.8), "apic": row("APIC (3 seeds)", 0.75),
+                 "saic": row("SAIC-magnitude (τ=8) (3 seeds)", 0.76, **saic),
+                 "webp": row("WebP", 0.6)}}
   per_bit = [dict(method="APIC", bpp=0.2, bound=None),
              dict(method="SAIC-magnitude (τ=8)", bpp=0.1, bound=None),
              dict(method="SAIC-magnitude (τ=2)", bpp=0.1, bound="below"),  # the sweep
              dict(method="WebP", bpp=1.0, bound=None), dict(method="AVIF", bpp=2.0, bound="above")]
   main[0.25]["avif"] = row("AVIF", 0.5)
+  # accuracy_per_bit names a series as tables.label does without seeds.
+  assert per_bit[1]["method"] == tables.label("saic", dict(gsw="magnitude", tau=8.0))
   lines, ratios = reproduce.summary_lines(main, {0.125: [], 0.25: []}, per_bit, 0.9)
   [line] = [l for l in lines if "Accuracy per bit" in l]
   assert ratios[1] == dict(codec="AVIF", learned="APIC", times=10.0, more_than=True)

@@ -404,8 +404,10 @@ def summary_lines(main, paired, per_bit, keep):
                f"met at {', '.join(where)} only" if where else "not met at any rate measured")
     lines.append(f"- **The goal:** {verdict}" +
                  (f"; {', '.join(missing)} not measured yet." if missing else "."))
-  # The main rows' methods (not the τ sweep's other τ, measured at one rate only).
-  methods = {row["label"]: method for rows in main.values() for method, row in rows.items()}
+  # The main rows' methods (not the τ sweep's other τ, measured at one rate only), by their
+  # label without the seed count, as accuracy per bit names its series.
+  methods = {tables.label(method, {k: row.get(k) for k in ("tau", "gsw", "feature_layer")}):
+             method for rows in main.values() for method, row in rows.items()}
   per_bit = [p for p in per_bit if p["method"] in methods]
   ratios = bits_against_codecs(per_bit, methods)
   if per_bit and len(paired) > 1:
