@@ -15,6 +15,7 @@ from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.common.files import write_json
 from saic_tf.deploy import file_codec
 from saic_tf.evaluation import club, evaluate
 from saic_tf.experiments import model_zoo
@@ -316,3 +317,21 @@ def test_the_trend_of_a_curve_extrapolates_to_its_bar():
   assert slope > 0.01 and reach is None
   assert "is above it already" in model_zoo.trend_line(dip, 21.5)
   assert "Too few points" in model_zoo.trend_line(points[:2], 21.5)
+
+
+def test_selecting_one_variant_again_keeps_the_order_ties_are_broken_by(tmp_path, monkeypatch):
+  """bin/reproduce re-scores its one variant in a root bin/gsw_study selected several in: the
+  variants keep their places in selection.json, so a tie still goes to the one selected first."""
+  from saic_tf.experiments import gsw_study, sweep  # pylint: disable=g-import-not-at-top
+  config = TrainConfig(model_dir=str(tmp_path), holdout_every=10)
+  rates = [(0.25, NAME)]
+  write_json(str(tmp_path / gsw_study.SELECTION_FILE), dict(
+      rate=0.25, seed=0, split="validation", holdout_every=10,
+      validation_accuracy={"label": {"1": 0.6}, "magnitude": {"1": 0.6}},
+      chosen_tau={"label": 1.0, "magnitude": 1.0}))
+  monkeypatch.setattr(sweep, "train_run", lambda run: False)  # not the chief: no timings
+  monkeypatch.setattr(gsw_study, "_validation_accuracy", lambda run, settings: 0.6)
+  settings = gsw_study.StudySettings(bases=(NAME,), variants=("label",), select_taus=(1.0,))
+  record = gsw_study.select(config, settings, rates, 0.25, eval_settings=None)
+  assert list(record["validation_accuracy"]) == ["label", "magnitude"]
+  assert gsw_study.best_variant(record) == ("label", 1.0)

@@ -213,7 +213,9 @@ def select(config, settings, rates, select_rate, eval_settings):
   """Phase 1: trains and scores the selection runs; writes and returns selection.json's record
   (with the variants another command selected in this root)."""
   record, scores = _kept_scores(config, settings, select_rate)
-  scores = {v: taus for v, taus in scores.items() if v not in settings.variants}
+  # This command's variants are scored again, in the places they had (best_variant's ties go
+  # to the variant selected first, whichever command rewrites the file).
+  scores = {v: ({} if v in settings.variants else taus) for v, taus in scores.items()}
   runs = [(None, classifier_run(config, settings, rates))] + list(zip(
       [v for v in settings.variants for _ in settings.select_taus],
       selection_runs(config, settings, rates, select_rate)))
@@ -227,6 +229,7 @@ def select(config, settings, rates, select_rate, eval_settings):
                         lambda chief: score(variant, run, chief))
     if spent.chief:
       sweep.record_time(config.model_dir, spent)
+  scores = {v: taus for v, taus in scores.items() if taus}
   chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
             for variant, taus in scores.items()}
   record.update(validation_accuracy=scores, chosen_tau=chosen)
