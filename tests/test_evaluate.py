@@ -63,7 +63,8 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   assert sweep.is_evaluated(str(saic_run), settings=used) and sweep.is_evaluated(str(saic_run))
   assert not sweep.is_evaluated(str(saic_run), settings=evaluate.EvalSettings(max_images=24))
   markdown = (saic_run / "eval.md").read_text()
-  for name in ("Original", "TDIC", "SAIC (τ=400)", "JPEG", "WebP", "AVIF", "target not reached"):
+  for name in ("Original", "TDIC", "SAIC-paper (τ=400)", "JPEG", "WebP", "AVIF",
+               "target not reached"):
     assert name in markdown
   correct = {m: statistics.decode(text) for m, text in record["correct"].items()}
   assert set(correct) == set(record["rows"]) and record["images_digest"].endswith("-24")
@@ -73,7 +74,7 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   assert (paired["a"], paired["b"], paired["images"]) == ("saic", "tdic", 24)
   assert paired["difference"] == pytest.approx(record["rows"]["saic"]["accuracy"] -
                                                record["rows"]["tdic"]["accuracy"])
-  assert "| SAIC (τ=400) − TDIC |" in markdown
+  assert "| SAIC-paper (τ=400) − TDIC |" in markdown
   gallery = np.load(saic_run / "eval_gallery.npz")
   assert gallery["images_saic"].shape == (8, 32, 32, 3) and len(gallery["labels"]) == 8
 
@@ -83,7 +84,7 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   for name in ("results.md", "results.csv", "results.json") + report.FIGURES:
     assert str(out / name) in result.stdout
   [block] = json.load(open(out / "results.json"))["blocks"]
-  assert [r["label"] for r in block["rows"]][:3] == ["Original", "TDIC", "SAIC (τ=400)"]
+  assert [r["label"] for r in block["rows"]][:3] == ["Original", "TDIC", "SAIC-paper (τ=400)"]
   assert block["rows"][2]["accuracy"] == record["rows"]["saic"]["accuracy"]
   assert "correct" not in block["rows"][2]
   for name in report.FIGURES:

@@ -119,8 +119,9 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   other = "4" if tau == "1" else "1"
   record = json.load(open(results / "results.json"))
   labels = {b["nominal_bpp"]: [r["label"] for r in b["rows"]] for b in record["blocks"]}
-  assert labels[0.25] == ["Original", "TDIC", "APIC", "SAIC (τ=1)", "SAIC (τ=4)", "KD", "WebP"]
-  assert labels[0.5] == ["Original", "TDIC", "APIC", f"SAIC (τ={tau})", "KD", "WebP"]
+  assert labels[0.25] == ["Original", "TDIC", "APIC", "SAIC-paper (τ=1)", "SAIC-paper (τ=4)", "KD",
+                          "WebP"]
+  assert labels[0.5] == ["Original", "TDIC", "APIC", f"SAIC-paper (τ={tau})", "KD", "WebP"]
   assert labels[2.0] == ["Original", "WebP"]  # the baselines alone at an extra rate
   assert [p["method"] for p in record["accuracy_per_bit"]][-1] == "WebP"
   kodak_record = json.load(open(results / "kodak.json"))

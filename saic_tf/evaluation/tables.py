@@ -24,12 +24,13 @@ def _format(column, value):
 
 
 def label(method, row):
-  """The row's name in tables and legends: SAIC with its GSW variant (other than paper) and τ,
-  and the number of seeds of a merged row."""
+  """The row's name in tables and legends: SAIC with its GSW variant (every one, since the
+  default is not the paper's; rows of runs made before variants existed have none) and τ, and
+  the number of seeds of a merged row."""
   name = METHOD_NAMES.get(method, method)
   if method == "saic" and row.get("feature_layer"):  # a layer other than the backbone's last
     name += f"-{row.get('gsw') or 'paper'}@{row['feature_layer']}"
-  elif method == "saic" and row.get("gsw") not in (None, "paper"):  # the paper's is not named
+  elif method == "saic" and row.get("gsw"):
     name += f"-{row['gsw']}"
   elif method in ("apic", "kd") and row.get("feature_layer"):
     name += f"@{row['feature_layer']}"
