@@ -189,16 +189,17 @@ class TrainConfig:
       # --gsw_output=probs, since refused, whatever their loss).
       unused = GSW_SETTINGS if self.resolved_loss != "saic" else ()
       keys = [k for k in now if k not in RESUMABLE_CHANGES and k not in unused and k in saved]
-      changed = differences(saved, now, keys)
+      changed = [k for k in keys if saved.get(k) != now.get(k)]
       if changed:
         # A run of the earlier defaults: its own settings, which resume it, are every changed
         # one (a paper flagfile's τ changed with the defaults too).
-        earlier = any(k in keys and saved[k] == v != now[k] == getattr(TrainConfig, k)
+        earlier = any(k in changed and saved[k] == v and now[k] == getattr(TrainConfig, k)
                       for k, v in EARLIER_DEFAULTS.items())
-        own = " ".join(f"--{k}={saved[k]}" for k in keys if saved.get(k) != now.get(k))
+        own = " ".join(f"--{k}={saved[k]}" for k in changed)
         hint = f" (a run made with the earlier defaults: add {own})" if earlier else ""
-        raise UserError(f"{path} was written by a different run ({changed}): use the same "
-                        f"flags to resume{hint}, or another --model_dir")
+        raise UserError(f"{path} was written by a different run "
+                        f"({differences(saved, now, changed)}): use the same flags to "
+                        f"resume{hint}, or another --model_dir")
     if write:
       os.makedirs(self.model_dir, exist_ok=True)
       write_json(path, self.to_dict())

@@ -100,15 +100,20 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
                   gsw_output=config.gsw_output, gsw_batches=config.gsw_batches,
                   gsw_images=gsw.IMAGES,
                   tau=config.tau, r=float(num_channels if config.r is None else config.r))
-  path = layout.gsw_path(config.model_dir)
   record = gsw.load(config.model_dir, settings)
   if record is not None:
-    logging.info("gsw: reusing %s", path)
+    logging.info("gsw: reusing %s", layout.gsw_path(config.model_dir))
     w_prime = np.asarray(record["W_prime"])
-    warning = gsw.concentration(w_prime, config.tau, config.gsw_scale)
-    if warning:  # said again on resume: the run is still training on it
-      logging.warning(warning)
-    return w_prime
+  else:
+    w_prime = _computed_weights(config, network, train_source, strategy, settings)
+  warning = gsw.concentration(w_prime, config.tau, config.gsw_scale)
+  if warning:  # said on resume too: the run is still training on it
+    logging.warning(warning)
+  return w_prime
+
+
+def _computed_weights(config, network, train_source, strategy, settings):
+  """GSW's W' computed on the frozen network, logged, and saved (gsw.json) with `settings`."""
   # A random subset of the training split (files come by class), the same for every fine-tune
   # of this network whatever its seed.
   batches = datasets.eval_dataset(train_source, config.image_size, config.batch_size,
@@ -118,10 +123,9 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
                           config.gsw)
   w_prime, _ = gsw.semantic_weights(gsw.normalized(w, config.gsw_scale), config.tau,
                                     settings["r"])
-  for warning in (gsw.describe(w, spread, config.gsw),
-                  gsw.concentration(w_prime, config.tau, config.gsw_scale)):
-    if warning:
-      logging.warning(warning)
+  warning = gsw.describe(w, spread, config.gsw)
+  if warning:
+    logging.warning(warning)
   if distribute.is_chief(strategy):
     gsw.save(config.model_dir, w, w_prime, dict(
         settings, class_mean_cancels=gsw.cancels(w), image_spread=spread,
@@ -130,7 +134,7 @@ def semantic_weights(config: TrainConfig, network, train_source, strategy):
   with tf.summary.create_file_writer(log_dir).as_default(step=0):
     tf.summary.histogram("W", w)
     tf.summary.histogram("W_prime", w_prime)
-  gsw.log_summary(w_prime, config.tau, settings["r"], path)
+  gsw.log_summary(w_prime, config.tau, settings["r"], layout.gsw_path(config.model_dir))
   return w_prime
 
 
