@@ -381,8 +381,11 @@ def define_fine_tune_study_flags(defaults, flag_values=FLAGS):
   flags.DEFINE_list("select_taus", [f"{t:g}" for t in defaults.select_taus], "τ each GSW "
                     "variant is tried with on the validation split (with --gsw_scale=mean_abs, "
                     "W has mean |W| = 1).", **fv)
-  flags.DEFINE_float("select_rate", defaults.select_rate, "Rate at which τ is chosen (0: the "
-                     "first base's).", **fv)
+  flags.DEFINE_list("select_kd_weights", [f"{w:g}" for w in defaults.select_kd_weights],
+                    "--kd_feature_weight each KD run is tried with on the validation split, "
+                    "where τ is chosen (0: KL alone).", **fv)
+  flags.DEFINE_float("select_rate", defaults.select_rate, "Rate at which τ and KD's weight are "
+                     "chosen (0: the first base's).", **fv)
   flags.DEFINE_list("seeds", [str(s) for s in defaults.seeds], "Seeds of every fine-tune (the "
                     "first also for the selection); rows over seeds are mean ± std.", **fv)
   flags.DEFINE_string("results_dir", defaults.results_dir, "Where the tables, figures and "
@@ -411,6 +414,7 @@ def define_reproduce_flags(flag_values=FLAGS):
 def _fine_tune_study_settings(f):
   """The settings of define_fine_tune_study_flags' flags."""
   return dict(bases=tuple(f.bases), select_taus=tuple(numbers_from_flag("select_taus", f)),
+              select_kd_weights=tuple(numbers_from_flag("select_kd_weights", f)),
               select_rate=f.select_rate, seeds=tuple(numbers_from_flag("seeds", f, int)),
               results_dir=f.results_dir)
 

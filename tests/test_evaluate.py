@@ -225,7 +225,7 @@ def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
       {0.25: [(m, r) for m, r in blocks[0.25] if r.get("setup") != "other settings"]},
       "accuracy")
   assert original == [25.0]
-  [(bpp, accuracy, error)] = series[("apic", None, "", "")]
+  [(bpp, accuracy, error)] = series[report.SeriesKey("apic", None, "", "", 0.0)]
   assert bpp == pytest.approx(0.205) and accuracy == pytest.approx(37.5)
   assert error == pytest.approx(100 * np.std([0.25, 0.5], ddof=1))
 

@@ -64,6 +64,13 @@ def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(base
   assert [run.seed for run in runs[6:9]] == [1, 1, 1]
   for run in runs:
     run.validate()
+  # KD at the weight chosen on the validation split, named by it; no other run has one.
+  runs = reproduce.plan(config, settings, {"paper": 4.0}, kd_weight=0.01)
+  kd = [run for run in runs if run.loss == "kd"]
+  assert [os.path.relpath(run.model_dir, tmp_path) for run in kd[:2]] == [
+      "bpp_0.25/kd_feature_weight_0.01", "bpp_0.5/kd_feature_weight_0.01"]
+  assert {run.kd_feature_weight for run in kd} == {0.01}
+  assert {run.kd_feature_weight for run in runs if run.loss != "kd"} == {0.0}
 
 
 def test_bad_baseline_rates_are_refused(bases, tmp_path):
@@ -102,6 +109,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path / "runs"), **TINY)
   results = tmp_path / "results"
   settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0), seeds=(0,),
+                                         select_kd_weights=(0.0, 0.5),
                                          baseline_rates=(2.0,), variant="paper",
                                          kodak_dir=small_photos(tmp_path / "kodak"),
                                          results_dir=str(results))
@@ -117,11 +125,14 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   selection = json.load(open(results / "selection.json"))
   tau = f"{selection['chosen_tau']['paper']:g}"
   other = "4" if tau == "1" else "1"
+  assert set(selection["kd_validation_accuracy"]) == {"0", "0.5"}
+  kd_weight = selection["chosen_kd_feature_weight"]
+  kd = "KD+0.5·APIC" if kd_weight else "KD"
   record = json.load(open(results / "results.json"))
   labels = {b["nominal_bpp"]: [r["label"] for r in b["rows"]] for b in record["blocks"]}
-  assert labels[0.25] == ["Original", "TDIC", "APIC", "SAIC-paper (τ=1)", "SAIC-paper (τ=4)", "KD",
+  assert labels[0.25] == ["Original", "TDIC", "APIC", "SAIC-paper (τ=1)", "SAIC-paper (τ=4)", kd,
                           "WebP"]
-  assert labels[0.5] == ["Original", "TDIC", "APIC", f"SAIC-paper (τ={tau})", "KD", "WebP"]
+  assert labels[0.5] == ["Original", "TDIC", "APIC", f"SAIC-paper (τ={tau})", kd, "WebP"]
   assert labels[2.0] == ["Original", "WebP"]  # the baselines alone at an extra rate
   assert [p["method"] for p in record["accuracy_per_bit"]][-1] == "WebP"
   kodak_record = json.load(open(results / "kodak.json"))
@@ -134,6 +145,8 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   readme = (results / "README.md").read_text()
   assert f"τ = {tau}: τ chosen on the validation split among 1, 4 ([selection.md]" in readme
   assert "- **0.25 bpp:**" in readme and "SAIC − APIC =" in readme and "**The goal:**" in readme
+  assert "the weight chosen on the validation split among 0, 0.5 (0: KL alone)" in readme
+  assert "## KD's feature weight" in (results / "selection.md").read_text()
   assert "{" not in readme and "**2 bpp:**" not in readme  # every field filled
   template = open(reproduce.README_TEMPLATE).read()
   assert f"SAIC ≥ APIC + {gsw_study.GOAL_POINTS:g} point" in template
@@ -144,7 +157,8 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
                 for p in glob.glob(str(results / "runs" / "**" / "eval.json"), recursive=True))
   assert f"bpp_0.25/saic_paper_tau_{other}/eval.json" in kept  # the sweep, on the test split
   timings = json.load(open(results / layout.TIMINGS_FILE))
-  assert timings["total"]["cpu_hours"] > 0 and len(timings) == len(kept) + 1
+  # Every run's time, the KD weight not chosen (validation only) too.
+  assert timings["total"]["cpu_hours"] > 0 and len(timings) == len(kept) + 2
 
   # COMMANDS.md's bin/train lines rebuild each run's exact configuration.
   commands = open(results / "COMMANDS.md").read()
@@ -243,6 +257,11 @@ def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():
              dict(method="SAIC-magnitude (τ=2)", bpp=0.1, bound="below"),  # the sweep
              dict(method="WebP", bpp=1.0, bound=None), dict(method="AVIF", bpp=2.0, bound="above")]
   main[0.25]["avif"] = row("AVIF", 0.5)
+  # KD with a feature loss: its label names the weight.
+  for bpp in main:
+    main[bpp]["kd"] = row("KD+0.01·APIC (3 seeds)", 0.7, kd_feature_weight=0.01, seeds=[0, 1, 2])
+  per_bit.append(dict(method="KD+0.01·APIC", bpp=0.25, bound=None))
+  assert per_bit[-1]["method"] == tables.label("kd", dict(kd_feature_weight=0.01))
   # accuracy_per_bit names a series as tables.label does without seeds.
   assert per_bit[1]["method"] == tables.label("saic", dict(gsw="magnitude", tau=8.0))
   lines, ratios = reproduce.summary_lines(main, {0.125: [], 0.25: []}, per_bit, 0.9)
@@ -252,4 +271,5 @@ def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():
   assert "AVIF > 2.000" in line
   assert ("At that accuracy, WebP needs 5.0× the bits of APIC, AVIF needs more than 10.0× the "
           "bits of APIC, WebP needs 10.0× the bits of SAIC-magnitude (τ=8), AVIF needs more "
-          "than 20.0× the bits of SAIC-magnitude (τ=8).") in line
+          "than 20.0× the bits of SAIC-magnitude (τ=8), WebP needs 4.0× the bits of "
+          "KD+0.01·APIC, AVIF needs more than 8.0× the bits of KD+0.01·APIC.") in line

@@ -233,7 +233,7 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
                        checkpoint_every=2, log_every=2, image_every=2)
   # One variant, at an intermediate layer, so that its APIC control at that layer runs too.
   settings = gsw_study.StudySettings(bases=(NAME,), variants=("paper@stage3",),
-                                     select_taus=(1.0, 4.0),
+                                     select_taus=(1.0, 4.0), select_kd_weights=(0.0, 0.5),
                                      seeds=(0, 1), results_dir=str(tmp_path / "results"))
   eval_settings = evaluate.EvalSettings(baselines=(), max_images=8, club_train_images=16,
                                         club=club.ClubSettings(steps=5), batch_size=8)
@@ -246,14 +246,20 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   validation = json.load(open(tmp_path / "study" / "bpp_0.25" / "saic_paper-stage3_tau_1" /
                               "validation" / layout.EVAL_FILE))
   assert validation["split"] == "validation" and validation["num_images"] == 8
+  # KD's feature weight, chosen there too: the test runs are at the chosen one.
+  assert set(selection["kd_validation_accuracy"]) == {"0", "0.5"}
+  kd = "kd_feature_weight_0.5" if selection["chosen_kd_feature_weight"] else "kd"
   runs = sorted(os.listdir(tmp_path / "study" / "bpp_0.25"))
-  assert {"apic", "kd", "apic_seed1", "kd_seed1", "apic-stage3", "apic-stage3_seed1",
-          f"saic_paper-stage3_tau_{tau}_seed1"} <= set(runs)
+  assert {"apic", "kd", "kd_feature_weight_0.5", "apic_seed1", f"{kd}_seed1", "apic-stage3",
+          "apic-stage3_seed1", f"saic_paper-stage3_tau_{tau}_seed1"} <= set(runs)
+  assert json.load(open(tmp_path / "study" / "bpp_0.25" / "kd_feature_weight_0.5" /
+                        layout.CONFIG_FILE))["kd_feature_weight"] == 0.5
   assert all(not os.path.exists(tmp_path / "study" / "bpp_0.25" / r / "downstream")
              for r in runs if r != "apic")  # one classifier for every run
   summary = (tmp_path / "results" / "summary.md").read_text()
   assert "## 0.25 bpp" in summary and "| goal |" in summary
-  assert "| KD (2 seeds) − APIC (2 seeds) |" in summary
+  kd_label = "KD+0.5·APIC" if selection["chosen_kd_feature_weight"] else "KD"
+  assert f"| {kd_label} (2 seeds) − APIC (2 seeds) |" in summary
   # Against APIC at the same layer, its control.
   assert f"| SAIC-paper@stage3 (τ={tau}) (2 seeds) − APIC@stage3 (2 seeds) |" in summary
   assert ("No SAIC variant meets the goal" in summary) != ("Met at every rate measured by" in
@@ -267,7 +273,7 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   rows = lambda run: set(json.load(open(tmp_path / "study" / "bpp_0.25" / run /
                                         layout.EVAL_FILE))["rows"])
   assert rows("apic") == {"original", "tdic", "apic"}
-  assert rows("kd_seed1") == {"original", "kd"} and rows("apic-stage3") == {"original", "apic"}
+  assert rows(f"{kd}_seed1") == {"original", "kd"} and rows("apic-stage3") == {"original", "apic"}
   gsw_record = json.load(open(tmp_path / "study" / "bpp_0.25" / f"saic_paper-stage3_tau_{tau}" /
                               layout.GSW_FILE))
   assert gsw_record["feature_layer"] == "stage3" and gsw_record["gsw"] == "paper"
@@ -277,6 +283,12 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   assert "| paper@stage3 | 256 |" in selection_md  # ResNet18's stage3 has 256 channels
   with pytest.raises(UserError, match="give --holdout_every"):
     gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, eval_settings)
+  with pytest.raises(UserError, match="--kd_feature_weight=0.1: KD's weight is chosen on the validation"):
+    gsw_study.run(dataclasses.replace(config, kd_feature_weight=0.1), settings, eval_settings)
+  for weights in ((), (0.0, 0.0), (-1.0,)):
+    with pytest.raises(UserError, match="--select_kd_weights="):
+      gsw_study.run(config, dataclasses.replace(settings, select_kd_weights=weights),
+                    eval_settings)
 
 
 def test_selection_says_how_sure_it_is_and_how_spread_each_w_prime_is():
@@ -298,6 +310,12 @@ def test_selection_says_how_sure_it_is_and_how_spread_each_w_prime_is():
   assert "| magnitude | 4 | 0.0002 |" in markdown and "| 1.0 | 4.0 |" in markdown
   assert "it leaves 1.0 to 4.0 effective channels" in markdown
   assert "standard error" not in gsw_study.selection_markdown(record)
+  assert "KD's feature weight" not in markdown  # a selection made before KD's weight was chosen
+  record.update(kd_validation_accuracy={"0": 0.6, "0.01": 0.65, "0.1": 0.65},
+                chosen_kd_feature_weight=0.01)
+  assert ("| w | 0 | 0.01 | 0.1 |\n|---|---|---|---|\n"
+          "| validation accuracy (%) | 60.00 | **65.00** | 65.00 |") in (
+              gsw_study.selection_markdown(record))
 
 
 def test_the_trend_of_a_curve_extrapolates_to_its_bar():
@@ -335,3 +353,6 @@ def test_selecting_one_variant_again_keeps_the_order_ties_are_broken_by(tmp_path
   record = gsw_study.select(config, settings, rates, 0.25, eval_settings=None)
   assert list(record["validation_accuracy"]) == ["label", "magnitude"]
   assert gsw_study.best_variant(record) == ("label", 1.0)
+  # KD's weights, scored on the same images: a tie goes to the smaller weight (KL alone).
+  assert set(record["kd_validation_accuracy"]) == {"0", "0.001", "0.01", "0.1"}
+  assert gsw_study.chosen_of(record) == ({"label": 1.0, "magnitude": 1.0}, 0.0)

@@ -245,6 +245,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
       loss=None if alone else config.loss, seed=None if alone else config.seed,
       tau=None if alone else config.tau, baselines_at=settings.baselines_at,
       gsw=config.gsw if config.resolved_loss == "saic" and not alone else None,
+      kd_feature_weight=(config.kd_feature_weight or None) if not alone else None,
       feature_layer=config.feature_layer,
       setup_digest=setup_digest(config, base, dict(stages)["tdic"]) if evaluated else None,
       nominal_bpp=nominal, stages={k: v for k, v in stages} if evaluated else {},

@@ -6,6 +6,7 @@ sweep (ACC and SI against τ, paper Fig. 4), the distribution of W' (paper appen
 gallery like paper Fig. 3 (originals beside each method's reconstruction with the downstream
 network's predicted label).
 """
+import collections
 import csv
 import os
 
@@ -44,6 +45,7 @@ def gather(records):
       fine_tune = method in FINE_TUNES
       row = dict(row, tau=record["tau"] if method == "saic" else None,
                  gsw=record.get("gsw") if method == "saic" else None,
+                 kd_feature_weight=record.get("kd_feature_weight") if method == "kd" else None,
                  feature_layer=record.get("feature_layer") if fine_tune else None,
                  model_dir=record["model_dir"], images_digest=record.get("images_digest"),
                  num_images=record.get("num_images"),
@@ -172,8 +174,16 @@ def pyplot():
   return plt
 
 
+class SeriesKey(collections.namedtuple(
+    "SeriesKey", ("method", "tau", "gsw", "feature_layer", "kd_feature_weight"))):
+  """What makes a method's rows one series across rates."""
+
+  def label(self):
+    return tables.label(self.method, self._asdict())
+
+
 def metric_series(blocks, column):
-  """{(method, τ, gsw, layer): sorted [(real bpp, value, std over seeds)]} of every method but
+  """{SeriesKey: sorted [(real bpp, value, std over seeds)]} of every method but
   Original, and Original's values. Every method is at the real size of its files: the learned
   codec's .saic files come out below its nominal rate, JPEG/WebP/AVIF's at or below it."""
   series, original = {}, []
@@ -185,7 +195,8 @@ def metric_series(blocks, column):
       if method == "original":
         original.append(scale * row[column])
         continue
-      key = (method, row["tau"], row.get("gsw") or "", row.get("feature_layer") or "")
+      key = SeriesKey(method, row["tau"], row.get("gsw") or "", row.get("feature_layer") or "",
+                      row.get("kd_feature_weight") or 0.0)
       spread = row.get("std", {}).get(column)
       series.setdefault(key, []).append((
           row["coded_bpp"] if row.get("coded_bpp") is not None else row["bpp"],
@@ -217,8 +228,7 @@ def accuracy_per_bit(blocks, keep=KEEP):
   if not original:
     return []
   target = keep * float(np.mean(original))
-  return [(tables.label(key[0], dict(tau=key[1], gsw=key[2], feature_layer=key[3])),
-           *bpp_to_keep(series[key], target))
+  return [(key.label(), *bpp_to_keep(series[key], target))
           for key in sorted(series, key=lambda key: tables.order(*key[:2]))]
 
 
@@ -242,13 +252,12 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
     axis.axhline(value, color="k", linestyle=":", linewidth=1)
   saic_series = sorted(key[1:] for key in series if key[0] == "saic")
   for key in sorted(series, key=lambda key: tables.order(*key[:2])):
-    method, tau, gsw, layer = key
+    method = key.method
     marker = (SAIC_MARKERS[saic_series.index(key[1:]) % len(SAIC_MARKERS)]
               if method == "saic" else "o")
     x, y, error = zip(*series[key])
     axis.errorbar(x, y, yerr=error if any(error) else None, marker=marker, capsize=3,
-                  label=tables.label(method, dict(tau=tau, gsw=gsw, feature_layer=layer)),
-                  color=METHOD_COLORS.get(method))
+                  label=key.label(), color=METHOD_COLORS.get(method))
   axis.set_xlabel("bpp of the files (real size)")
   rates = [x for points in series.values() for x, *_ in points if x]
   if rates and max(rates) > 8 * min(rates):  # e.g. the baselines alone at 1-2 bpp

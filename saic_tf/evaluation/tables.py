@@ -25,8 +25,8 @@ def _format(column, value):
 
 def label(method, row):
   """The row's name in tables and legends: SAIC with its GSW variant (every one, since the
-  default is not the paper's; rows of runs made before variants existed have none) and τ, and
-  the number of seeds of a merged row."""
+  default is not the paper's; rows of runs made before variants existed have none) and τ, KD
+  with the weight of its feature loss, and the number of seeds of a merged row."""
   name = METHOD_NAMES.get(method, method)
   if method == "saic" and row.get("feature_layer"):  # a layer other than the backbone's last
     name += f"-{row.get('gsw') or 'paper'}@{row['feature_layer']}"
@@ -34,6 +34,8 @@ def label(method, row):
     name += f"-{row['gsw']}"
   elif method in ("apic", "kd") and row.get("feature_layer"):
     name += f"@{row['feature_layer']}"
+  if method == "kd" and row.get("kd_feature_weight"):  # KL + w · APIC's feature loss
+    name += f"+{row['kd_feature_weight']:g}·APIC"
   if method == "saic" and row.get("tau") is not None:
     name += f" (τ={row['tau']:g})"
   if row.get("seeds"):
@@ -71,7 +73,8 @@ def markdown_rows(entries):
 def eval_markdown(record):
   """MODEL_DIR/eval.md: one run's table with its settings."""
   named = dict(tau=record["tau"], gsw=record.get("gsw"),
-               feature_layer=record.get("feature_layer"))
+               feature_layer=record.get("feature_layer"),
+               kd_feature_weight=record.get("kd_feature_weight"))
   entries = [(m, dict(r, **named)) for m, r in sorted_rows(record["rows"].items())]
   si = record["si"]
   lines = [f"# Evaluation of {record['model_dir']}", "",

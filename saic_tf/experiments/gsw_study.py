@@ -8,7 +8,8 @@ training image; never the test split):
   ROOT/bpp_<r>/apic/                        APIC (the first rate's also trains the classifier)
   ROOT/bpp_<r>/apic-<layer>/                APIC at the --feature_layer of a gsw@layer variant,
                                             its control
-  ROOT/bpp_<r>/kd/                          the KD reference (--loss=kd)
+  ROOT/bpp_<r>/kd/                          the KD reference (--loss=kd), KL alone
+  ROOT/bpp_<r>/kd_feature_weight_<w>/       KD plus w times APIC's feature loss
   ROOT/bpp_<r>/saic_<variant>_tau_<τ>/      SAIC with GSW variant <variant> at τ; a variant
                                             written gsw@layer (saic_<gsw>-<layer>_tau_<τ>)
                                             splits the classifier at that --feature_layer
@@ -16,10 +17,12 @@ training image; never the test split):
 
 Phase 1, selection (at --select_rate, first seed): SAIC for every variant and every τ of
 --select_taus, evaluated on the validation split (into <run>/validation/); each variant keeps the
-τ of highest validation accuracy (ties: the smaller τ). ROOT/selection.json records it.
-Phase 2, test: at every rate, APIC, KD and each variant at its τ, for every seed, evaluated on
-the test split. RESULTS/ gets bin/report's tables (mean ± std over seeds, each SAIC variant and
-KD against APIC with the paired bootstrap CI and McNemar's p), selection.md and summary.md.
+τ of highest validation accuracy (ties: the smaller τ); likewise KD at every --kd_feature_weight
+of --select_kd_weights (ties: the smaller weight). ROOT/selection.json records both.
+Phase 2, test: at every rate, APIC, KD at its weight and each variant at its τ, for every seed,
+evaluated on the test split. RESULTS/ gets bin/report's tables (mean ± std over seeds, each SAIC
+variant and KD against APIC with the paired bootstrap CI and McNemar's p), selection.md and
+summary.md.
 
 Every run is trained, resumed or skipped, and evaluated unless its evaluation matches its
 checkpoints, so the same command continues an interrupted study; RESULTS/ is rewritten after
@@ -54,6 +57,10 @@ class StudySettings:
   # paper@stage3: Eq. 2-3 where ResNet18's head is non-linear, against the last block's.
   variants: tuple = GSW_VARIANTS + ("paper@stage3",)
   select_taus: tuple = (0.5, 2.0, 8.0)
+  # KD's --kd_feature_weight, tried like τ ("with the feature loss added if that helps"). At the
+  # end of a fine-tune at 0.125 bpp the KL is ~0.4 and APIC's feature loss ~80, so the feature
+  # term goes from none (0) through a fifth of the KL, twice it, to twenty times it.
+  select_kd_weights: tuple = (0.0, 0.001, 0.01, 0.1)
   select_rate: float = 0.0  # 0: the first base's rate
   seeds: tuple = (0, 1, 2)
   results_dir: str = os.path.join("results", "gsw")
@@ -96,6 +103,14 @@ def check(config: TrainConfig, settings: StudySettings, variants_flag="--variant
                     f"{', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer "
                     "(e.g. paper@stage3)")
   sweep.check_taus(list(settings.select_taus), flag="--select_taus")
+  weights = list(settings.select_kd_weights)
+  if not weights or any(w < 0 for w in weights) or len(set(weights)) != len(weights):
+    raise UserError(f"--select_kd_weights={','.join(f'{w:g}' for w in weights)}: give one or "
+                    "more distinct weights >= 0")
+  if config.kd_feature_weight:
+    raise UserError(f"--kd_feature_weight={config.kd_feature_weight:g}: KD's weight is chosen "
+                    "on the validation split here: give the weights to try as "
+                    "--select_kd_weights instead")
   sweep.check_seeds(list(settings.seeds))
   if not config.holdout_every:
     raise UserError("the study chooses τ on a validation split: give --holdout_every")
@@ -107,19 +122,23 @@ def check(config: TrainConfig, settings: StudySettings, variants_flag="--variant
 
 
 def fine_tune_run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None,
-         layer=None):
-  """A run of the study: `variant` (gsw or gsw@layer) for SAIC, `layer` for an APIC control."""
+                  layer=None, kd_weight=0.0):
+  """A run of the study: `variant` (gsw or gsw@layer) at `tau` for SAIC, `layer` for an APIC
+  control, `kd_weight` (--kd_feature_weight) for KD."""
   gsw, variant_layer = _variant(variant) if loss == "saic" else (config.gsw, "")
   layer = variant_layer or layer or config.feature_layer
   suffix = f"-{layer}" if layer != config.feature_layer else ""
   name = f"saic_{gsw}{suffix}_tau_{tau:g}" if loss == "saic" else loss + suffix
+  kd_weight = kd_weight if loss == "kd" else 0.0
+  if kd_weight:
+    name += f"_feature_weight_{kd_weight:g}"
   if seed != settings.seeds[0]:
     name += f"_seed{seed}"
   return dataclasses.replace(
       config, model_dir=os.path.join(config.model_dir, f"bpp_{bpp:g}", name), loss=loss,
       init_from=base, downstream_from=classifier, seed=seed,
       tau=tau if loss == "saic" else None, r=config.r if loss == "saic" else None,
-      gsw=gsw, feature_layer=layer)
+      gsw=gsw, feature_layer=layer, kd_feature_weight=kd_weight)
 
 
 def classifier_run(config, settings, rates):
@@ -136,9 +155,18 @@ def selection_runs(config, settings, rates, select_rate):
           for variant in settings.variants for tau in settings.select_taus]
 
 
-def test_runs(config, settings, rates, chosen):
-  """Phase 2's runs, the first seed's first; `chosen` is {variant: τ}. A variant at another
-  feature layer gets an APIC control at that layer (the paired comparison's reference)."""
+def kd_selection_runs(config, settings, rates, select_rate, weights=None):
+  """KD at each of `weights` (default --select_kd_weights), where τ is chosen."""
+  classifier = classifier_run(config, settings, rates).model_dir
+  return [fine_tune_run(config, settings, select_rate, dict(rates)[select_rate], classifier, "kd",
+                        settings.seeds[0], kd_weight=float(weight))
+          for weight in (settings.select_kd_weights if weights is None else weights)]
+
+
+def test_runs(config, settings, rates, chosen, kd_weight=0.0):
+  """Phase 2's runs, the first seed's first; `chosen` is {variant: τ}, `kd_weight` KD's chosen
+  --kd_feature_weight. A variant at another feature layer gets an APIC control at that layer
+  (the paired comparison's reference)."""
   missing = [v for v in settings.variants if v not in chosen]
   if missing:
     raise UserError(f"--variants: {', '.join(missing)} not in the selection already made "
@@ -149,7 +177,8 @@ def test_runs(config, settings, rates, chosen):
   for seed in settings.seeds:
     for bpp, base in rates:
       for loss, layer in [("apic", None), ("kd", None)] + [("apic", l) for l in layers]:
-        run = fine_tune_run(config, settings, bpp, base, first.model_dir, loss, seed, layer=layer)
+        run = fine_tune_run(config, settings, bpp, base, first.model_dir, loss, seed, layer=layer,
+                            kd_weight=kd_weight)
         runs.append(first if run.model_dir == first.model_dir else run)
       runs += [fine_tune_run(config, settings, bpp, base, first.model_dir, "saic", seed, variant,
                     float(chosen[variant])) for variant in settings.variants]
@@ -163,7 +192,7 @@ def _validation_accuracy(run, eval_settings):
   if not sweep.is_evaluated(run.model_dir, out_dir, settings):
     evaluate.evaluate(run.model_dir, settings)
   record = read_json(layout.eval_path(out_dir), "delete it to evaluate again")
-  return record["rows"]["saic"]["accuracy"]
+  return record["rows"][run.loss]["accuracy"]
 
 
 def recorded_selection_runs(config, settings, rates, record):
@@ -175,6 +204,12 @@ def recorded_selection_runs(config, settings, rates, record):
                               select_taus=tuple(float(t) for t in scores))
     runs += [(variant, run) for run in selection_runs(config, one, rates, record["rate"])]
   return runs
+
+
+def recorded_kd_runs(config, settings, rates, record):
+  """The KD runs a selection.json `record` scored, one per --kd_feature_weight."""
+  return kd_selection_runs(config, settings, rates, record["rate"],
+                           [float(w) for w in record.get("kd_validation_accuracy", {})])
 
 
 def selection_facts(config, settings, rates, record):
@@ -216,11 +251,15 @@ def select(config, settings, rates, select_rate, eval_settings):
   # This command's variants are scored again, in the places they had (best_variant's ties go
   # to the variant selected first, whichever command rewrites the file).
   scores = {v: ({} if v in settings.variants else taus) for v, taus in scores.items()}
+  kd_scores = {}
   runs = [(None, classifier_run(config, settings, rates))] + list(zip(
       [v for v in settings.variants for _ in settings.select_taus],
-      selection_runs(config, settings, rates, select_rate)))
+      selection_runs(config, settings, rates, select_rate))) + [
+          ("kd", run) for run in kd_selection_runs(config, settings, rates, select_rate)]
   def score(variant, run, unused_chief):
-    if variant:  # the classifier run is evaluated in phase 2
+    if variant == "kd":
+      kd_scores[f"{run.kd_feature_weight:g}"] = _validation_accuracy(run, eval_settings)
+    elif variant:  # the classifier run is evaluated in phase 2
       scores.setdefault(variant, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
 
   for index, (variant, run) in enumerate(runs, 1):
@@ -232,9 +271,18 @@ def select(config, settings, rates, select_rate, eval_settings):
   scores = {v: taus for v, taus in scores.items() if taus}
   chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
             for variant, taus in scores.items()}
-  record.update(validation_accuracy=scores, chosen_tau=chosen)
+  record.update(validation_accuracy=scores, chosen_tau=chosen,
+                kd_validation_accuracy=kd_scores,
+                chosen_kd_feature_weight=float(min(
+                    kd_scores, key=lambda w: (-kd_scores[w], float(w)))))
   write_json(os.path.join(config.model_dir, SELECTION_FILE), record)
   return record
+
+
+def chosen_of(record):
+  """({variant: τ}, KD's --kd_feature_weight) chosen in a selection.json record (KL alone for a
+  selection made before KD's weight was chosen)."""
+  return record["chosen_tau"], record.get("chosen_kd_feature_weight", 0.0)
 
 
 def best_variant(record):
@@ -286,6 +334,17 @@ def selection_markdown(record, images=None, weights=None):
                 f"{max(gaps):.1f} points below at their chosen τ. A single seed on this many "
                 "images picks a default; it does not show one variant better than another (the "
                 "test runs, over seeds with paired CIs, are summary.md's)."]
+  kd_scores = record.get("kd_validation_accuracy")
+  if kd_scores:
+    chosen = record["chosen_kd_feature_weight"]
+    cells = [f"{100 * kd_scores[w]:.2f}" for w in kd_scores]
+    cells = [f"**{c}**" if float(w) == chosen else c for w, c in zip(kd_scores, cells)]
+    lines += ["", "## KD's feature weight", "",
+              "KD (--loss=kd) trained on KL(p(x) ‖ p(x')) plus w times APIC's feature loss "
+              "(--kd_feature_weight), on the same images and seed; the chosen w (bold) is the "
+              "highest, ties going to the smaller w (0: KL alone).", "",
+              "| w | " + " | ".join(kd_scores) + " |", "|---" * (len(kd_scores) + 1) + "|",
+              "| validation accuracy (%) | " + " | ".join(cells) + " |"]
   if weights:
     def spread(w, tau, scale="mean_abs"):
       return gsw.effective_channels(gsw.semantic_weights(gsw.normalized(w, scale), tau)[0])
@@ -355,7 +414,8 @@ def collect(runs, config, settings, rates, select_rate):
   files = report.build(done, results_dir) if done else []
   # The study's own runs' times (the root may hold bin/reproduce's too).
   timings = sweep.timings_of(config.model_dir, [run.model_dir for run in runs] + [
-      run.model_dir for run in selection_runs(config, settings, rates, select_rate)])
+      run.model_dir for run in selection_runs(config, settings, rates, select_rate) +
+      kd_selection_runs(config, settings, rates, select_rate)])
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
@@ -379,12 +439,12 @@ def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.Ev
   rates, select_rate = check(config, settings)
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
   if collect_only:
-    chosen = (read_json(selection_path, "delete it to select again")["chosen_tau"]
+    record = (read_json(selection_path, "delete it to select again")
               if os.path.exists(selection_path) else None)
-    runs = test_runs(config, settings, rates, chosen) if chosen else []
+    runs = test_runs(config, settings, rates, *chosen_of(record)) if record else []
     return collect(runs, config, settings, rates, select_rate)
-  chosen = select(config, settings, rates, select_rate, eval_settings)["chosen_tau"]
-  runs = test_runs(config, settings, rates, chosen)
+  record = select(config, settings, rates, select_rate, eval_settings)
+  runs = test_runs(config, settings, rates, *chosen_of(record))
   files, _ = train_and_evaluate(
       config, [(run, evaluation_of(run, config, settings, eval_settings)) for run in runs],
       lambda: collect(runs, config, settings, rates, select_rate))

@@ -5,9 +5,11 @@ validation split (--holdout_every), judges every row. The codecs start from the 
 codecs (--bases, one per rate). The runs take bin/gsw_study's layout, so a --model_dir the study
 used shares its runs (and its selection.json):
 
-  ROOT/selection.json                         τ chosen on the validation split (--select_taus)
+  ROOT/selection.json                         τ chosen on the validation split (--select_taus),
+                                              and KD's feature weight (--select_kd_weights)
   ROOT/bpp_<r>/apic/                          APIC (the first rate's also trains the classifier)
-  ROOT/bpp_<r>/kd/                            the KD reference
+  ROOT/bpp_<r>/kd/                            the KD reference (…_feature_weight_<w> with a
+                                              feature loss)
   ROOT/bpp_<r>/saic_<gsw>_tau_<τ>/            SAIC with --variant at its chosen τ
   ROOT/bpp_<s>/saic_<gsw>_tau_<t>/            the τ sweep (Fig. 4): every --select_taus at the
                                               selection rate, on the test split
@@ -75,6 +77,7 @@ class ReproduceSettings:
   # neither the variant nor τ.
   variant: str = ""
   select_taus: tuple = (0.5, 2.0, 8.0)
+  select_kd_weights: tuple = gsw_study.StudySettings.select_kd_weights
   select_rate: float = 0.0  # 0: the first base's rate
   seeds: tuple = (0, 1, 2)
   # JPEG/WebP/AVIF also at these nominal rates, where the codecs are not: accuracy per bit
@@ -87,7 +90,8 @@ class ReproduceSettings:
     """The same runs, as bin/gsw_study names them: one variant."""
     return gsw_study.StudySettings(
         bases=self.bases, variants=(self.variant,), select_taus=self.select_taus,
-        select_rate=self.select_rate, seeds=self.seeds, results_dir=self.results_dir)
+        select_kd_weights=self.select_kd_weights, select_rate=self.select_rate,
+        seeds=self.seeds, results_dir=self.results_dir)
 
 
 def with_variant(config: TrainConfig, settings: ReproduceSettings):
@@ -105,12 +109,13 @@ def with_variant(config: TrainConfig, settings: ReproduceSettings):
   return dataclasses.replace(settings, variant=best[0])
 
 
-def plan(config: TrainConfig, settings: ReproduceSettings, chosen):
-  """[run config] in the order they run (module doc); `chosen` is selection.json's {variant: τ}."""
+def plan(config: TrainConfig, settings: ReproduceSettings, chosen, kd_weight=0.0):
+  """[run config] in the order they run (module doc); `chosen` is selection.json's {variant: τ}
+  and `kd_weight` its KD --kd_feature_weight."""
   study = settings.study(config)
   rates, select_rate = gsw_study.check(config, study, variants_flag="--variant")
   [variant] = study.variants
-  runs = gsw_study.test_runs(config, study, rates, chosen)
+  runs = gsw_study.test_runs(config, study, rates, chosen, kd_weight)
   classifier = runs[0].model_dir
   base = dict(rates)[select_rate]
   runs += [gsw_study.fine_tune_run(config, study, select_rate, base, classifier, "saic", seed,
@@ -208,8 +213,8 @@ def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: Tr
   lines = ["# Commands behind these results", "",
            "Made by (from the repository root; the same command resumes an interrupted run):",
            "", "```sh", command_line, "```", "",
-           "which runs, in this order, the equivalent of (τ is chosen on the validation split "
-           "first: selection.md):", "", "```sh"]
+           "which runs, in this order, the equivalent of (τ and KD's feature weight are chosen "
+           "on the validation split first: selection.md):", "", "```sh"]
   for run_config, settings in runs:
     pending = "" if sweep.is_evaluated(run_config.model_dir) else "# not evaluated yet: "
     lines += [pending + train_command(run_config, flagfile, in_flagfile),
@@ -406,7 +411,7 @@ def summary_lines(main, paired, per_bit, keep):
                  (f"; {', '.join(missing)} not measured yet." if missing else "."))
   # The main rows' methods (not the τ sweep's other τ, measured at one rate only), by their
   # label without the seed count, as accuracy per bit names its series.
-  methods = {tables.label(method, {k: row.get(k) for k in ("tau", "gsw", "feature_layer")}):
+  methods = {tables.label(method, {k: row.get(k) for k in report.SeriesKey._fields[1:]}):
              method for rows in main.values() for method, row in rows.items()}
   per_bit = [p for p in per_bit if p["method"] in methods]
   ratios = bits_against_codecs(per_bit, methods)
@@ -442,6 +447,17 @@ def _variant_choice(selection, variant):
             f"{taus} chosen on the validation split")
   named = f" (named by --variant; the validation's best is `{best}`)" if others else ""
   return f"τ chosen on the validation split among {taus}{named}"
+
+
+def _kd_choice(selection):
+  """What the KD rows train on, as the README says it."""
+  scores = selection.get("kd_validation_accuracy")
+  if not scores:  # a selection made before KD's weight was chosen: KL alone
+    return "KL alone"
+  weight = selection["chosen_kd_feature_weight"]
+  loss = f"plus {weight:g} × APIC's feature loss" if weight else "alone"
+  return (f"{loss}: the weight chosen on the validation split among "
+          f"{', '.join(sorted(scores, key=float))} (0: KL alone)")
 
 
 def readme(results_dir, variant, first_bpp, layer=""):
@@ -492,6 +508,7 @@ def readme(results_dir, variant, first_bpp, layer=""):
       bases=", ".join(f"`{os.path.basename(_run_config(results_dir, rows['apic'])['init_from'])}`"
                       for rows in main.values() if "apic" in rows),
       variant=variant, tau=f"{tau:g}", variant_choice=_variant_choice(selection, variant),
+      kd_choice=_kd_choice(selection),
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
       cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
       wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
@@ -540,6 +557,7 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   timings = sweep.timings_of(config.model_dir, [run.model_dir for run, _ in runs] + [
       run.model_dir for _, run in gsw_study.recorded_selection_runs(config, study, rates,
                                                                     selection)] + [
+      run.model_dir for run in gsw_study.recorded_kd_runs(config, study, rates, selection)] + [
       baselines_dir(config, bpp) for bpp in settings.baseline_rates])
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
@@ -591,15 +609,15 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
     model_zoo.kodak_photos(settings.kodak_dir)  # a folder without photos: one line, now
   path = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
   if collect_only:
-    chosen = read_json(path, "delete it to select again")["chosen_tau"] if os.path.exists(
-        path) else {}
-    if variant not in chosen:
+    record = read_json(path, "delete it to select again") if os.path.exists(path) else {}
+    if variant not in record.get("chosen_tau", {}):
       raise UserError(f"--collect_only: no τ chosen yet for {variant} in {path}: run "
                       "bin/reproduce without it first")
   else:
-    chosen = gsw_study.select(config, study, rates, select_rate, eval_settings)["chosen_tau"]
+    record = gsw_study.select(config, study, rates, select_rate, eval_settings)
+  chosen, kd_weight = gsw_study.chosen_of(record)
   runs = [(run, gsw_study.evaluation_of(run, config, study, eval_settings))
-          for run in plan(config, settings, chosen)]
+          for run in plan(config, settings, chosen, kd_weight)]
   collect_results = lambda: collect(config, settings, rates, runs, chosen, command_line,
                                     flagfile, in_flagfile, eval_settings)
   if collect_only:
