@@ -96,6 +96,12 @@ def test_the_default_variant_is_the_validation_choice(bases, tmp_path):
   assert reproduce.with_variant(config, settings).variant == "fisher"  # tie: selected first
   named = dataclasses.replace(settings, variant="paper@stage3")
   assert reproduce.with_variant(config, named) is named
+  # The README's KD bullet, before and since KD's weight is chosen on the validation split.
+  assert reproduce._kd_choice({}) == "KL alone"
+  assert reproduce._kd_choice(dict(kd_validation_accuracy={"0.01": 0.7, "0": 0.6},
+                                   chosen_kd_feature_weight=0.01)) == (
+      "plus 0.01 × APIC's feature loss: the weight chosen on the validation split among 0, 0.01 "
+      "(0: KL alone)")
 
 
 def test_bad_bases_are_one_line(tmp_path):
@@ -125,8 +131,10 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   selection = json.load(open(results / "selection.json"))
   tau = f"{selection['chosen_tau']['paper']:g}"
   other = "4" if tau == "1" else "1"
-  assert set(selection["kd_validation_accuracy"]) == {"0", "0.5"}
+  kd_scores = selection["kd_validation_accuracy"]
+  assert set(kd_scores) == {"0", "0.5"}
   kd_weight = selection["chosen_kd_feature_weight"]
+  assert kd_scores[f"{kd_weight:g}"] == max(kd_scores.values())
   kd = "KD+0.5·APIC" if kd_weight else "KD"
   record = json.load(open(results / "results.json"))
   labels = {b["nominal_bpp"]: [r["label"] for r in b["rows"]] for b in record["blocks"]}

@@ -247,8 +247,11 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
                               "validation" / layout.EVAL_FILE))
   assert validation["split"] == "validation" and validation["num_images"] == 8
   # KD's feature weight, chosen there too: the test runs are at the chosen one.
-  assert set(selection["kd_validation_accuracy"]) == {"0", "0.5"}
-  kd = "kd_feature_weight_0.5" if selection["chosen_kd_feature_weight"] else "kd"
+  kd_scores = selection["kd_validation_accuracy"]
+  assert set(kd_scores) == {"0", "0.5"}
+  chosen_kd = selection["chosen_kd_feature_weight"]
+  assert kd_scores[f"{chosen_kd:g}"] == max(kd_scores.values())
+  kd = "kd_feature_weight_0.5" if chosen_kd else "kd"
   runs = sorted(os.listdir(tmp_path / "study" / "bpp_0.25"))
   assert {"apic", "kd", "kd_feature_weight_0.5", "apic_seed1", f"{kd}_seed1", "apic-stage3",
           "apic-stage3_seed1", f"saic_paper-stage3_tau_{tau}_seed1"} <= set(runs)
@@ -283,9 +286,10 @@ def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_p
   assert "| paper@stage3 | 256 |" in selection_md  # ResNet18's stage3 has 256 channels
   with pytest.raises(UserError, match="give --holdout_every"):
     gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, eval_settings)
-  with pytest.raises(UserError, match="--kd_feature_weight=0.1: KD's weight is chosen on the validation"):
+  with pytest.raises(UserError, match="--kd_feature_weight=0.1: KD's weight is chosen on the "
+                                      "validation"):
     gsw_study.run(dataclasses.replace(config, kd_feature_weight=0.1), settings, eval_settings)
-  for weights in ((), (0.0, 0.0), (-1.0,)):
+  for weights in ((), (0.0, 0.0), (-1.0,), (0.0012345678,)):
     with pytest.raises(UserError, match="--select_kd_weights="):
       gsw_study.run(config, dataclasses.replace(settings, select_kd_weights=weights),
                     eval_settings)
@@ -346,13 +350,17 @@ def test_selecting_one_variant_again_keeps_the_order_ties_are_broken_by(tmp_path
   write_json(str(tmp_path / gsw_study.SELECTION_FILE), dict(
       rate=0.25, seed=0, split="validation", holdout_every=10,
       validation_accuracy={"label": {"1": 0.6}, "magnitude": {"1": 0.6}},
-      chosen_tau={"label": 1.0, "magnitude": 1.0}))
+      chosen_tau={"label": 1.0, "magnitude": 1.0}, kd_validation_accuracy={"0": 0.5},
+      chosen_kd_feature_weight=0.0))
   monkeypatch.setattr(sweep, "train_run", lambda run: False)  # not the chief: no timings
   monkeypatch.setattr(gsw_study, "_validation_accuracy", lambda run, settings: 0.6)
-  settings = gsw_study.StudySettings(bases=(NAME,), variants=("label",), select_taus=(1.0,))
+  settings = gsw_study.StudySettings(bases=(NAME,), variants=("label",), select_taus=(1.0,),
+                                     select_kd_weights=(0.1, 0.01))
   record = gsw_study.select(config, settings, rates, 0.25, eval_settings=None)
   assert list(record["validation_accuracy"]) == ["label", "magnitude"]
   assert gsw_study.best_variant(record) == ("label", 1.0)
-  # KD's weights, scored on the same images: a tie goes to the smaller weight (KL alone).
-  assert set(record["kd_validation_accuracy"]) == {"0", "0.001", "0.01", "0.1"}
-  assert gsw_study.chosen_of(record) == ({"label": 1.0, "magnitude": 1.0}, 0.0)
+  # KD's weights: this command's beside another's (0, lower), a tie going to the smaller weight.
+  assert record["kd_validation_accuracy"] == {"0": 0.5, "0.1": 0.6, "0.01": 0.6}
+  assert gsw_study.chosen_of(record) == ({"label": 1.0, "magnitude": 1.0}, 0.01)
+  # A selection made before KD's weight was chosen: KL alone.
+  assert gsw_study.chosen_of(dict(chosen_tau={"label": 1.0})) == ({"label": 1.0}, 0.0)

@@ -107,6 +107,13 @@ def check(config: TrainConfig, settings: StudySettings, variants_flag="--variant
   if not weights or any(w < 0 for w in weights) or len(set(weights)) != len(weights):
     raise UserError(f"--select_kd_weights={','.join(f'{w:g}' for w in weights)}: give one or "
                     "more distinct weights >= 0")
+  # τ and the weights name runs and selection.json's keys as {:g}: the value read back from a
+  # name must be the one trained with.
+  for flag, values in (("--select_taus", settings.select_taus),
+                       ("--select_kd_weights", weights)):
+    if any(float(f"{v:g}") != v for v in values):
+      raise UserError(f"{flag}={','.join(str(v) for v in values)}: give each with at most 6 "
+                      "significant digits")
   if config.kd_feature_weight:
     raise UserError(f"--kd_feature_weight={config.kd_feature_weight:g}: KD's weight is chosen "
                     "on the validation split here: give the weights to try as "
@@ -227,7 +234,7 @@ def selection_facts(config, settings, rates, record):
 
 
 def _kept_scores(config, settings, select_rate):
-  """(selection.json's header, the validation scores it already holds): another command's
+  """(selection.json's header, the record already there, {} if none): another command's
   selection in this root (bin/reproduce's, bin/gsw_study's) counts when made the same way."""
   record = dict(rate=select_rate, seed=settings.seeds[0], split="validation",
                 holdout_every=config.holdout_every)
@@ -241,17 +248,20 @@ def _kept_scores(config, settings, select_rate):
                     f"command chooses at {select_rate:g} bpp, seed {settings.seeds[0]}, "
                     f"holdout_every {config.holdout_every}: use another --model_dir, or "
                     "delete it to select again")
-  return record, kept["validation_accuracy"]
+  return record, kept
 
 
 def select(config, settings, rates, select_rate, eval_settings):
   """Phase 1: trains and scores the selection runs; writes and returns selection.json's record
   (with the variants another command selected in this root)."""
-  record, scores = _kept_scores(config, settings, select_rate)
+  record, kept = _kept_scores(config, settings, select_rate)
   # This command's variants are scored again, in the places they had (best_variant's ties go
-  # to the variant selected first, whichever command rewrites the file).
-  scores = {v: ({} if v in settings.variants else taus) for v, taus in scores.items()}
-  kd_scores = {}
+  # to the variant selected first, whichever command rewrites the file); so are its KD weights,
+  # beside those another command scored.
+  scores = {v: ({} if v in settings.variants else taus)
+            for v, taus in kept.get("validation_accuracy", {}).items()}
+  kd_scores = {w: score for w, score in kept.get("kd_validation_accuracy", {}).items()
+               if float(w) not in settings.select_kd_weights}
   runs = [(None, classifier_run(config, settings, rates))] + list(zip(
       [v for v in settings.variants for _ in settings.select_taus],
       selection_runs(config, settings, rates, select_rate))) + [
@@ -337,13 +347,14 @@ def selection_markdown(record, images=None, weights=None):
   kd_scores = record.get("kd_validation_accuracy")
   if kd_scores:
     chosen = record["chosen_kd_feature_weight"]
-    cells = [f"{100 * kd_scores[w]:.2f}" for w in kd_scores]
-    cells = [f"**{c}**" if float(w) == chosen else c for w, c in zip(kd_scores, cells)]
+    kd_weights = sorted(kd_scores, key=float)
+    cells = [f"{100 * kd_scores[w]:.2f}" for w in kd_weights]
+    cells = [f"**{c}**" if float(w) == chosen else c for w, c in zip(kd_weights, cells)]
     lines += ["", "## KD's feature weight", "",
               "KD (--loss=kd) trained on KL(p(x) ‖ p(x')) plus w times APIC's feature loss "
               "(--kd_feature_weight), on the same images and seed; the chosen w (bold) is the "
               "highest, ties going to the smaller w (0: KL alone).", "",
-              "| w | " + " | ".join(kd_scores) + " |", "|---" * (len(kd_scores) + 1) + "|",
+              "| w | " + " | ".join(kd_weights) + " |", "|---" * (len(kd_weights) + 1) + "|",
               "| validation accuracy (%) | " + " | ".join(cells) + " |"]
   if weights:
     def spread(w, tau, scale="mean_abs"):
@@ -412,15 +423,16 @@ def collect(runs, config, settings, rates, select_rate):
   results_dir = settings.results_dir
   done = [run.model_dir for run in runs if sweep.is_evaluated(run.model_dir)]
   files = report.build(done, results_dir) if done else []
-  # The study's own runs' times (the root may hold bin/reproduce's too).
+  selection_path = os.path.join(config.model_dir, SELECTION_FILE)
+  selection = (read_json(selection_path, "delete it to select again")
+               if os.path.exists(selection_path) else None)
+  # The study's own runs' times (the root may hold bin/reproduce's too), every KD weight scored.
   timings = sweep.timings_of(config.model_dir, [run.model_dir for run in runs] + [
-      run.model_dir for run in selection_runs(config, settings, rates, select_rate) +
-      kd_selection_runs(config, settings, rates, select_rate)])
+      run.model_dir for run in selection_runs(config, settings, rates, select_rate) + (
+          recorded_kd_runs(config, settings, rates, selection) if selection else [])])
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
-  selection_path = os.path.join(config.model_dir, SELECTION_FILE)
-  if os.path.exists(selection_path):
-    selection = read_json(selection_path, "delete it to select again")
+  if selection:
     files.append(write_json(os.path.join(results_dir, SELECTION_FILE), selection))
     files.append(write_bytes(os.path.join(results_dir, "selection.md"),
                              selection_markdown(selection, *selection_facts(
