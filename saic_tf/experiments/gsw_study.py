@@ -279,14 +279,18 @@ def select(config, settings, rates, select_rate, eval_settings):
     if spent.chief:
       sweep.record_time(config.model_dir, spent)
   scores = {v: taus for v, taus in scores.items() if taus}
-  chosen = {variant: float(min(taus, key=lambda t: (-taus[t], float(t))))
-            for variant, taus in scores.items()}
-  record.update(validation_accuracy=scores, chosen_tau=chosen,
+  record.update(validation_accuracy=scores,
+                chosen_tau={variant: _most_accurate(taus) for variant, taus in scores.items()},
                 kd_validation_accuracy=kd_scores,
-                chosen_kd_feature_weight=float(min(
-                    kd_scores, key=lambda w: (-kd_scores[w], float(w)))))
+                chosen_kd_feature_weight=_most_accurate(kd_scores))
   write_json(os.path.join(config.model_dir, SELECTION_FILE), record)
   return record
+
+
+def _most_accurate(scores):
+  """The setting (τ, a KD weight) of highest validation accuracy in {f"{setting:g}": accuracy};
+  ties go to the smaller setting."""
+  return float(min(scores, key=lambda setting: (-scores[setting], float(setting))))
 
 
 def chosen_of(record):
