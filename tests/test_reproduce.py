@@ -156,6 +156,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   assert "the weight chosen on the validation split among 0, 0.5 (0: KL alone)" in readme
   assert "## KD's feature weight" in (results / "selection.md").read_text()
   assert "{" not in readme and "**2 bpp:**" not in readme  # every field filled
+  assert f"]({reproduce.KODAK_FIGURE})" in readme  # drawn: Kodak was measured
   template = open(reproduce.README_TEMPLATE).read()
   assert f"SAIC ≥ APIC + {gsw_study.GOAL_POINTS:g} point" in template
   # The results' own JSON files and the runs' settings, not every evaluation's many numbers.
@@ -277,7 +278,6 @@ def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():
   assert ratios[1] == dict(codec="AVIF", learned="APIC", times=10.0, more_than=True)
   assert "τ=2" not in line and "APIC 0.200, SAIC-magnitude (τ=8) 0.100, WebP 1.000" in line
   assert "AVIF > 2.000" in line
-  assert ("At that accuracy, WebP needs 5.0× the bits of APIC, AVIF needs more than 10.0× the "
-          "bits of APIC, WebP needs 10.0× the bits of SAIC-magnitude (τ=8), AVIF needs more "
-          "than 20.0× the bits of SAIC-magnitude (τ=8), WebP needs 4.0× the bits of "
-          "KD+0.01·APIC, AVIF needs more than 8.0× the bits of KD+0.01·APIC.") in line
+  assert ("At that accuracy, WebP needs 5.0× and AVIF more than 10.0× the bits of APIC; WebP "
+          "needs 10.0× and AVIF more than 20.0× the bits of SAIC-magnitude (τ=8); WebP needs "
+          "4.0× and AVIF more than 8.0× the bits of KD+0.01·APIC.") in line
