@@ -218,8 +218,8 @@ def _json_values(value):
 def _check_numbers_trace_to_json(results, text, template="",
                                  sources=(os.path.join("**", "*.json"),)):
   """Every number of `text` that `template` does not hold itself is a value (or a key) of a JSON
-  file of `sources` (globs under `results`), in its rounding, or as a percentage of a
-  fraction. Code spans (paths, names such as `tdic-0.25`) hold no figures."""
+  file of `sources` (globs under `results`), in its rounding, as a percentage of a fraction,
+  or in hours of seconds. Code spans (paths, names such as `tdic-0.25`) hold no figures."""
   values = set()
   for pattern in sources:
     for path in glob.glob(os.path.join(results, pattern), recursive=True):
@@ -232,8 +232,8 @@ def _check_numbers_trace_to_json(results, text, template="",
         continue
       decimals = len(number.partition(".")[2])
       target = float(number)
-      found = any(round(v, decimals) == target or round(100 * v, decimals) == target
-                  for v in values)
+      found = any(target in (round(v, decimals), round(100 * v, decimals),
+                             round(v / 3600, decimals)) for v in values)
       assert found, f"{number} in {line!r} is in no JSON file of {results}"
       checked += 1
   return checked
@@ -247,6 +247,20 @@ def test_every_number_in_the_results_readme_tables_comes_from_its_json_files():
                  if line.startswith("|") and not set(line) <= set("|-: ")]
   assert len(table_lines) > 10
   assert _check_numbers_trace_to_json(results, "\n".join(table_lines)) > 50
+
+
+def test_every_number_in_the_gsw_studys_summary_comes_from_its_json_files():
+  """results/gsw/summary.md (bin/gsw_study's): its differences, intervals, p-values, image and
+  seed counts and times are values of results/gsw's JSON files; the variants it counts are
+  selection.json's."""
+  results = os.path.join(ROOT, "results", "gsw")
+  text = open(os.path.join(results, "summary.md")).read()
+  selection = json.load(open(os.path.join(results, "selection.json")))
+  counted = f"{len(selection['chosen_tau'])} variants were tested"
+  assert counted in text
+  # The goal's figures are the code's (gsw_study.GOAL_POINTS), not measurements.
+  static = f"95 % {gsw_study.GOAL_POINTS:g} point"
+  assert _check_numbers_trace_to_json(results, text.replace(counted, ""), static) > 50
 
 
 def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():
