@@ -250,17 +250,34 @@ def test_every_number_in_the_results_readme_tables_comes_from_its_json_files():
 
 
 def test_every_number_in_the_gsw_studys_summary_comes_from_its_json_files():
-  """results/gsw/summary.md (bin/gsw_study's): its differences, intervals, p-values, image and
-  seed counts and times are values of results/gsw's JSON files; the variants it counts are
-  selection.json's."""
+  """results/gsw/summary.md (bin/gsw_study's): each comparison's difference, interval, p-value,
+  images and seeds are those of its own record in results.json; the variants it counts are
+  selection.json's; its times are timings.json's."""
   results = os.path.join(ROOT, "results", "gsw")
   text = open(os.path.join(results, "summary.md")).read()
+  record = json.load(open(os.path.join(results, "results.json")))
+  paired = {(b["nominal_bpp"], c["a"], c["b"]): c for b in record["blocks"] for c in b["paired"]}
+  bpp, compared = None, 0
+  for line in text.splitlines():
+    if line.startswith("## "):
+      bpp = float(line.split()[1])
+    elif line.startswith("| ") and " − " in line:
+      name, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+      c = paired[(bpp,) + tuple(name.split(" − "))]
+      numbers = [float(n) for n in _numbers(" ".join(cells))]
+      assert numbers[:3] == [round(100 * v, 2) for v in [c["difference"], *c["ci95"]]], line
+      assert numbers[3] == pytest.approx(c["mcnemar_p"], rel=5e-3), line
+      assert numbers[4:] == [c["images"], c["seeds"]], line
+      compared += 1
+  assert compared == len(paired) > 5
   selection = json.load(open(os.path.join(results, "selection.json")))
   counted = f"{len(selection['chosen_tau'])} variants were tested"
   assert counted in text
-  # The goal's figures are the code's (gsw_study.GOAL_POINTS), not measurements.
-  static = f"95 % {gsw_study.GOAL_POINTS:g} point"
-  assert _check_numbers_trace_to_json(results, text.replace(counted, ""), static) > 50
+  [timed] = [line for line in text.splitlines() if line.startswith("The study took")]
+  runs = f"over {len(json.load(open(os.path.join(results, layout.TIMINGS_FILE)))) - 1} runs"
+  assert runs in timed  # all but the total
+  assert _check_numbers_trace_to_json(results, timed.replace(runs, ""),
+                                      sources=(layout.TIMINGS_FILE,)) == 4
 
 
 def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():
