@@ -162,6 +162,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   # The results' own JSON files and the runs' settings, not every evaluation's many numbers.
   assert _check_numbers_trace_to_json(str(results), readme, template, sources=(
       "*.json", os.path.join("runs", "*", "*", layout.CONFIG_FILE))) > 40
+  assert _check_paired_rows(readme, str(results)) >= 2  # SAIC and KD against APIC, each rate
   kept = sorted(os.path.relpath(p, results / "runs")
                 for p in glob.glob(str(results / "runs" / "**" / "eval.json"), recursive=True))
   assert f"bpp_0.25/saic_paper_tau_{other}/eval.json" in kept  # the sweep, on the test split
@@ -194,6 +195,30 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   assert reproduce.run(*args, collect_only=True) == files
   assert {f: open(f, "rb").read() for f in files} == contents
   assert {p: os.stat(p).st_mtime_ns for p in evals} == before
+
+
+def _check_paired_rows(text, results):
+  """Each row of `text`'s tables of paired comparisons (statistics.markdown's, under a heading
+  "## <rate> bpp" or "**<rate> bpp**") holds the difference, interval, p-value, images and seeds
+  of its own record in `results`/results.json; returns the number of rows, which is every
+  record's."""
+  record = json.load(open(os.path.join(results, "results.json")))
+  paired = {(b["nominal_bpp"], c["a"], c["b"]): c for b in record["blocks"] for c in b["paired"]}
+  bpp, compared = None, 0
+  for line in text.splitlines():
+    heading = re.fullmatch(r"(?:## |\*\*)([\d.]+) bpp.*", line)
+    if heading:
+      bpp = float(heading.group(1))
+    elif line.startswith("| ") and " − " in line:
+      name, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+      c = paired[(bpp,) + tuple(name.split(" − "))]
+      numbers = [float(n) for n in _numbers(" ".join(cells))]
+      assert numbers[:3] == [round(100 * v, 2) for v in [c["difference"], *c["ci95"]]], line
+      assert numbers[3] == pytest.approx(c["mcnemar_p"], rel=5e-3), line
+      assert numbers[4:6] == [c["images"], c["seeds"]], line
+      compared += 1
+  assert compared == len(paired)
+  return compared
 
 
 def _numbers(text):
@@ -255,21 +280,7 @@ def test_every_number_in_the_gsw_studys_summary_comes_from_its_json_files():
   selection.json's; its times are timings.json's."""
   results = os.path.join(ROOT, "results", "gsw")
   text = open(os.path.join(results, "summary.md")).read()
-  record = json.load(open(os.path.join(results, "results.json")))
-  paired = {(b["nominal_bpp"], c["a"], c["b"]): c for b in record["blocks"] for c in b["paired"]}
-  bpp, compared = None, 0
-  for line in text.splitlines():
-    if line.startswith("## "):
-      bpp = float(line.split()[1])
-    elif line.startswith("| ") and " − " in line:
-      name, *cells = [cell.strip() for cell in line.strip("|").split("|")]
-      c = paired[(bpp,) + tuple(name.split(" − "))]
-      numbers = [float(n) for n in _numbers(" ".join(cells))]
-      assert numbers[:3] == [round(100 * v, 2) for v in [c["difference"], *c["ci95"]]], line
-      assert numbers[3] == pytest.approx(c["mcnemar_p"], rel=5e-3), line
-      assert numbers[4:] == [c["images"], c["seeds"]], line
-      compared += 1
-  assert compared == len(paired) > 5
+  assert _check_paired_rows(text, results) > 5
   selection = json.load(open(os.path.join(results, "selection.json")))
   counted = f"{len(selection['chosen_tau'])} variants were tested"
   assert counted in text
