@@ -416,7 +416,8 @@ def summary_lines(main, paired, per_bit, keep):
   per_bit = [p for p in per_bit if p["method"] in methods]
   ratios = bits_against_codecs(per_bit, methods)
   if per_bit and len(paired) > 1:
-    # One clause per fine-tuned codec: "JPEG needs more than 4.7×, WebP 1.2× the bits of APIC".
+    # One clause per fine-tuned codec: "JPEG needs more than 4.7× and WebP 1.2× the bits of
+    # APIC".
     parts = []
     for learned in dict.fromkeys(r["learned"] for r in ratios):
       mine = [r for r in ratios if r["learned"] == learned]
