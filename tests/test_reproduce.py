@@ -96,6 +96,12 @@ def test_the_default_variant_is_the_validation_choice(bases, tmp_path):
   assert reproduce.with_variant(config, settings).variant == "fisher"  # tie: selected first
   named = dataclasses.replace(settings, variant="paper@stage3")
   assert reproduce.with_variant(config, named) is named
+  # COMMANDS.md names the bin/gsw_study run that chose it, before bin/reproduce.
+  commands = reproduce.commands_markdown(
+      [(config, SETTINGS)], "results", "bin/reproduce", "flags/reproduce.cfg", TrainConfig(),
+      study_first=f"bin/gsw_study --model_dir={tmp_path}").splitlines()
+  assert commands[commands.index("bin/reproduce") - 1].startswith(
+      f"bin/gsw_study --model_dir={tmp_path}   # first")
   # The README's KD bullet, before and since KD's weight is chosen on the validation split.
   assert reproduce._kd_choice({}) == "KL alone"
   assert reproduce._kd_choice(dict(kd_validation_accuracy={"0.01": 0.7, "0": 0.6},
@@ -174,7 +180,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   commands = open(results / "COMMANDS.md").read()
   train_lines = [line for line in commands.splitlines() if line.startswith("bin/train ")]
   assert len(train_lines) == len(kept) - 1  # all but the baselines alone
-  assert "--baselines_at=2 " in commands
+  assert "--baselines_at=2 " in commands and "bin/gsw_study" not in commands  # --variant named
   for line in train_lines:
     parsed = cli.train_config_from_flags(train_flags(*shlex.split(line)[1:]))
     # bin/train takes the base's codec settings, as it did for the run.

@@ -206,13 +206,15 @@ def evaluate_command(model_dir, settings: evaluate.EvalSettings):
 
 
 def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: TrainConfig,
-                      extra=()):
+                      extra=(), study_first=""):
   """RESULTS/COMMANDS.md: the command that made RESULTS/, and what it runs, step by step;
   `runs` are (config, eval settings), `extra` the evaluations of the baselines alone (eval
-  settings with baselines_at) and `in_flagfile` what the flagfile sets."""
+  settings with baselines_at), `in_flagfile` what the flagfile sets and `study_first` the
+  bin/gsw_study command that chose the variant (when --variant was not given)."""
   lines = ["# Commands behind these results", "",
            "Made by (from the repository root; the same command resumes an interrupted run):",
-           "", "```sh", command_line, "```", "",
+           "", "```sh"] + ([study_first + "   # first: chooses the GSW variant (selection.md)"]
+                          if study_first else []) + [command_line, "```", "",
            "which runs, in this order, the equivalent of (τ and KD's feature weight are chosen "
            "on the validation split first: selection.md):", "", "```sh"]
   for run_config, settings in runs:
@@ -537,7 +539,7 @@ def _run_config(results_dir, row):
 
 
 def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_flagfile,
-            eval_settings):
+            eval_settings, study_first=""):
   """Writes RESULTS/ (module doc) from the runs evaluated so far; returns its files."""
   results_dir = settings.results_dir
   variant = settings.study(config).variants[0]
@@ -573,8 +575,8 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
       selection, *gsw_study.selection_facts(config, study, rates, selection)).encode()))
   files.append(write_bytes(os.path.join(results_dir, "COMMANDS.md"), commands_markdown(
       runs, results_dir, command_line, flagfile, in_flagfile,
-      [baselines_evaluation(config, eval_settings, bpp) for bpp in settings.baseline_rates])
-      .encode()))
+      [baselines_evaluation(config, eval_settings, bpp) for bpp in settings.baseline_rates],
+      study_first).encode()))
   files.append(write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY))
   if not done:
     return files
@@ -608,6 +610,8 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
   nothing: only rewrites RESULTS/ from the runs evaluated so far. `flagfile` is the flagfile the
   runs share and `in_flagfile` what it sets (for COMMANDS.md)."""
   gsw_study.rates_of(settings.study(config))  # a bad --bases is the first thing said
+  # Without --variant, bin/gsw_study's selection names it: COMMANDS.md says to run that first.
+  study_first = "" if settings.variant else f"bin/gsw_study --model_dir={config.model_dir}"
   settings = with_variant(config, settings)
   study = settings.study(config)
   rates, select_rate = gsw_study.check(config, study, variants_flag="--variant")
@@ -627,7 +631,7 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
   runs = [(run, gsw_study.evaluation_of(run, config, study, eval_settings))
           for run in plan(config, settings, chosen, kd_weight)]
   collect_results = lambda: collect(config, settings, rates, runs, chosen, command_line,
-                                    flagfile, in_flagfile, eval_settings)
+                                    flagfile, in_flagfile, eval_settings, study_first)
   if collect_only:
     return collect_results()
   files, chief = gsw_study.train_and_evaluate(config, runs, collect_results,
