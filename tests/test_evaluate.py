@@ -165,6 +165,32 @@ def test_report_does_not_repeat_rows_that_runs_share():
                      ("jpeg", None)]
 
 
+def test_the_gallery_is_one_rate_with_a_column_per_table_row(tmp_path):
+  """Fig. 3: the lowest rate only; each SAIC variant and τ its own column, titled as in the
+  tables; a row two runs share (the first seed's and another's) drawn once, from the first."""
+  def run(name, bpp, methods, tau=None, gsw=None, seed=0):
+    model_dir = tmp_path / name
+    model_dir.mkdir()
+    np.savez(layout.eval_path(str(model_dir), layout.GALLERY_FILE), labels=np.zeros(2, int),
+             class_names=np.array(["a", "b"]), methods=np.array(methods),
+             **{f"images_{m}": np.full((2, 4, 4, 3), seed, np.uint8) for m in methods},
+             **{f"predictions_{m}": np.zeros(2, int) for m in methods})
+    return dict(model_dir=str(model_dir), nominal_bpp=bpp, tau=tau, gsw=gsw, seed=seed)
+  records = [run("apic", 0.25, ["original", "tdic", "apic", "webp"]),
+             run("apic_low", 0.125, ["original", "tdic", "apic", "webp"]),
+             run("saic_paper", 0.125, ["saic"], tau=0.5, gsw="paper"),
+             run("saic_magnitude", 0.125, ["saic"], tau=8.0, gsw="magnitude"),
+             run("apic_seed1", 0.125, ["apic"], seed=1),
+             run("kd", 0.125, ["kd"])]
+  rate, columns = report.gallery_columns(records)
+  assert rate == 0.125
+  assert [c[0] for c in columns] == ["Original", "TDIC", "APIC", "SAIC-paper (τ=0.5)",
+                                     "SAIC-magnitude (τ=8)", "KD", "WebP"]
+  assert columns[2][1].max() == 0  # APIC from the first seed's run
+  report._gallery(records, str(tmp_path / "gallery.png"))
+  assert os.path.getsize(tmp_path / "gallery.png") > 0
+
+
 def test_seeds_repeat_every_fine_tune_from_the_same_base(tmp_path):
   runs = sweep.plan(tiny(tmp_path, tau=None), [50.0, 400.0], evaluate.EvalSettings(),
                     seeds=[0, 1])

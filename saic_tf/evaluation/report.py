@@ -43,10 +43,7 @@ def gather(records):
         continue
       seen.add(key)
       fine_tune = method in FINE_TUNES
-      row = dict(row, tau=record["tau"] if method == "saic" else None,
-                 gsw=record.get("gsw") if method == "saic" else None,
-                 kd_feature_weight=record.get("kd_feature_weight") if method == "kd" else None,
-                 feature_layer=record.get("feature_layer") if fine_tune else None,
+      row = dict(row, **_series_fields(method, record),
                  model_dir=record["model_dir"], images_digest=record.get("images_digest"),
                  num_images=record.get("num_images"),
                  correct=record.get("correct", {}).get(method),
@@ -161,9 +158,9 @@ def write_tables(blocks, out_dir):
                          len(row.get("seeds") or []) or 1, row.get("std", {}).get("accuracy")])
 
 
-def save_figure(figure, path):
+def save_figure(figure, path, dpi=120):
   figure.tight_layout()
-  figure.savefig(path, dpi=120)
+  figure.savefig(path, dpi=dpi)
   pyplot().close(figure)
 
 
@@ -329,32 +326,59 @@ def _gsw_weights(records, path):
   save_figure(figure, path)
 
 
+def _series_fields(method, record):
+  """The fields of a run's record that, with the method, make one of its rows a series
+  (SeriesKey's): SAIC's τ and variant, KD's feature weight, a fine-tune's feature layer."""
+  return dict(tau=record["tau"] if method == "saic" else None,
+              gsw=record.get("gsw") if method == "saic" else None,
+              kd_feature_weight=record.get("kd_feature_weight") if method == "kd" else None,
+              feature_layer=record.get("feature_layer") if method in FINE_TUNES else None)
+
+
+def gallery_columns(records):
+  """(rate, [(title, images, predictions, labels, class names)]) of the paper's Fig. 3: at the
+  lowest rate with a gallery, one column per row of the tables (each SAIC variant and τ its
+  own, titled as in the tables, in their order), from the first run that has it (the first
+  seed's)."""
+  found = [(r, layout.eval_path(r["model_dir"], layout.GALLERY_FILE)) for r in records]
+  found = [(r, path) for r, path in found if os.path.exists(path)]
+  rate = min((r["nominal_bpp"] for r, _ in found), default=None)
+  columns = {}  # title: (sort key, images, predictions, labels, class names)
+  for record, gallery_path in found:
+    if record["nominal_bpp"] != rate:
+      continue
+    gallery = np.load(gallery_path)
+    for method in map(str, gallery["methods"]):
+      fields = _series_fields(method, record)
+      columns.setdefault(tables.label(method, fields), (
+          tables.order(method, fields["tau"]), gallery[f"images_{method}"],
+          gallery[f"predictions_{method}"], gallery["labels"], gallery["class_names"]))
+  ordered = sorted(columns.items(), key=lambda item: item[1][0])  # stable: ties as found
+  return rate, [(title, *column[1:]) for title, column in ordered]
+
+
 def _gallery(records, path, rows=6):
+  """Each image's predicted class under it (green: right)."""
   plt = pyplot()
-  paths = [layout.eval_path(r["model_dir"], layout.GALLERY_FILE) for r in records]
-  galleries = [np.load(path) for path in paths if os.path.exists(path)]
-  columns = []  # (title, images, predictions, labels, class names)
-  for gallery in galleries:
-    for method in gallery["methods"]:
-      title = tables.METHOD_NAMES.get(str(method), str(method))
-      if title not in [c[0] for c in columns]:
-        columns.append((title, gallery[f"images_{method}"], gallery[f"predictions_{method}"],
-                        gallery["labels"], gallery["class_names"]))
+  rate, columns = gallery_columns(records)
   rows = min([rows] + [len(c[1]) for c in columns]) if columns else 1
   figure, axes = plt.subplots(rows, max(len(columns), 1), squeeze=False,
-                              figsize=(1.6 * max(len(columns), 1), 1.8 * rows))
+                              figsize=(1.6 * max(len(columns), 1), 1.8 * rows + 0.3))
   for j, (title, images, predictions, labels, names) in enumerate(columns):
     for i in range(rows):
       axis = axes[i, j]
-      axis.imshow(images[i])
+      axis.imshow(images[i], interpolation="nearest")
       right = predictions[i] == labels[i]
-      axis.set_xlabel(str(names[predictions[i]])[:14], fontsize=6,
-                      color="green" if right else "red")
+      axis.set_xlabel(str(names[predictions[i]]), fontsize=6, color="green" if right else "red")
       axis.set_xticks([])
       axis.set_yticks([])
-      if i == 0:
-        axis.set_title(title, fontsize=8)
-  save_figure(figure, path)
+      if i == 0:  # "SAIC-magnitude (τ=8)" on two lines, to fit the column
+        axis.set_title(title.replace(" (", "\n("), fontsize=7)
+  if rate is not None:
+    figure.suptitle(f"{rate:g} bpp (nominal)", fontsize=9)
+  # At 80 dpi a panel is about 110 pixels wide: the images' own size (96 in the
+  # reproduction), not upscaled into megabytes of PNG.
+  save_figure(figure, path, dpi=80)
 
 
 def results_record(blocks):
