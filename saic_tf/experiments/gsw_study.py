@@ -314,7 +314,7 @@ def selection_markdown(record, images=None, weights=None):
   taus = sorted({float(t) for scores in record["validation_accuracy"].values() for t in scores})
   lines = ["# τ chosen on the validation split", "",
            f"SAIC at {record['rate']:g} bpp (seed {record['seed']}), validation accuracy (%) on "
-           f"every {record['holdout_every']}-th training image, held out of the classifier's "
+           f"one training image in {record['holdout_every']}, held out of the classifier's "
            "and every fine-tune's training (the shipped codecs the fine-tunes start from were "
            "trained on the whole training split; bin/gsw_study, "
            "saic_tf/experiments/gsw_study.py). The chosen τ (bold) is the highest; ties go to "
