@@ -40,6 +40,8 @@ def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, 
   assert {p["name"] for p in record["published"]} == {"toderici2017", "bmshj2018-factorized"}
   assert all(len(p["bpp"]) == len(p["psnr"]) and p["source"] for p in record["published"])
   assert any(line.startswith("kodak: TDIC:") for line in lines)
+  [there] = record["beside"]["TDIC"]
+  assert set(there) == {"bpp", "JPEG", "WebP", "AVIF", "Toderici 2017", "Ballé 2018"}
 
   # Measured once per codec: kept beside the run, keyed by the codec's fingerprint.
   kept = os.path.join(run, layout.KODAK_FILE)
@@ -51,6 +53,18 @@ def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, 
 
   path = kodak.figure(record, str(tmp_path / "kodak_rd.png"))
   assert np.asarray(Image.open(path)).shape[0] > 100
+
+
+def test_beside_each_learned_point_is_each_curves_psnr_at_its_bpp_never_extrapolated():
+  published = [dict(short="Toderici 2017", bpp=(0.125, 0.25), psnr=(23.0, 25.0))]
+  record = dict(codecs={"webp": [dict(quality=5, bpp=0.3, psnr=30.0),
+                                 dict(quality=0, bpp=0.1, psnr=26.0)]},  # any order
+                published=published,
+                learned={"TDIC": [dict(bpp=0.05, psnr=20.0), dict(bpp=0.2, psnr=24.0)]})
+  assert kodak.beside(record) == {"TDIC": [
+      dict(bpp=0.05, WebP=None, **{"Toderici 2017": None}),  # below both curves
+      dict(bpp=0.2, WebP=pytest.approx(28.0), **{"Toderici 2017": pytest.approx(24.2)})]}
+  assert {p["short"] for p in kodak.PUBLISHED} == {"Toderici 2017", "Ballé 2018"}
 
 
 def test_a_shipped_codec_is_measured_once_and_nothing_is_written_into_the_package(

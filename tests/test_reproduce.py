@@ -238,8 +238,8 @@ def _json_values(value):
     yield float(value)
   elif isinstance(value, dict):
     for key, item in value.items():
-      if re.fullmatch(r"-?\d+(\.\d+)?", key):  # e.g. τ or a rate as a key
-        yield float(key)
+      # τ or a rate as a key, or a column's name ("Toderici 2017").
+      yield from (float(number) for number in _numbers(key))
       yield from _json_values(item)
   elif isinstance(value, list):
     for item in value:
@@ -248,7 +248,7 @@ def _json_values(value):
 
 def _check_numbers_trace_to_json(results, text, template="",
                                  sources=(os.path.join("**", "*.json"),)):
-  """Every number of `text` that `template` does not hold itself is a value (or a key) of a JSON
+  """Every number of `text` that `template` does not hold itself is a value (or in a key) of a JSON
   file of `sources` (globs under `results`), in its rounding, or as a percentage of a
   fraction. Code spans (paths, names such as `tdic-0.25`) hold no figures."""
   values = set()

@@ -6,6 +6,8 @@
   codecs      JPEG, WebP and AVIF (Pillow) at fixed quality settings (QUALITIES), one point per
               setting, measured the same way
   published   curves from the literature, each cited by the file it comes from (PUBLISHED)
+  beside      at each learned point's real bpp, the PSNR of every codec and published curve
+              there (interpolated, never extrapolated)
 
 PSNR is of the decoded uint8 RGB image against the original (max 255), as the published RGB
 curves are. A run's figures are kept beside its checkpoints (<run>/kodak.json, with the
@@ -27,14 +29,14 @@ from saic_tf.experiments import model_zoo
 
 # Each curve as published (bpp, PSNR in dB over RGB), up to 1 bpp, with the file it is from.
 PUBLISHED = (
-    dict(name="toderici2017",
+    dict(name="toderici2017", short="Toderici 2017",
          label="Toderici et al. 2017, binary codes (published)",
          source="tensorflow/compression, results/image_compression/kodak/PSNR_sRGB_RGB/"
                 "toderici-2017-cvpr.txt",
          bpp=(0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0),
          psnr=(23.014080, 25.646310, 27.144170, 28.267100, 29.281390, 30.144410, 30.941350,
                31.617940)),
-    dict(name="bmshj2018-factorized",
+    dict(name="bmshj2018-factorized", short="Ballé 2018",
          label="Ballé et al. 2018, factorized prior (published)",
          source="CompressAI, results/image/kodak/paper-bmshj2018-factorized.json",
          bpp=(0.119752, 0.194591, 0.316000, 0.481060, 0.721303),
@@ -138,5 +140,25 @@ def measure(groups, kodak_dir, cache_dir=None, log=logging.info):
       log(f"kodak: {codec}: {codecs[codec]}")
     if cache:
       write_json(cache, dict(key, codecs=codecs))
-  return dict(images=len(images), learned=learned_points, codecs=codecs,
-              published=[dict(p) for p in PUBLISHED])
+  record = dict(images=len(images), learned=learned_points, codecs=codecs,
+                published=[dict(p) for p in PUBLISHED])
+  return dict(record, beside=beside(record))
+
+
+def beside(record):
+  """{learned method: [{column: PSNR}]}: at each learned point's real bpp (column "bpp"), the
+  PSNR that each codec's curve and each published curve reaches there, linear between its
+  points; None outside them (no extrapolation)."""
+  curves = {tables.METHOD_NAMES.get(codec, codec): ([p["bpp"] for p in points],
+                                                    [p["psnr"] for p in points])
+            for codec, points in record["codecs"].items()}
+  curves.update({curve["short"]: (curve["bpp"], curve["psnr"]) for curve in record["published"]})
+
+  def at(bpp, curve):
+    order = np.argsort(curve[0])
+    x, y = np.asarray(curve[0])[order], np.asarray(curve[1])[order]
+    return float(np.interp(bpp, x, y)) if x[0] <= bpp <= x[-1] else None
+
+  return {method: [dict(bpp=p["bpp"], **{name: at(p["bpp"], curve)
+                                         for name, curve in curves.items()}) for p in points]
+          for method, points in record["learned"].items()}

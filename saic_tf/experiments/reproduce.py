@@ -497,14 +497,21 @@ def readme(results_dir, variant, first_bpp, layer=""):
           [(c["a"], c["b"], c) for c in comparisons]) + [""]
   kodak_lines = ["Not measured (no Kodak folder given)."]
   if kodak_record:
+    others = [name for name in kodak_record["beside"][next(iter(kodak_record["learned"]))][0]
+              if name != "bpp"]
     kodak_lines = [f"{kodak_record['images']} photos; real .saic files of every learned run, "
                    "JPEG/WebP/AVIF at fixed qualities and the published curves in "
-                   "[kodak.json](kodak.json).", "",
-                   "| method | real bpp | PSNR (dB) |", "|---|---|---|"]
+                   "[kodak.json](kodak.json). Beside each learned point, the PSNR (dB) each "
+                   "codec and published curve reaches at the same real bpp (linear between "
+                   "its points; — outside them).", "",
+                   "| method | real bpp | PSNR (dB) | " + " | ".join(others) + " |",
+                   "|---" * (3 + len(others)) + "|"]
     for method, points in kodak_record["learned"].items():
       kodak_lines += [f"| {method} | {p['bpp']:.3f} | {p['psnr']:.2f}"
-                      + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "") + " |"
-                      for p in points]
+                      + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "") + " | "
+                      + " | ".join("—" if there[name] is None else f"{there[name]:.2f}"
+                                   for name in others) + " |"
+                      for p, there in zip(points, kodak_record["beside"][method])]
     kodak_lines += ["", f"![PSNR against real bpp on Kodak]({KODAK_FIGURE})"]
   per_bit = report.accuracy_per_bit_markdown(blocks, results["keep"]) if len(blocks) > 1 else []
   summary, ratios = summary_lines(main, paired, results["accuracy_per_bit"], results["keep"])
