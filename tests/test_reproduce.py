@@ -175,6 +175,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   timings = json.load(open(results / layout.TIMINGS_FILE))
   # Every run's time, the KD weight not chosen (validation only) too.
   assert timings["total"]["cpu_hours"] > 0 and len(timings) == len(kept) + 2
+  assert timings["total"]["runs"] == len(kept) + 1  # what the README counts
 
   # COMMANDS.md's bin/train lines rebuild each run's exact configuration.
   commands = open(results / "COMMANDS.md").read()
@@ -293,11 +294,11 @@ def test_every_number_in_the_gsw_studys_summary_comes_from_its_json_files():
               if c["a"].startswith("SAIC")}
   assert f"{len(variants)} variants were tested" in text
   timings = json.load(open(os.path.join(results, layout.TIMINGS_FILE)))
-  total, hours = timings["total"], lambda seconds: f"{seconds / 3600:.2f}"
+  total = timings["total"]
+  assert total["runs"] == len(timings) - 1  # all but the total
   assert (f"The study took {total['cpu_hours']:.2f} CPU hours (training "
-          f"{hours(total['train_cpu_seconds'])}, evaluation "
-          f"{hours(total['evaluate_cpu_seconds'])}) over {len(timings) - 1} runs, "
-          f"{total['wall_hours']:.2f} hours of wall time") in text
+          f"{total['train_cpu_hours']:.2f}, evaluation {total['evaluate_cpu_hours']:.2f}) over "
+          f"{total['runs']} runs, {total['wall_hours']:.2f} hours of wall time") in text
 
 
 def test_the_summary_sets_the_image_codecs_bits_against_the_learned_ones():

@@ -416,8 +416,8 @@ def summary_markdown(blocks, timings=None, rates=()):
   if timings and sweep.TOTAL in timings:
     total = timings[sweep.TOTAL]
     lines += [f"The study took {total['cpu_hours']:.2f} CPU hours (training "
-              f"{total['train_cpu_seconds'] / 3600:.2f}, evaluation "
-              f"{total['evaluate_cpu_seconds'] / 3600:.2f}) over {len(timings) - 1} runs, "
+              f"{total['train_cpu_hours']:.2f}, evaluation "
+              f"{total['evaluate_cpu_hours']:.2f}) over {total['runs']} runs, "
               f"{total['wall_hours']:.2f} hours of wall time (timings.json).", ""]
   return "\n".join(lines)
 

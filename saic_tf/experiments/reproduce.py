@@ -529,7 +529,7 @@ def readme(results_dir, variant, first_bpp, layer=""):
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
       cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
       wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
-      runs=len([k for k in timings if k != sweep.TOTAL]),
+      runs=total.get("runs", 0),
       table2="\n".join(accuracy_si_lines(main)),
       paired="\n".join(paired_lines) or "No paired comparison yet.",
       per_bit="\n".join(per_bit) or "Needs more than one rate.",

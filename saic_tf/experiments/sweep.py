@@ -143,12 +143,16 @@ PARTS = ("train_seconds", "evaluate_seconds", "train_cpu_seconds", "evaluate_cpu
 
 
 def _with_total(record):
-  total = {part: round(sum(e.get(part, 0.0) for k, e in record.items() if k != TOTAL), 1)
-           for part in PARTS}
-  total["cpu_hours"] = round((total["train_cpu_seconds"] + total["evaluate_cpu_seconds"]) / 3600,
-                             2)
-  total["wall_hours"] = round((total["train_seconds"] + total["evaluate_seconds"]) / 3600, 2)
-  return dict({k: v for k, v in record.items() if k != TOTAL}, **{TOTAL: total})
+  """The record with its TOTAL: every part summed, in hours too, and the number of runs (what
+  the experiments' summaries state, so that each of their figures is one of this file's)."""
+  runs = {k: e for k, e in record.items() if k != TOTAL}
+  total = {part: round(sum(e.get(part, 0.0) for e in runs.values()), 1) for part in PARTS}
+  hours = lambda *parts: round(sum(total[part] for part in parts) / 3600, 2)
+  total.update(cpu_hours=hours("train_cpu_seconds", "evaluate_cpu_seconds"),
+               train_cpu_hours=hours("train_cpu_seconds"),
+               evaluate_cpu_hours=hours("evaluate_cpu_seconds"),
+               wall_hours=hours("train_seconds", "evaluate_seconds"), runs=len(runs))
+  return dict(runs, **{TOTAL: total})
 
 
 def timings_of(root, model_dirs):
