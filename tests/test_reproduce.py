@@ -15,7 +15,7 @@ from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_json
 from saic_tf.evaluation import club, evaluate, tables
-from saic_tf.experiments import gsw_study, reproduce
+from saic_tf.experiments import gsw_study, kodak, reproduce
 from saic_tf.training import trainer
 from conftest import ROOT, small_photos
 from test_cli import error_lines, run_bin
@@ -165,6 +165,7 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   assert f"]({reproduce.KODAK_FIGURE})" in readme  # drawn: Kodak was measured
   template = open(reproduce.README_TEMPLATE).read()
   assert f"SAIC ≥ APIC + {gsw_study.GOAL_POINTS:g} point" in template
+  template += " ".join(curve["short"] for curve in kodak.PUBLISHED)  # Kodak's columns, by name
   # The results' own JSON files and the runs' settings, not every evaluation's many numbers.
   assert _check_numbers_trace_to_json(str(results), readme, template, sources=(
       "*.json", os.path.join("runs", "*", "*", layout.CONFIG_FILE))) > 40
@@ -203,6 +204,13 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   assert {f: open(f, "rb").read() for f in files} == contents
   assert {p: os.stat(p).st_mtime_ns for p in evals} == before
 
+  # A kodak.json from before the codecs' PSNR beside each learned point: those columns alone go.
+  kodak_path = results / reproduce.KODAK_RESULTS
+  old = {k: v for k, v in json.load(open(kodak_path)).items() if k != "beside"}
+  write_json(str(kodak_path), old)
+  text, _ = reproduce.readme(str(results), "paper", 0.25)
+  assert "| method | real bpp | PSNR (dB) |\n|---|---|---|\n| TDIC |" in text
+
 
 def _check_paired_rows(text, results):
   """Each row of `text`'s tables of paired comparisons (statistics.markdown's, under a heading
@@ -239,8 +247,8 @@ def _json_values(value):
     yield float(value)
   elif isinstance(value, dict):
     for key, item in value.items():
-      # τ or a rate as a key, or a column's name ("Toderici 2017").
-      yield from (float(number) for number in _numbers(key))
+      if re.fullmatch(r"-?\d+(\.\d+)?", key):  # e.g. τ or a rate as a key
+        yield float(key)
       yield from _json_values(item)
   elif isinstance(value, list):
     for item in value:
@@ -249,7 +257,7 @@ def _json_values(value):
 
 def _check_numbers_trace_to_json(results, text, template="",
                                  sources=(os.path.join("**", "*.json"),)):
-  """Every number of `text` that `template` does not hold itself is a value (or in a key) of a JSON
+  """Every number of `text` that `template` does not hold itself is a value (or a key) of a JSON
   file of `sources` (globs under `results`), in its rounding, or as a percentage of a
   fraction. Code spans (paths, names such as `tdic-0.25`) hold no figures."""
   values = set()

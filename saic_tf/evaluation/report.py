@@ -3,8 +3,9 @@
 Rows Original / TDIC / APIC / SAIC / JPEG / WebP / AVIF, one block per nominal rate; columns SI,
 ACC, F1, PSNR, SSIM, MSE, bpp. Figures: accuracy and PSNR against bpp for every method, the τ
 sweep (ACC and SI against τ, paper Fig. 4), the distribution of W' (paper appendix), and a
-gallery like paper Fig. 3 (originals beside each method's reconstruction with the downstream
-network's predicted label).
+gallery like paper Fig. 3 (at the lowest rate of a learned codec, originals beside each table
+row's reconstruction, from the first seed's run, with the downstream network's predicted
+label).
 """
 import collections
 import csv
@@ -337,12 +338,13 @@ def _series_fields(method, record):
 
 def gallery_columns(records):
   """(rate, [(title, images, predictions, labels, class names)]) of the paper's Fig. 3: at the
-  lowest rate with a gallery, one column per row of the tables (each SAIC variant and τ its
+  lowest rate of a learned codec with a gallery, one column per row of the tables (each SAIC variant and τ its
   own, titled as in the tables, in their order), from the first run that has it (the first
   seed's)."""
   found = [(r, layout.eval_path(r["model_dir"], layout.GALLERY_FILE)) for r in records]
   found = [(r, path) for r, path in found if os.path.exists(path)]
-  rate = min((r["nominal_bpp"] for r, _ in found), default=None)
+  # Not a rate of the baselines alone (bin/evaluate --baselines_at), which may be lower.
+  rate = min((r["nominal_bpp"] for r, _ in found if not r.get("baselines_at")), default=None)
   columns = {}  # title: (sort key, images, predictions, labels, class names)
   for record, gallery_path in found:
     if record["nominal_bpp"] != rate:

@@ -497,21 +497,24 @@ def readme(results_dir, variant, first_bpp, layer=""):
           [(c["a"], c["b"], c) for c in comparisons]) + [""]
   kodak_lines = ["Not measured (no Kodak folder given)."]
   if kodak_record:
-    others = [name for name in kodak_record["beside"][next(iter(kodak_record["learned"]))][0]
-              if name != "bpp"]
+    # A kodak.json made before the codecs' PSNR at the learned points was kept has none:
+    # its table has the learned points alone, until Kodak is measured again.
+    beside = kodak_record.get("beside") or {m: [{} for _ in points]
+                                            for m, points in kodak_record["learned"].items()}
+    others = [name for name in next(iter(beside.values()))[0] if name != "bpp"]
     kodak_lines = [f"{kodak_record['images']} photos; real .saic files of every learned run, "
                    "JPEG/WebP/AVIF at fixed qualities and the published curves in "
                    "[kodak.json](kodak.json). Beside each learned point, the PSNR (dB) each "
                    "codec and published curve reaches at the same real bpp (linear between "
                    "its points; — outside them).", "",
-                   "| method | real bpp | PSNR (dB) | " + " | ".join(others) + " |",
+                   "| " + " | ".join(["method", "real bpp", "PSNR (dB)"] + others) + " |",
                    "|---" * (3 + len(others)) + "|"]
     for method, points in kodak_record["learned"].items():
-      kodak_lines += [f"| {method} | {p['bpp']:.3f} | {p['psnr']:.2f}"
-                      + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "") + " | "
-                      + " | ".join("—" if there[name] is None else f"{there[name]:.2f}"
-                                   for name in others) + " |"
-                      for p, there in zip(points, kodak_record["beside"][method])]
+      kodak_lines += ["| " + " | ".join(
+          [method, f"{p['bpp']:.3f}", f"{p['psnr']:.2f}"
+           + (f" ± {p['psnr_std']:.2f}" if p["runs"] > 1 else "")]
+          + ["—" if there[name] is None else f"{there[name]:.2f}" for name in others]) + " |"
+          for p, there in zip(points, beside[method])]
     kodak_lines += ["", f"![PSNR against real bpp on Kodak]({KODAK_FIGURE})"]
   per_bit = report.accuracy_per_bit_markdown(blocks, results["keep"]) if len(blocks) > 1 else []
   summary, ratios = summary_lines(main, paired, results["accuracy_per_bit"], results["keep"])
@@ -529,7 +532,7 @@ def readme(results_dir, variant, first_bpp, layer=""):
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
       cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
       wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
-      runs=total.get("runs", 0),
+      runs=total.get("runs", len(timings) - 1 if timings else 0),  # an older total has none
       table2="\n".join(accuracy_si_lines(main)),
       paired="\n".join(paired_lines) or "No paired comparison yet.",
       per_bit="\n".join(per_bit) or "Needs more than one rate.",
