@@ -338,9 +338,9 @@ def _series_fields(method, record):
 
 def gallery_columns(records):
   """(rate, [(title, images, predictions, labels, class names)]) of the paper's Fig. 3: at the
-  lowest rate of a learned codec with a gallery, one column per row of the tables (each SAIC variant and τ its
-  own, titled as in the tables, in their order), from the first run that has it (the first
-  seed's)."""
+  lowest rate of a learned codec with a gallery, one column per row of the tables (each SAIC
+  variant and τ its own, titled as in the tables, in their order), from the first run that has
+  it (the first seed's)."""
   found = [(r, layout.eval_path(r["model_dir"], layout.GALLERY_FILE)) for r in records]
   found = [(r, path) for r, path in found if os.path.exists(path)]
   # Not a rate of the baselines alone (bin/evaluate --baselines_at), which may be lower.
