@@ -210,6 +210,11 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   write_json(str(kodak_path), old)
   text, _ = reproduce.readme(str(results), "paper", 0.25)
   assert "| method | real bpp | PSNR (dB) |\n|---|---|---|\n| TDIC |" in text
+  # Without Kodak (no --kodak_dir folder): one line says so, and no figure is linked.
+  os.remove(kodak_path)
+  text, _ = reproduce.readme(str(results), "paper", 0.25)
+  assert "Not measured (no Kodak folder given)." in text
+  assert reproduce.KODAK_FIGURE not in text and "{" not in text
 
 
 def _check_paired_rows(text, results):
