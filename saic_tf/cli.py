@@ -189,10 +189,11 @@ def define_eval_flags(flag_values=FLAGS):
 
 
 def define_quick_eval_flags(flag_values=FLAGS):
-  """The evaluation flags of commands that train first (bin/demo, bin/sweep_tau)."""
+  """The evaluation flags of commands that train first (bin/demo, bin/sweep_tau, bin/gsw_study,
+  bin/reproduce)."""
   fv = dict(flag_values=flag_values)
-  flags.DEFINE_integer("eval_max_images", 0, "Evaluate on a fixed random subset of N test "
-                       "images (0: all).", lower_bound=0, **fv)
+  flags.DEFINE_integer("eval_max_images", 0, "Evaluate on a fixed random subset of N images "
+                       "of each split evaluated (0: all).", lower_bound=0, **fv)
   flags.DEFINE_integer("club_steps", 2000, "Adam steps fitting CLUB's q(y'|y).", lower_bound=1,
                        **fv)
 
@@ -391,7 +392,8 @@ def define_fine_tune_study_flags(defaults, flag_values=FLAGS):
   flags.DEFINE_string("results_dir", defaults.results_dir, "Where the tables, figures and "
                       "JSON files go.", **fv)
   flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "
-                    "--results_dir from the runs evaluated so far.", **fv)
+                    "--results_dir from the runs evaluated so far (bin/reproduce still measures Kodak "
+                    "for a run without its kodak.json).", **fv)
 
 
 def define_reproduce_flags(flag_values=FLAGS):
