@@ -392,8 +392,8 @@ def define_fine_tune_study_flags(defaults, flag_values=FLAGS):
   flags.DEFINE_string("results_dir", defaults.results_dir, "Where the tables, figures and "
                       "JSON files go.", **fv)
   flags.DEFINE_bool("collect_only", False, "Train and evaluate nothing: only rewrite "
-                    "--results_dir from the runs evaluated so far (bin/reproduce still measures Kodak "
-                    "for a run without its kodak.json).", **fv)
+                    "--results_dir from the runs evaluated so far (bin/reproduce still "
+                    "measures Kodak for a run without its kodak.json).", **fv)
 
 
 def define_reproduce_flags(flag_values=FLAGS):
