@@ -149,14 +149,18 @@ def beside(record):
   """{learned method: [{column: PSNR}]}: at each learned point's real bpp (column "bpp"), the
   PSNR that each codec's curve and each published curve reaches there, linear between its
   points; None outside them (no extrapolation)."""
-  curves = {tables.METHOD_NAMES.get(codec, codec): ([p["bpp"] for p in points],
-                                                    [p["psnr"] for p in points])
+  def ordered(bpps, psnrs):  # np.interp needs increasing bpp; each curve is sorted once
+    order = np.argsort(bpps)
+    return np.asarray(bpps)[order], np.asarray(psnrs)[order]
+
+  curves = {tables.METHOD_NAMES.get(codec, codec): ordered([p["bpp"] for p in points],
+                                                           [p["psnr"] for p in points])
             for codec, points in record["codecs"].items()}
-  curves.update({curve["short"]: (curve["bpp"], curve["psnr"]) for curve in record["published"]})
+  curves.update({curve["short"]: ordered(curve["bpp"], curve["psnr"])
+                 for curve in record["published"]})
 
   def at(bpp, curve):
-    order = np.argsort(curve[0])
-    x, y = np.asarray(curve[0])[order], np.asarray(curve[1])[order]
+    x, y = curve
     return float(np.interp(bpp, x, y)) if x[0] <= bpp <= x[-1] else None
 
   return {method: [dict(bpp=p["bpp"], **{name: at(p["bpp"], curve)

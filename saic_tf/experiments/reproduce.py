@@ -502,7 +502,8 @@ def readme(results_dir, variant, first_bpp, layer=""):
     beside = kodak_record.get("beside") or {m: [{} for _ in points]
                                             for m, points in kodak_record["learned"].items()}
     others = [name for name in next(iter(beside.values()))[0] if name != "bpp"]
-    kodak_lines = [f"{kodak_record['images']} photos; real .saic files of every learned run, "
+    kodak_lines = [f"{kodak_record['images']} photos; real .saic files of every main-row run "
+                   "(not the τ sweep's other τ), "
                    "JPEG/WebP/AVIF at fixed qualities and the published curves in "
                    "[kodak.json](kodak.json). Beside each learned point, the PSNR (dB) each "
                    "codec and published curve reaches at the same real bpp (linear between "
