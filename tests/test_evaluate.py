@@ -246,6 +246,14 @@ def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
   assert comparison["difference"] == pytest.approx(0.375)  # seed 0 with seed 0, 1 with 1
   # Per seed: 2 discordant images, both for SAIC (p = 2·¼), then 1 (p = 1); the largest shown.
   assert comparison["mcnemar_p_per_seed"] == [0.5, 1.0] and comparison["mcnemar_p"] == 1.0
+  # APIC against its TDIC base (one run, "1000"): each APIC seed pairs with it.
+  against_base = {c["seeds"]: (a, b, c) for a, b, c in report.paired_against_base(blocks[0.25])}
+  assert sorted(against_base) == [1, 2]  # the merged APIC, and the one of other settings
+  name, base, merged = against_base[2]
+  assert (name, base) == ("APIC (2 seeds)", "TDIC")
+  assert merged["difference"] == pytest.approx(0.125)  # (0 + ¼) / 2
+  assert merged["mcnemar_p_per_seed"] == [1.0, 1.0]
+  assert against_base[1][2]["difference"] == pytest.approx(0.25)
   # The figures draw each method at the real bpp of its files (the mean over seeds), with the
   # std over seeds as its error bar.
   series, original = report.metric_series(

@@ -157,8 +157,13 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   # The baselines alone at 2 bpp count for accuracy per bit, not in the per-rate tables.
   assert "2 bpp" not in tables_md and "| 2 |" not in (results / "comparison.md").read_text()
   readme = (results / "README.md").read_text()
-  assert f"τ = {tau}: τ chosen on the validation split among 1, 4 ([selection.md]" in readme
+  # --variant named the variant: the README says so, and that its choice is not in the time.
+  assert f"τ = {tau}: the variant named by `--variant` (this command chose no variant); τ " \
+      "chosen on the validation split among 1, 4" in readme
+  assert "not what chose the variant: `--variant` named it" in readme
   assert "- **0.25 bpp:**" in readme and "SAIC − APIC =" in readme and "**The goal:**" in readme
+  assert "APIC − TDIC =" in readme and "- **Differences whose 95 % CI excludes 0:**" in readme
+  assert "**Not run:** the paper's Table 4" in readme
   assert "the weight chosen on the validation split among 0, 0.5 (0: KL alone)" in readme
   assert "## KD's feature weight" in (results / "selection.md").read_text()
   assert "{" not in readme and "**2 bpp:**" not in readme  # every field filled
@@ -169,7 +174,8 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   # The results' own JSON files and the runs' settings, not every evaluation's many numbers.
   assert _check_numbers_trace_to_json(str(results), readme, template, sources=(
       "*.json", os.path.join("runs", "*", "*", layout.CONFIG_FILE))) > 40
-  assert _check_paired_rows(readme, str(results)) >= 2  # SAIC and KD against APIC, each rate
+  # APIC against TDIC, and SAIC and KD against APIC, at each rate.
+  assert _check_paired_rows(readme, str(results)) >= 4
   kept = sorted(os.path.relpath(p, results / "runs")
                 for p in glob.glob(str(results / "runs" / "**" / "eval.json"), recursive=True))
   assert f"bpp_0.25/saic_paper_tau_{other}/eval.json" in kept  # the sweep, on the test split
@@ -210,9 +216,12 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   write_json(str(kodak_path), old)
   text, _ = reproduce.readme(str(results), "paper", 0.25)
   assert "| method | real bpp | PSNR (dB) |\n|---|---|---|\n| TDIC |" in text
-  # Without Kodak (no --kodak_dir folder): one line says so, and no figure is linked.
-  os.remove(kodak_path)
-  text, _ = reproduce.readme(str(results), "paper", 0.25)
+  # Without Kodak (no --kodak_dir folder): an earlier collect's Kodak files go, one line says
+  # so, and no figure is linked.
+  no_kodak = dataclasses.replace(settings, kodak_dir="")
+  reproduce.run(config, no_kodak, *args[2:], collect_only=True)
+  assert not os.path.exists(kodak_path) and not os.path.exists(results / reproduce.KODAK_FIGURE)
+  text = (results / "README.md").read_text()
   assert "Not measured (no Kodak folder given)." in text
   assert reproduce.KODAK_FIGURE not in text and "{" not in text
 
@@ -223,7 +232,8 @@ def _check_paired_rows(text, results):
   of its own record in `results`/results.json; returns the number of rows, which is every
   record's."""
   record = json.load(open(os.path.join(results, "results.json")))
-  paired = {(b["nominal_bpp"], c["a"], c["b"]): c for b in record["blocks"] for c in b["paired"]}
+  paired = {(b["nominal_bpp"], c["a"], c["b"]): c for b in record["blocks"]
+            for c in b["paired"] + b.get("paired_base", [])}
   bpp, compared = None, 0
   for line in text.splitlines():
     heading = re.fullmatch(r"(?:## |\*\*)([\d.]+) bpp.*", line)

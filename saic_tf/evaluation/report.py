@@ -60,8 +60,8 @@ def gather(records):
 def merge_seeds(entries):
   """Fine-tunes repeated over seeds (the same settings, base and classifier: evaluate's
   setup_digest), on the same images, become one row: the mean of each column, `std` (sample
-  standard deviation) of ACC, F1, PSNR and SI, `seeds`, and each seed's per-image correctness
-  in `correct_runs`."""
+  standard deviation) of ACC, F1, PSNR, SI and feature MSE, `seeds`, and each seed's per-image
+  correctness in `correct_runs`."""
   def key(method, row):
     return (method, row.get("setup"), row.get("images_digest"))
 
@@ -85,28 +85,30 @@ def merge_seeds(entries):
       values = [r.get(column) for r in runs]
       mean[column] = None if None in values else float(np.mean(values))
     std = {column: float(np.std([r[column] for r in runs], ddof=1))
-           for column in ("accuracy", "f1", "psnr", "si") if mean[column] is not None}
+           for column in ("accuracy", "f1", "psnr", "si", "feature_mse")
+           if mean[column] is not None}
     result.append((method, dict(runs[0], **mean, std=std, seeds=[r["seed"] for r in runs],
                                 correct_runs=[r.get("correct") for r in runs])))
   return result
+
+
+def _correctness(row):
+  """{seed: per-image correctness} of a row (a merged row has one per seed)."""
+  if row.get("correct_runs"):
+    return dict(zip(row["seeds"], map(statistics.decode, row["correct_runs"])))
+  return {row.get("seed"): statistics.decode(row["correct"])} if row.get("correct") else {}
 
 
 def paired_against_apic(entries):
   """[(label, APIC's label, statistics.compare)] of every other learned fine-tune (SAIC at each
   τ, KD) against the APIC row of the same rate, base, classifier and feature layer, when both
   were classified on the same images."""
-  def correct(row):
-    """{seed: per-image correctness} of a row (a merged row has one per seed)."""
-    if row.get("correct_runs"):
-      return dict(zip(row["seeds"], map(statistics.decode, row["correct_runs"])))
-    return {row.get("seed"): statistics.decode(row["correct"])} if row.get("correct") else {}
-
   def same_setting(row, apic):
     return all(row.get(k) == apic.get(k)
                for k in ("images_digest", "base", "classifier", "feature_layer"))
 
   # Decoded once per row: {id(row): {seed: correctness}}.
-  decoded = {id(row): correct(row) for _, row in entries}
+  decoded = {id(row): _correctness(row) for _, row in entries}
   comparisons = []
   for method, row in entries:
     mine = decoded[id(row)]
@@ -130,15 +132,38 @@ def paired_against_apic(entries):
   return comparisons
 
 
+def paired_against_base(entries):
+  """[(APIC's label, TDIC's label, statistics.compare)]: each APIC row against the TDIC codec it
+  was fine-tuned from (its base), judged by the same classifier on the same images: what the
+  feature loss gains over pixel MSE (the paper's TDIC < APIC). TDIC is one codec whatever the
+  fine-tune's seed, so each of APIC's seeds pairs with it."""
+  comparisons = []
+  for method, row in entries:
+    mine = _correctness(row)
+    if method != "apic" or not mine:
+      continue
+    for other, base in entries:
+      if (other == "tdic" and base.get("correct") and
+          all(row.get(k) == base.get(k) for k in ("images_digest", "base", "classifier"))):
+        seeds = sorted(mine, key=str)
+        theirs = statistics.decode(base["correct"])
+        comparisons.append((tables.label("apic", row), tables.label("tdic", base),
+                            statistics.compare(np.stack([mine[s] for s in seeds]),
+                                               np.stack([theirs] * len(seeds)))))
+        break
+  return comparisons
+
+
 def write_tables(blocks, out_dir):
   lines = ["# Results", ""]
   for bpp, entries in blocks.items():
     lines += [f"## {bpp:g} bpp (nominal)", ""] + tables.markdown_rows(entries) + [""]
-    paired = paired_against_apic(entries)
-    if paired:
-      lines += ["Against APIC on the same images: the accuracy difference with its 95 % "
-                "bootstrap interval and McNemar's exact p.", ""]
-      lines += statistics.markdown(paired) + [""]
+    for paired, words in ((paired_against_base(entries), "APIC against its TDIC base"),
+                          (paired_against_apic(entries), "Against APIC")):
+      if paired:
+        lines += [f"{words} on the same images: the accuracy difference with its 95 % "
+                  "bootstrap interval and McNemar's exact p.", ""]
+        lines += statistics.markdown(paired) + [""]
   per_bit = accuracy_per_bit_markdown(blocks)
   if len(blocks) > 1 and per_bit:
     lines += ["## Accuracy per bit", "",
@@ -248,6 +273,9 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
   series, original = metric_series(blocks, column)
   for value in original:
     axis.axhline(value, color="k", linestyle=":", linewidth=1)
+  if column == "accuracy" and original:  # where accuracy per bit is read off
+    axis.axhline(KEEP * float(np.mean(original)), color="gray", linestyle="--", linewidth=1,
+                 label=f"{100 * KEEP:g} % of the original")
   saic_series = sorted(key[1:] for key in series if key[0] == "saic")
   for key in sorted(series, key=lambda key: tables.order(*key[:2])):
     method = key.method
@@ -269,18 +297,26 @@ def _metric_vs_bpp(blocks, column, ylabel, path):
 def _tau_sweep(blocks, path):
   plt = pyplot()
   figure, (acc_axis, si_axis) = plt.subplots(1, 2, figsize=(8, 3.5))
-  for bpp, entries in blocks.items():
-    def variant(row):
-      return tables.label("saic", dict(gsw=row.get("gsw"), feature_layer=row.get("feature_layer")))
 
+  def variant(row):
+    return tables.label("saic", dict(gsw=row.get("gsw"), feature_layer=row.get("feature_layer")))
+
+  def sweep(entries, name):
+    # With seeds, each point is their mean and its error bar their std.
+    return sorted((row["tau"], row["accuracy"], row["si"],
+                   row.get("std", {}).get("accuracy", 0.0), row.get("std", {}).get("si", 0.0))
+                  for method, row in entries
+                  if method == "saic" and row.get("tau") and variant(row) == name)
+
+  # A rate where SAIC ran at one τ only (bin/reproduce's other rates) is no sweep: drawn only
+  # when no rate has more than one τ.
+  swept = any(len(sweep(entries, variant(row))) > 1
+              for entries in blocks.values() for method, row in entries if method == "saic")
+  for bpp, entries in blocks.items():
     line = None
     for name in sorted({variant(row) for method, row in entries if method == "saic"}):
-      # With seeds, each point is their mean and its error bar their std.
-      points = sorted((row["tau"], row["accuracy"], row["si"],
-                       row.get("std", {}).get("accuracy", 0.0), row.get("std", {}).get("si", 0.0))
-                      for method, row in entries
-                      if method == "saic" and row.get("tau") and variant(row) == name)
-      if not points:
+      points = sweep(entries, name)
+      if not points or (swept and len(points) < 2):
         continue
       taus, accs, sis, acc_std, si_std = zip(*points)
       name = f"{bpp:g} bpp" + (f", {name}" if name != "SAIC" else "")
@@ -385,8 +421,9 @@ def _gallery(records, path, rows=6):
 
 def results_record(blocks):
   """results.json: every row of every block (means over seeds, their std, without per-image
-  correctness), each block's paired comparisons against APIC, and accuracy per bit: what the
-  tables show, for other tools (and bin/reproduce's README) to read."""
+  correctness), each block's paired comparisons against APIC (`paired`) and of APIC against its
+  TDIC base (`paired_base`), and accuracy per bit: what the tables show, for other tools (and
+  bin/reproduce's README) to read."""
   dropped = ("correct", "correct_runs")
   record = dict(blocks=[], accuracy_per_bit=[
       dict(method=label, bpp=bpp, bound=bound) for label, bpp, bound in accuracy_per_bit(blocks)],
@@ -394,9 +431,10 @@ def results_record(blocks):
   for bpp, entries in blocks.items():
     rows = [dict({k: v for k, v in row.items() if k not in dropped}, method=method,
                  label=tables.label(method, row)) for method, row in entries]
-    paired = [dict(a=a, b=b, **{k: v for k, v in c.items()})
-              for a, b, c in paired_against_apic(entries)]
-    record["blocks"].append(dict(nominal_bpp=bpp, rows=rows, paired=paired))
+    paired = {key: [dict(a=a, b=b, **c) for a, b, c in compare(entries)]
+              for key, compare in (("paired", paired_against_apic),
+                                   ("paired_base", paired_against_base))}
+    record["blocks"].append(dict(nominal_bpp=bpp, rows=rows, **paired))
   return record
 
 

@@ -13,7 +13,8 @@ Methods repeated over seeds pair seed by seed (a's run of seed s with b's run of
 difference is then the mean over seeds and images, and its interval a two-level bootstrap: each
 resample draws the seeds with replacement, then the images (the same images for every seed
 drawn), so the interval covers the fine-tunes' seed-to-seed variation as well as the choice of
-images. With 3 seeds that is coarse, but it is not narrower than the data allow. McNemar is taken
+images. With 3 seeds that level is coarse: a bootstrap of n seeds keeps (n − 1)/n of their
+variance (two thirds for 3), so read the interval as approximate. McNemar is taken
 for each seed (an image is one unit in each), reported as the largest p over the seeds.
 """
 import hashlib

@@ -378,32 +378,56 @@ def _comparison_sentence(name, c):
           f"{_points(high)}], McNemar p ≤ {c['mcnemar_p']:.3g}, {seeds})")
 
 
-def summary_lines(main, paired, per_bit, keep):
-  """(What holds, from results.json: at each rate SAIC and KD against APIC, whether the goal
+def _accuracy(row):
+  """A row's accuracy in the summary: mean ± std over seeds."""
+  std = row.get("std", {}).get("accuracy")
+  return f"{100 * row['accuracy']:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def summary_lines(main, paired, per_bit, keep, paired_base=None):
+  """(What holds, from results.json: at each rate APIC against its TDIC base and SAIC and KD
+  against APIC, which differences are clear (95 % CI excluding 0), whether the goal
   (gsw_study.meets_goal; the template states it) is met where it was measured, and accuracy
   per bit; the image codecs' bits against the fine-tuned codecs', for PER_BIT_FILE)."""
-  lines, met = [], {}
+  lines, met, clear = [], {}, {}
   for bpp, rows in main.items():
     original = rows.get("original")
     comparisons = {c["a"]: c for c in paired.get(bpp, [])}
     parts = []
+    apic = rows.get("apic")
+    for c in (paired_base or {}).get(bpp, []):
+      if apic and c["a"] == apic["label"]:
+        parts.append(_comparison_sentence("APIC − TDIC", c))
+        clear.setdefault(("APIC", "TDIC"), []).append((bpp, c))
     for method in ("saic", "kd"):
       row = rows.get(method)
       c = comparisons.get(row["label"]) if row else None
       if c is None:
         continue
       # Against the APIC it pairs with: the control at SAIC's layer for a gsw@layer variant.
-      parts.append(_comparison_sentence(
-          f"{tables.METHOD_NAMES[method]} − {c['b'].split(' (')[0]}", c))
+      name = tables.METHOD_NAMES[method]
+      parts.append(_comparison_sentence(f"{name} − {c['b'].split(' (')[0]}", c))
+      clear.setdefault((name, "APIC"), []).append((bpp, c))
       if method == "saic":
         met[bpp] = gsw_study.meets_goal(c)
-    kept = ", ".join(f"{tables.METHOD_NAMES[m]} {100 * rows[m]['accuracy']:.2f} %"
+    kept = ", ".join(f"{tables.METHOD_NAMES[m]} {_accuracy(rows[m])} %"
                      + (_over_budget(rows[m]) if m in BASELINES else "")
-                     for m in ("tdic", "apic", "saic", "kd", "webp", "avif") if m in rows)
+                     for m in ("tdic", "apic", "saic", "kd") + BASELINES if m in rows)
     line = f"- **{bpp:g} bpp:** accuracy {kept}"
     if original:
       line += f" (original {100 * original['accuracy']:.2f} %)"
     lines.append(line + ("; " + "; ".join(parts) if parts else "") + ".")
+  if clear:
+    # Each pair's rates by the sign of its difference where the interval excludes 0.
+    said = []
+    for (a, b), found in clear.items():
+      above = [f"{bpp:g}" for bpp, c in found if c["ci95"][0] > 0]
+      below = [f"{bpp:g}" for bpp, c in found if c["ci95"][1] < 0]
+      said += [f"{a} {sign} {b} at {_listed(rates)} bpp"
+               for sign, rates in ((">", above), ("<", below)) if rates]
+    lines.append("- **Differences whose 95 % CI excludes 0:** " +
+                 ("; ".join(said) if said else "none") +
+                 ("; every other difference's CI contains 0." if said else "."))
   if met:
     where = [f"{bpp:g} bpp" for bpp, ok in met.items() if ok]
     missing = [f"{bpp:g} bpp" for bpp in main if bpp not in met]
@@ -425,14 +449,18 @@ def summary_lines(main, paired, per_bit, keep):
       mine = [r for r in ratios if r["learned"] == learned]
       times = [f"{r['codec']}{' needs' if r is mine[0] else ''} "
                f"{'more than ' if r['more_than'] else ''}{r['times']:.1f}×" for r in mine]
-      listed = ", ".join(times[:-1]) + " and " + times[-1] if len(times) > 1 else times[0]
-      parts.append(f"{listed} the bits of {learned}")
+      parts.append(f"{_listed(times)} the bits of {learned}")
     lines.append(f"- **Accuracy per bit** (the real bpp at which a method keeps "
                  f"{100 * keep:g} % of the original accuracy): " + ", ".join(
                      f"{p['method']} {report.PER_BIT_WORDS[p['bound']].format(p['bpp'])}"
                      for p in per_bit) + "." +
                  (" At that accuracy, " + "; ".join(parts) + "." if parts else ""))
   return lines, ratios
+
+
+def _listed(items):
+  """"a", "a and b", "a, b and c"."""
+  return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
 
 
 def bits_against_codecs(per_bit, methods):
@@ -447,15 +475,25 @@ def bits_against_codecs(per_bit, methods):
                more_than=c["bound"] == "above") for p in learned for c in codecs]
 
 
-def _variant_choice(selection, variant):
-  """How the SAIC rows' variant and τ were chosen, as the README says it."""
-  taus = ", ".join(sorted(selection["validation_accuracy"][variant], key=float))
+def _variant_choice(selection, variant, named=False):
+  """How the SAIC rows' variant and τ were chosen, as the README says it; `named`: --variant
+  named the variant."""
+  scores = selection["validation_accuracy"][variant]
+  taus = ", ".join(sorted(scores, key=float))
+  chosen = selection["chosen_tau"][variant]
+  tied = [tau for tau in sorted(scores, key=float)
+          if float(tau) != chosen and scores[tau] == scores.get(f"{chosen:g}")]
+  tie = (f", where τ = {' and '.join(tied)} scored the same (ties go to the smaller τ)"
+         if tied else "")
   others, best = len(selection["chosen_tau"]) - 1, gsw_study.best_variant(selection)[0]
   if others and best == variant:
     return (f"of highest validation accuracy among {others + 1} variants, each at its τ of "
-            f"{taus} chosen on the validation split")
-  named = f" (named by --variant; the validation's best is `{best}`)" if others else ""
-  return f"τ chosen on the validation split among {taus}{named}"
+            f"{taus} chosen on the validation split{tie}")
+  note = (f" (named by `--variant`; the validation's best is `{best}`)" if others else
+          "the variant named by `--variant` (this command chose no variant); " if named else "")
+  if others:
+    return f"τ chosen on the validation split among {taus}{tie}{note}"
+  return f"{note}τ chosen on the validation split among {taus}{tie}"
 
 
 def _kd_choice(selection):
@@ -469,11 +507,12 @@ def _kd_choice(selection):
           f"{', '.join(sorted(scores, key=float))} (0: KL alone)")
 
 
-def readme(results_dir, variant, first_bpp, layer=""):
+def readme(results_dir, variant, first_bpp, layer="", named=False):
   """(RESULTS/README.md from README_TEMPLATE, every number read from RESULTS/'s JSON files but
   the ratios of accuracy per bit, PER_BIT_FILE's record), or None until the classifier's run
   is evaluated; `first_bpp` is the first base's rate, whose first APIC run trained the
-  classifier, `layer` the runs' --feature_layer."""
+  classifier, `layer` the runs' --feature_layer, `named` whether --variant named the
+  variant."""
   def load(name):
     path = os.path.join(results_dir, name)
     return read_json(path, "run bin/reproduce again") if os.path.exists(path) else None
@@ -482,6 +521,8 @@ def readme(results_dir, variant, first_bpp, layer=""):
   timings, kodak_record = load(layout.TIMINGS_FILE) or {}, load(KODAK_RESULTS)
   blocks = {b["nominal_bpp"]: [(r["method"], r) for r in b["rows"]] for b in results["blocks"]}
   paired = {b["nominal_bpp"]: b["paired"] for b in results["blocks"]}
+  # A results.json written before APIC was paired with its base has none.
+  paired_base = {b["nominal_bpp"]: b.get("paired_base", []) for b in results["blocks"]}
   tau = selection["chosen_tau"][variant]
   main = _main_rows(blocks, tau, gsw_study.variant_layer(variant), layer)
   first = main.get(first_bpp, {})
@@ -491,7 +532,8 @@ def readme(results_dir, variant, first_bpp, layer=""):
   run_config = _run_config(results_dir, apic)
   total = timings.get(sweep.TOTAL, {})
   paired_lines = []
-  for bpp, comparisons in paired.items():
+  for bpp in paired:
+    comparisons = paired_base[bpp] + paired[bpp]
     if comparisons:
       paired_lines += [f"**{bpp:g} bpp**", ""] + statistics.markdown(
           [(c["a"], c["b"], c) for c in comparisons]) + [""]
@@ -505,7 +547,10 @@ def readme(results_dir, variant, first_bpp, layer=""):
     kodak_lines = [f"{kodak_record['images']} photos; real .saic files of every main-row run "
                    "(not the τ sweep's other τ), "
                    "JPEG/WebP/AVIF at fixed qualities and the published curves in "
-                   "[kodak.json](kodak.json). Beside each learned point, the PSNR (dB) each "
+                   "[kodak.json](kodak.json) (" + "; ".join(
+                       f"{curve['short']}: `{curve['source']}`"
+                       for curve in kodak_record.get("published", [])) +
+                   "). Beside each learned point, the PSNR (dB) each "
                    "codec and published curve reaches at the same real bpp (linear between "
                    "its points; — outside them).", "",
                    "| " + " | ".join(["method", "real bpp", "PSNR (dB)"] + others) + " |",
@@ -518,7 +563,9 @@ def readme(results_dir, variant, first_bpp, layer=""):
           for p, there in zip(points, beside[method])]
     kodak_lines += ["", f"![PSNR against real bpp on Kodak]({KODAK_FIGURE})"]
   per_bit = report.accuracy_per_bit_markdown(blocks, results["keep"]) if len(blocks) > 1 else []
-  summary, ratios = summary_lines(main, paired, results["accuracy_per_bit"], results["keep"])
+  summary, ratios = summary_lines(main, paired, results["accuracy_per_bit"], results["keep"],
+                                  paired_base)
+  several = len(selection["chosen_tau"]) > 1
   values = dict(
       summary="\n".join(summary),
       data=run_config.get("data_dir") or run_config.get("dataset"),
@@ -528,7 +575,11 @@ def readme(results_dir, variant, first_bpp, layer=""):
       original_accuracy=f"{100 * original['accuracy']:.2f}",
       bases=", ".join(f"`{os.path.basename(_run_config(results_dir, rows['apic'])['init_from'])}`"
                       for rows in main.values() if "apic" in rows),
-      variant=variant, tau=f"{tau:g}", variant_choice=_variant_choice(selection, variant),
+      variant=variant, tau=f"{tau:g}", variant_choice=_variant_choice(selection, variant, named),
+      selection_counted=(
+          "the selection of every GSW variant included" if several else
+          "the validation runs that chose τ and KD's weight included" +
+          (" (not what chose the variant: `--variant` named it)" if named else "")),
       kd_choice=_kd_choice(selection),
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
       cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
@@ -559,9 +610,22 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   classifier = runs[0][0].model_dir
   extra = [baselines_dir(config, bpp) for bpp in settings.baseline_rates
            if baselines_current(config, bpp, classifier)]
+  files = []
+  # Kodak first: it writes each run's kodak.json, which RESULTS/runs/ keeps. Without the photos,
+  # an earlier collect's Kodak files go, as the README says none was measured.
+  kodak_files = [os.path.join(results_dir, name) for name in (KODAK_RESULTS, KODAK_FIGURE)]
+  if done and settings.kodak_dir and os.path.isdir(settings.kodak_dir):
+    record = kodak.measure(kodak_groups(done, rates, chosen_tau, saic_layer,
+                                        config.feature_layer),
+                           settings.kodak_dir, cache_dir=config.model_dir)
+    files.append(write_json(kodak_files[0], record))
+    files.append(kodak.figure(record, kodak_files[1]))
+  else:
+    for path in kodak_files:
+      if os.path.exists(path):
+        os.remove(path)
   # RESULTS/runs/ holds this plan's runs alone (none of an earlier plan's).
   shutil.rmtree(os.path.join(results_dir, "runs"), ignore_errors=True)
-  files = []
   for model_dir in [run.model_dir for run in done] + extra:
     for name in KEPT_FILES:
       source = os.path.join(model_dir, name)
@@ -600,13 +664,7 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
                            paper_tables(blocks, chosen_tau, saic_layer, layer).encode()))
   files.append(write_bytes(os.path.join(results_dir, "comparison.md"),
                            comparison_markdown(blocks, chosen_tau, saic_layer, layer).encode()))
-  if settings.kodak_dir and os.path.isdir(settings.kodak_dir):
-    record = kodak.measure(kodak_groups(done, rates, chosen_tau, saic_layer,
-                                        config.feature_layer),
-                           settings.kodak_dir, cache_dir=config.model_dir)
-    files.append(write_json(os.path.join(results_dir, KODAK_RESULTS), record))
-    files.append(kodak.figure(record, os.path.join(results_dir, KODAK_FIGURE)))
-  written = readme(results_dir, variant, rates[0][0], layer)
+  written = readme(results_dir, variant, rates[0][0], layer, named=not study_first)
   if written is not None:
     text, per_bit = written
     files.append(write_json(os.path.join(results_dir, PER_BIT_FILE), per_bit))
