@@ -308,15 +308,15 @@ def _tau_sweep(blocks, path):
                   for method, row in entries
                   if method == "saic" and row.get("tau") and variant(row) == name)
 
-  # A rate where SAIC ran at one τ only (bin/reproduce's other rates) is no sweep: drawn only
-  # when no rate has more than one τ.
-  swept = any(len(sweep(entries, variant(row))) > 1
-              for entries in blocks.values() for method, row in entries if method == "saic")
+  # A rate where a variant ran at one τ only (bin/reproduce's other rates) is no sweep: drawn
+  # only when the variant has more than one τ at no rate.
+  swept = {variant(row) for entries in blocks.values() for method, row in entries
+           if method == "saic" and len(sweep(entries, variant(row))) > 1}
   for bpp, entries in blocks.items():
     line = None
     for name in sorted({variant(row) for method, row in entries if method == "saic"}):
       points = sweep(entries, name)
-      if not points or (swept and len(points) < 2):
+      if not points or (name in swept and len(points) < 2):
         continue
       taus, accs, sis, acc_std, si_std = zip(*points)
       name = f"{bpp:g} bpp" + (f", {name}" if name != "SAIC" else "")

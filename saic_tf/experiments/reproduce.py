@@ -405,9 +405,9 @@ def summary_lines(main, paired, per_bit, keep, paired_base=None):
       if c is None:
         continue
       # Against the APIC it pairs with: the control at SAIC's layer for a gsw@layer variant.
-      name = tables.METHOD_NAMES[method]
-      parts.append(_comparison_sentence(f"{name} − {c['b'].split(' (')[0]}", c))
-      clear.setdefault((name, "APIC"), []).append((bpp, c))
+      name, control = tables.METHOD_NAMES[method], c["b"].split(" (")[0]
+      parts.append(_comparison_sentence(f"{name} − {control}", c))
+      clear.setdefault((name, control), []).append((bpp, c))
       if method == "saic":
         met[bpp] = gsw_study.meets_goal(c)
     kept = ", ".join(f"{tables.METHOD_NAMES[m]} {_accuracy(rows[m])} %"
@@ -425,9 +425,8 @@ def summary_lines(main, paired, per_bit, keep, paired_base=None):
       below = [f"{bpp:g}" for bpp, c in found if c["ci95"][1] < 0]
       said += [f"{a} {sign} {b} at {_listed(rates)} bpp"
                for sign, rates in ((">", above), ("<", below)) if rates]
-    lines.append("- **Differences whose 95 % CI excludes 0:** " +
-                 ("; ".join(said) if said else "none") +
-                 ("; every other difference's CI contains 0." if said else "."))
+    lines.append("- **Of these differences, those whose 95 % CI excludes 0:** " +
+                 ("; ".join(said) + "; every other one's CI contains 0." if said else "none."))
   if met:
     where = [f"{bpp:g} bpp" for bpp, ok in met.items() if ok]
     missing = [f"{bpp:g} bpp" for bpp in main if bpp not in met]
@@ -489,10 +488,10 @@ def _variant_choice(selection, variant, named=False):
   if others and best == variant:
     return (f"of highest validation accuracy among {others + 1} variants, each at its τ of "
             f"{taus} chosen on the validation split{tie}")
-  note = (f" (named by `--variant`; the validation's best is `{best}`)" if others else
-          "the variant named by `--variant` (this command chose no variant); " if named else "")
   if others:
-    return f"τ chosen on the validation split among {taus}{tie}{note}"
+    return (f"τ chosen on the validation split among {taus}{tie} (the variant named by "
+            f"`--variant`; the validation's best is `{best}`)")
+  note = "the variant named by `--variant`, " if named else ""
   return f"{note}τ chosen on the validation split among {taus}{tie}"
 
 
@@ -544,13 +543,13 @@ def readme(results_dir, variant, first_bpp, layer="", named=False):
     beside = kodak_record.get("beside") or {m: [{} for _ in points]
                                             for m, points in kodak_record["learned"].items()}
     others = [name for name in next(iter(beside.values()))[0] if name != "bpp"]
+    sources = "; ".join(f"{curve['short']}: `{curve['source']}`"
+                        for curve in kodak_record.get("published", []))
     kodak_lines = [f"{kodak_record['images']} photos; real .saic files of every main-row run "
                    "(not the τ sweep's other τ), "
                    "JPEG/WebP/AVIF at fixed qualities and the published curves in "
-                   "[kodak.json](kodak.json) (" + "; ".join(
-                       f"{curve['short']}: `{curve['source']}`"
-                       for curve in kodak_record.get("published", [])) +
-                   "). Beside each learned point, the PSNR (dB) each "
+                   "[kodak.json](kodak.json)" + (f" ({sources})" if sources else "") +
+                   ". Beside each learned point, the PSNR (dB) each "
                    "codec and published curve reaches at the same real bpp (linear between "
                    "its points; — outside them).", "",
                    "| " + " | ".join(["method", "real bpp", "PSNR (dB)"] + others) + " |",
@@ -579,7 +578,7 @@ def readme(results_dir, variant, first_bpp, layer="", named=False):
       selection_counted=(
           "the selection of every GSW variant included" if several else
           "the validation runs that chose τ and KD's weight included" +
-          (" (not what chose the variant: `--variant` named it)" if named else "")),
+          (" (those that chose the variant `--variant` names are not)" if named else "")),
       kd_choice=_kd_choice(selection),
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
       cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
