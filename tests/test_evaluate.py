@@ -175,7 +175,10 @@ def test_the_gallery_is_one_rate_with_a_column_per_table_row(tmp_path):
              class_names=np.array(["a", "b"]), methods=np.array(methods),
              **{f"images_{m}": np.full((2, 4, 4, 3), seed, np.uint8) for m in methods},
              **{f"predictions_{m}": np.zeros(2, int) for m in methods})
-    return dict(model_dir=str(model_dir), nominal_bpp=bpp, tau=tau, gsw=gsw, seed=seed)
+    rows = {m: dict(bpp=bpp, coded_bpp=None if m in ("webp", "avif") else bpp / 2)
+            for m in methods}
+    return dict(model_dir=str(model_dir), nominal_bpp=bpp, tau=tau, gsw=gsw, seed=seed,
+                rows=rows)
   records = [run("apic", 0.25, ["original", "tdic", "apic", "webp", "avif"], seed=5),
              dict(run("baselines_0.0625", 0.0625, ["original", "webp"]), baselines_at=0.0625),
              run("apic_low", 0.125, ["original", "tdic", "apic", "webp"]),
@@ -188,6 +191,8 @@ def test_the_gallery_is_one_rate_with_a_column_per_table_row(tmp_path):
   assert [c[0] for c in columns] == ["Original", "TDIC", "APIC", "SAIC-paper (τ=0.5)",
                                      "SAIC-magnitude (τ=8)", "KD", "WebP"]
   assert columns[2][1].max() == 0  # APIC from the first seed's run at 0.125 bpp
+  # Each column's real bpp (the .saic files' for a learned codec), none for the originals.
+  assert [c[-1] for c in columns] == [None, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.125]
   report._gallery(records, str(tmp_path / "gallery.png"))
   assert os.path.getsize(tmp_path / "gallery.png") > 0
 

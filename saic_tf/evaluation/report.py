@@ -373,24 +373,28 @@ def _series_fields(method, record):
 
 
 def gallery_columns(records):
-  """(rate, [(title, images, predictions, labels, class names)]) of the paper's Fig. 3: at the
-  lowest rate of a learned codec with a gallery, one column per row of the tables (each SAIC
-  variant and τ its own, titled as in the tables, in their order), from the first run that has
-  it (the first seed's)."""
+  """(rate, [(title, images, predictions, labels, class names, real bpp)]) of the paper's Fig. 3:
+  at the lowest rate of a learned codec with a gallery, one column per row of the tables (each
+  SAIC variant and τ its own, titled as in the tables, in their order), from the first run that
+  has it (the first seed's); real bpp is that run's mean over the evaluated images (None for
+  Original)."""
   found = [(r, layout.eval_path(r["model_dir"], layout.GALLERY_FILE)) for r in records]
   found = [(r, path) for r, path in found if os.path.exists(path)]
   # Not a rate of the baselines alone (bin/evaluate --baselines_at), which may be lower.
   rate = min((r["nominal_bpp"] for r, _ in found if not r.get("baselines_at")), default=None)
-  columns = {}  # title: (sort key, images, predictions, labels, class names)
+  columns = {}  # title: (sort key, images, predictions, labels, class names, real bpp)
   for record, gallery_path in found:
     if record["nominal_bpp"] != rate:
       continue
     gallery = np.load(gallery_path)
     for method in map(str, gallery["methods"]):
       fields = _series_fields(method, record)
+      row = record.get("rows", {}).get(method, {})
+      real = row.get("coded_bpp") if row.get("coded_bpp") is not None else row.get("bpp")
       columns.setdefault(tables.label(method, fields), (
           tables.order(method, fields["tau"]), gallery[f"images_{method}"],
-          gallery[f"predictions_{method}"], gallery["labels"], gallery["class_names"]))
+          gallery[f"predictions_{method}"], gallery["labels"], gallery["class_names"],
+          None if method == "original" else real))
   ordered = sorted(columns.items(), key=lambda item: item[1][0])  # stable: ties as found
   return rate, [(title, *column[1:]) for title, column in ordered]
 
@@ -402,7 +406,7 @@ def _gallery(records, path, rows=6):
   rows = min([rows] + [len(c[1]) for c in columns]) if columns else 1
   figure, axes = plt.subplots(rows, max(len(columns), 1), squeeze=False,
                               figsize=(1.6 * max(len(columns), 1), 1.8 * rows + 0.3))
-  for j, (title, images, predictions, labels, names) in enumerate(columns):
+  for j, (title, images, predictions, labels, names, real) in enumerate(columns):
     for i in range(rows):
       axis = axes[i, j]
       axis.imshow(images[i], interpolation="nearest")
@@ -411,7 +415,9 @@ def _gallery(records, path, rows=6):
       axis.set_xticks([])
       axis.set_yticks([])
       if i == 0:  # "SAIC-magnitude (τ=8)" on two lines, to fit the column
-        axis.set_title(title.replace(" (", "\n("), fontsize=7)
+        # The real size too: JPEG/WebP/AVIF may not fit the nominal rate at all.
+        axis.set_title(title.replace(" (", "\n(") +
+                       ("" if real is None else f"\n{real:.3f} bpp real"), fontsize=7)
   if rate is not None:
     figure.suptitle(f"{rate:g} bpp (nominal)", fontsize=9)
   # At 80 dpi a panel is about 110 pixels wide: the images' own size (96 in the
