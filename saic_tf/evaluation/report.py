@@ -99,14 +99,19 @@ def _correctness(row):
   return {row.get("seed"): statistics.decode(row["correct"])} if row.get("correct") else {}
 
 
+# What two rows must share for their per-image correctness to be paired: the same images, judged
+# by the same classifier, from codecs fine-tuned from the same base.
+SAME_SETTING = ("images_digest", "base", "classifier")
+
+
+def _same_setting(row, other, keys):
+  return all(row.get(k) == other.get(k) for k in keys)
+
+
 def paired_against_apic(entries):
   """[(label, APIC's label, statistics.compare)] of every other learned fine-tune (SAIC at each
   τ, KD) against the APIC row of the same rate, base, classifier and feature layer, when both
   were classified on the same images."""
-  def same_setting(row, apic):
-    return all(row.get(k) == apic.get(k)
-               for k in ("images_digest", "base", "classifier", "feature_layer"))
-
   # Decoded once per row: {id(row): {seed: correctness}}.
   decoded = {id(row): _correctness(row) for _, row in entries}
   comparisons = []
@@ -115,7 +120,8 @@ def paired_against_apic(entries):
     if method not in ("saic", "kd") or not mine:
       continue
     candidates = [r for m, r in entries
-                  if m == "apic" and decoded[id(r)] and same_setting(row, r)]
+                  if m == "apic" and decoded[id(r)] and
+                  _same_setting(row, r, SAME_SETTING + ("feature_layer",))]
     if not candidates:
       continue
     # The APIC row sharing the most seeds; a single APIC run pairs with a single run whatever
@@ -143,8 +149,7 @@ def paired_against_base(entries):
     if method != "apic" or not mine:
       continue
     for other, base in entries:
-      if (other == "tdic" and base.get("correct") and
-          all(row.get(k) == base.get(k) for k in ("images_digest", "base", "classifier"))):
+      if other == "tdic" and base.get("correct") and _same_setting(row, base, SAME_SETTING):
         seeds = sorted(mine, key=str)
         theirs = statistics.decode(base["correct"])
         comparisons.append((tables.label("apic", row), tables.label("tdic", base),
@@ -154,16 +159,24 @@ def paired_against_base(entries):
   return comparisons
 
 
-def write_tables(blocks, out_dir):
+def paired_comparisons(blocks):
+  """{rate: {"paired_base": APIC against its TDIC base, "paired": the others against APIC}}:
+  computed once (each is a bootstrap) for the tables and results.json alike."""
+  return {bpp: dict(paired_base=paired_against_base(entries), paired=paired_against_apic(entries))
+          for bpp, entries in blocks.items()}
+
+
+def write_tables(blocks, paired, out_dir):
+  """results.md and results.csv; `paired` is paired_comparisons(blocks)."""
   lines = ["# Results", ""]
   for bpp, entries in blocks.items():
     lines += [f"## {bpp:g} bpp (nominal)", ""] + tables.markdown_rows(entries) + [""]
-    for paired, words in ((paired_against_base(entries), "APIC against its TDIC base"),
-                          (paired_against_apic(entries), "Against APIC")):
-      if paired:
+    for comparisons, words in ((paired[bpp]["paired_base"], "APIC against its TDIC base"),
+                               (paired[bpp]["paired"], "Against APIC")):
+      if comparisons:
         lines += [f"{words} on the same images: the accuracy difference with its 95 % "
                   "bootstrap interval and McNemar's exact p.", ""]
-        lines += statistics.markdown(paired) + [""]
+        lines += statistics.markdown(comparisons) + [""]
   per_bit = accuracy_per_bit_markdown(blocks)
   if len(blocks) > 1 and per_bit:
     lines += ["## Accuracy per bit", "",
@@ -425,11 +438,11 @@ def _gallery(records, path, rows=6):
   save_figure(figure, path, dpi=80)
 
 
-def results_record(blocks):
+def results_record(blocks, paired):
   """results.json: every row of every block (means over seeds, their std, without per-image
   correctness), each block's paired comparisons against APIC (`paired`) and of APIC against its
-  TDIC base (`paired_base`), and accuracy per bit: what the tables show, for other tools (and
-  bin/reproduce's README) to read."""
+  TDIC base (`paired_base`; `paired` is paired_comparisons(blocks)), and accuracy per bit: what
+  the tables show, for other tools (and bin/reproduce's README) to read."""
   dropped = ("correct", "correct_runs")
   record = dict(blocks=[], accuracy_per_bit=[
       dict(method=label, bpp=bpp, bound=bound) for label, bpp, bound in accuracy_per_bit(blocks)],
@@ -437,10 +450,9 @@ def results_record(blocks):
   for bpp, entries in blocks.items():
     rows = [dict({k: v for k, v in row.items() if k not in dropped}, method=method,
                  label=tables.label(method, row)) for method, row in entries]
-    paired = {key: [dict(a=a, b=b, **c) for a, b, c in compare(entries)]
-              for key, compare in (("paired", paired_against_apic),
-                                   ("paired_base", paired_against_base))}
-    record["blocks"].append(dict(nominal_bpp=bpp, rows=rows, **paired))
+    comparisons = {key: [dict(a=a, b=b, **c) for a, b, c in paired[bpp][key]]
+                   for key in ("paired", "paired_base")}
+    record["blocks"].append(dict(nominal_bpp=bpp, rows=rows, **comparisons))
   return record
 
 
@@ -457,8 +469,9 @@ def build_records(records, out_dir):
     raise UserError("bin/report needs at least one evaluated MODEL_DIR")
   os.makedirs(out_dir, exist_ok=True)
   blocks = gather(records)
-  write_tables(blocks, out_dir)
-  write_json(os.path.join(out_dir, "results.json"), results_record(blocks))
+  paired = paired_comparisons(blocks)
+  write_tables(blocks, paired, out_dir)
+  write_json(os.path.join(out_dir, "results.json"), results_record(blocks, paired))
   _metric_vs_bpp(blocks, "accuracy", "ACC (%)", os.path.join(out_dir, FIGURES[0]))
   _metric_vs_bpp(blocks, "psnr", "PSNR (dB)", os.path.join(out_dir, FIGURES[1]))
   _tau_sweep(blocks, os.path.join(out_dir, FIGURES[2]))
