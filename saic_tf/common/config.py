@@ -9,9 +9,12 @@ from saic_tf.common.files import read_json, write_json
 
 # Settings that may change between a run and its resumption; any other difference is refused,
 # since it would silently mix two different experiments in one MODEL_DIR.
+# --downstream_model's path may move: its SHA-256 (downstream_sha256) says whether it changed.
 RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir",
+                               "downstream_model",
                                "checkpoint_every", "log_every", "image_every", "strategy",
                                "jit", "steps_per_execution", "on_nonfinite", "cache"})
+DOWNSTREAM_INPUTS = ("unit", "byte", "symmetric", "caffe", "torch")  # semantic/own_model.py
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 LOSSES = ("tdic", "apic", "saic", "kd")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -43,6 +46,12 @@ class TrainConfig:
   backbone: str = "resnet18"
   backbone_weights: str = "none"
   feature_layer: str = ""  # "": the backbone's default (saic_tf/semantic/backbones.py)
+  # The user's own frozen classifier instead of backbone + a trained head: a Keras model file,
+  # a shipped classifier's name, or (--loss=kd) a SavedModel; what input it expects; and its
+  # SHA-256, set by bin/train, never a flag (semantic/own_model.py).
+  downstream_model: str = ""
+  downstream_input: str = "unit"
+  downstream_sha256: str = ""
   # The GSW variant (semantic/gsw.py) and W's scale before Eq. 4 (raw, the paper's, or divided
   # by its mean |W|): the defaults are the ones chosen on the validation split
   # (results/gsw/selection.md), not the paper's.
@@ -142,6 +151,15 @@ class TrainConfig:
       raise UserError(f"--warmup_steps={self.warmup_steps}: must be >= 0")
     if self.steps_per_execution < 1:
       raise UserError(f"--steps_per_execution={self.steps_per_execution}: must be >= 1")
+    if self.downstream_input not in DOWNSTREAM_INPUTS:
+      raise UserError(f"--downstream_input={self.downstream_input}: must be one of "
+                      f"{', '.join(DOWNSTREAM_INPUTS)}")
+    if self.downstream_model and not self.semantic:
+      raise UserError("--downstream_model is the frozen network of an apic/saic/kd run; with "
+                      "--loss=tdic there is none")
+    if self.downstream_model and self.downstream_from:
+      raise UserError("--downstream_model and --downstream_from both name the downstream "
+                      "network: give one of them")
     if self.downstream_from and not self.semantic:
       raise UserError("--downstream_from reuses another run's downstream network for an "
                       "apic/saic/kd run; not with --loss=tdic")
@@ -157,6 +175,8 @@ class TrainConfig:
     none), else this run's own."""
     if self.downstream_from:
       return self.downstream_from
+    if self.downstream_model:  # the user's own model: this run's, whatever its base
+      return self.model_dir
     if self.init_from:
       base = TrainConfig.read(layout.run_dir(self.init_from))
       if base.semantic:
@@ -190,6 +210,12 @@ class TrainConfig:
       unused = GSW_SETTINGS if self.resolved_loss != "saic" else ()
       keys = [k for k in now if k not in RESUMABLE_CHANGES and k not in unused and k in saved]
       changed = [k for k in keys if saved.get(k) != now.get(k)]
+      if "downstream_sha256" in changed and saved.get("downstream_sha256"):
+        raise UserError(f"--downstream_model={self.downstream_model}: the file changed since "
+                        f"{self.model_dir} was started with it (SHA-256 "
+                        f"{saved['downstream_sha256'][:12]}... there, "
+                        f"{(self.downstream_sha256 or '')[:12]}... now): put the original "
+                        "back, or use another --model_dir")
       if changed:
         # A run of the earlier defaults: its own settings, which resume it, are every changed
         # one (a paper flagfile's τ changed with the defaults too).

@@ -38,9 +38,26 @@ ZOO_ROOT = os.environ.get("SAIC_ZOO_ROOT") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "codec", "models")
 
 
+CLASSIFIER_FILE = "classifier.keras"  # a shipped classifier: ZOO_ROOT/<name>/classifier.keras
+
+
 def zoo_dir(name):
   """The run directory of the shipped codec `name`."""
   return os.path.join(ZOO_ROOT, name)
+
+
+def zoo_classifier_path(name):
+  """The Keras model file of the shipped classifier `name` (e.g. imagenette96-resnet18)."""
+  return os.path.join(ZOO_ROOT, name, CLASSIFIER_FILE)
+
+
+def downstream_model_path(name_or_path):
+  """The file a --downstream_model names: a path, or a shipped classifier's name (a file or
+  directory of that name wins)."""
+  if (name_or_path and not os.path.exists(name_or_path) and os.sep not in name_or_path and
+      os.path.exists(zoo_classifier_path(name_or_path))):
+    return zoo_classifier_path(name_or_path)
+  return name_or_path
 
 
 def is_zoo_name(name):

@@ -89,12 +89,15 @@ def train_codec_stage(config: TrainConfig, stage, objective, steps, strategy, so
 
 
 def semantic_weights(config: TrainConfig, network, train_source, strategy):
-  """Per-channel weights of the feature loss: GSW's W' for SAIC (gsw.json), else all 1 (APIC;
-  KD's optional feature term)."""
-  num_channels = network.features.output.shape[-1]
+  """Per-channel weights of the feature loss: GSW's W' for SAIC (gsw.json), all 1 for APIC,
+  None for KD (its optional feature term weighs every channel 1 itself, and a SavedModel
+  classifier has no feature channels)."""
   if config.resolved_loss != "saic":
-    return np.ones(num_channels)
+    return None if config.resolved_loss == "kd" else np.ones(network.features.output.shape[-1])
+  num_channels = network.features.output.shape[-1]
   settings = dict(backbone=network.backbone, feature_layer=network.feature_layer,
+                  **({"downstream_sha256": config.downstream_sha256}
+                     if config.downstream_model else {}),
                   dataset=config.dataset, image_size=config.image_size,
                   holdout_every=config.holdout_every, gsw=config.gsw, gsw_scale=config.gsw_scale,
                   gsw_output=config.gsw_output, gsw_batches=config.gsw_batches,
@@ -175,8 +178,9 @@ def check_base_run(config: TrainConfig):
   codec alone (e.g. a shipped codec: one classifier for several rates); a run brings its own."""
   if config.init_from:
     base = TrainConfig.read(layout.run_dir(config.init_from))
-    if base.semantic and config.downstream_from:
-      raise UserError(f"--downstream_from with --init_from={config.init_from}: that run "
+    if base.semantic and (config.downstream_from or config.downstream_model):
+      flag = "--downstream_from" if config.downstream_from else "--downstream_model"
+      raise UserError(f"{flag} with --init_from={config.init_from}: that run "
                       "already brings its downstream network; give one of them")
     # Not the seed: it seeds this run's own fine-tune (bin/sweep_tau --seeds repeats one).
     shared = DOWNSTREAM_SETTINGS + CODEC_SETTINGS if base.semantic else CODEC_SETTINGS
@@ -216,7 +220,12 @@ def train(config: TrainConfig, strategy=None, skip_complete=False):
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   strategy = strategy or distribute.make_strategy(config.strategy)
-  config.write_or_check(write=distribute.is_chief(strategy))
+  own_classes = None
+  if config.downstream_model:  # after the strategy: multi_worker must start before any op
+    config, own_classes = downstream.with_own_model(config)
+  # Checked now, written once the data has loaded: a first start that fails there (a dataset
+  # offline, a wrong --data_dir) leaves no config.json to refuse the corrected command.
+  config.write_or_check(write=False)
   keras.mixed_precision.set_global_policy(
       "float32" if config.mixed_precision == "none" else config.mixed_precision)
   if config.batch_size % strategy.num_replicas_in_sync:
@@ -236,6 +245,10 @@ def train(config: TrainConfig, strategy=None, skip_complete=False):
                 chief=distribute.is_chief(strategy))
   sources = (datasets.load(config.dataset, "train", config.data_dir, config.holdout_every),
              datasets.load(config.dataset, "test", config.data_dir))
+  if own_classes is not None and own_classes != sources[0].num_classes:
+    raise UserError(f"--downstream_model={config.downstream_model}: it has {own_classes} "
+                    f"classes, the dataset {sources[0].num_classes}")
+  config.write_or_check(write=distribute.is_chief(strategy))
   try:
     if config.cache:
       sources = (datasets.cached(sources[0], config.image_size), sources[1])
