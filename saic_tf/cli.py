@@ -11,8 +11,8 @@ from absl import logging
 
 from saic_tf.common import distribute
 from saic_tf.common import layout
-from saic_tf.common.config import (GSW_SCALES, GSW_VARIANTS, LOSSES, LR_SCHEDULES,
-                                     MIXED_PRECISION, TrainConfig)
+from saic_tf.common.config import (DOWNSTREAM_INPUTS, GSW_SCALES, GSW_VARIANTS, LOSSES,
+                                     LR_SCHEDULES, MIXED_PRECISION, TrainConfig)
 from saic_tf.common.errors import user_error_inside, UserError
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
@@ -22,6 +22,7 @@ from saic_tf.semantic import backbones
 
 FLAGS = flags.FLAGS
 _DEFAULT = TrainConfig()
+MEASURE_FILE = "measure.json"  # bin/measure's default --out, in the current directory
 
 
 def define_train_flags(flag_values=FLAGS):
@@ -71,6 +72,17 @@ def define_train_flags(flag_values=FLAGS):
   flags.DEFINE_string("feature_layer", _DEFAULT.feature_layer, "Layer that splits the "
                       "downstream network into F (features f_1..f_K) and the head. Default: "
                       "the backbone's last block (see saic_tf/semantic/backbones.py).", **fv)
+  flags.DEFINE_string("downstream_model", _DEFAULT.downstream_model, "Your own classifier "
+                      "as the frozen downstream network, instead of --backbone and a trained "
+                      "head: a Keras model file (.keras or .h5), never retrained, split at "
+                      "--feature_layer (default: the input of its last global pooling layer); "
+                      "or a shipped classifier's name (bin/models); or, for --loss=kd only, a "
+                      "TF SavedModel directory whose serving signature returns class scores.",
+                      **fv)
+  flags.DEFINE_enum("downstream_input", _DEFAULT.downstream_input, DOWNSTREAM_INPUTS, "What "
+                    "--downstream_model expects: unit [0, 1], byte [0, 255], symmetric "
+                    "[-1, 1], or Keras Applications' caffe or torch preprocessing. Its input "
+                    "size is taken from the model when the model fixes it.", **fv)
   flags.DEFINE_integer("gsw_batches", _DEFAULT.gsw_batches, "Training batches GSW's W is "
                        "averaged over.", lower_bound=1, **fv)
   flags.DEFINE_enum("gsw", _DEFAULT.gsw, GSW_VARIANTS, "GSW variant, what W "
@@ -149,7 +161,8 @@ def define_train_flags(flag_values=FLAGS):
 
 
 def train_config_from_flags(flag_values=FLAGS):
-  names = {f.name for f in dataclasses.fields(TrainConfig)}
+  # Fields that are no flag (downstream_sha256: bin/train records it) keep their defaults.
+  names = {f.name for f in dataclasses.fields(TrainConfig)} & set(flag_values)
   return TrainConfig(**{name: flag_values[name].value for name in names})
 
 
@@ -222,7 +235,7 @@ def define_export_flags(flag_values=FLAGS, after_training=False):
   fv = dict(flag_values=flag_values)
   if after_training:
     flags.DEFINE_bool("export", True, "At the end, export the last stage as bin/export does "
-                      "(SavedModel for TF Serving, TFLite decoders).", **fv)
+                      "(SavedModel for TF Serving, TFLite decoders and encoders).", **fv)
   else:
     flags.DEFINE_string("model_dir", None, "The trained run to export (or give --model).",
                         **fv)
@@ -261,8 +274,9 @@ def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
   version_dir, parity = export.export(model_dir, export_dir, flag_values.model_name,
                                       flag_values.version, stage, flag_values.parity_images)
   print(f"\nexported to {version_dir}: SavedModel (signatures "
-        f"{', '.join(serving.SIGNATURES)}), {tflite.TFLITE_FLOAT}, {tflite.TFLITE_INT8}")
-  print("TFLite decoders against the Keras decoder on real test images:")
+        f"{', '.join(serving.SIGNATURES)}), {', '.join(tflite.FILES)}")
+  print("TFLite decoders against the Keras decoder, encoders against the SavedModel's, on real "
+        "test images:")
   print("\n".join("  " + line for line in tflite.parity_table(parity)))
   return version_dir
 
@@ -331,8 +345,9 @@ def bench_settings_from_flags(flag_values=FLAGS):
       steps=f.steps, large_size=large, images=f.images, input_batches=f.input_batches)
 
 
-def define_file_codec_flags(decompress=False, flag_values=FLAGS):
-  """Flags of bin/compress, or with `decompress` of bin/decompress."""
+def define_file_codec_flags(decompress=False, flag_values=FLAGS, measure=False):
+  """Flags of bin/compress, or with `decompress` of bin/decompress, or with `measure` of
+  bin/measure."""
   fv = dict(flag_values=flag_values)
   model_help = ("MODEL_DIR of the run the files were made with, its bin/export directory, or "
                 "a shipped codec's name. Default: the shipped codec whose fingerprint each "
@@ -344,8 +359,14 @@ def define_file_codec_flags(decompress=False, flag_values=FLAGS):
                       **fv)
   flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images above this many "
                        "pixels (memory is bounded by it).", lower_bound=1, **fv)
+  if measure:
+    flags.DEFINE_string("out", MEASURE_FILE, "JSON file of the figures, per image and mean "
+                        "(replaced if it exists). Default: measure.json in the current "
+                        "directory.", **fv)
+    return
   suffix = ".png" if decompress else ".saic"
-  flags.DEFINE_string("o", None, f"Output {suffix} file (one input) or directory. Default: "
+  flags.DEFINE_string("o", None, f"Output {suffix} file (one input) or directory (the "
+                      "sub-folders of an input directory are mirrored under it). Default: "
                       f"beside each input, its name with {suffix} for its extension (an "
                       "existing file is not overwritten).", **fv)
 
@@ -439,7 +460,13 @@ def define_models_flags(flag_values=FLAGS):
                     "every one.", **fv)
   flags.DEFINE_string("package", None, "A trained --loss=tdic run to ship as --name "
                       "(maintainers: copies its codec weights, entropy model and record).", **fv)
-  flags.DEFINE_string("name", None, "The shipped name of --package, e.g. tdic-0.25.", **fv)
+  flags.DEFINE_string("name", None, "The shipped name of --package or --package_classifier, "
+                      "e.g. tdic-0.25, saic-0.125 or imagenette96-resnet18.", **fv)
+  flags.DEFINE_string("classifier", None, "With --package of a fine-tune run (apic/saic/kd from "
+                      "a shipped tdic-* base): the shipped classifier it was fine-tuned for "
+                      "(made by --package_classifier from its downstream network).", **fv)
+  flags.DEFINE_string("package_classifier", None, "A fine-tune run whose trained downstream "
+                      "classifier to ship as --name (a Keras file, float16 weights).", **fv)
   flags.DEFINE_string("command", "", "With --package: the command that trained the run, for "
                       "its record.", **fv)
   flags.DEFINE_string("kodak_dir", default.kodak_dir, "The 24 Kodak PNGs (if absent, the "
@@ -463,23 +490,32 @@ def models_from_flags(flag_values=FLAGS, log=print):
   # pylint: disable=g-import-not-at-top
   from saic_tf.codec import zoo
   from saic_tf.experiments import model_zoo
+  from saic_tf.experiments import task_codecs
   f = flag_values
-  if bool(f.package) != bool(f.name):
-    raise UserError("--package=RUN and --name=NAME go together")
+  if bool(f.package or f.package_classifier) != bool(f.name) or (
+      f.package and f.package_classifier):
+    raise UserError("--name=NAME goes with one of --package=RUN or --package_classifier=RUN")
   if bool(f.curve) != bool(f.snapshots):
     raise UserError("--curve=NAME and --snapshots=DIR go together")
-  if f.package:
+  settings = model_zoo.MeasureSettings(f.kodak_dir, f.imagenette_dir, f.imagenette_images)
+  if f.package_classifier:
+    log(f"packaged {task_codecs.package_classifier(f.package_classifier, f.name, f.command, settings, log)}")
+  elif f.package and f.classifier:
+    log(f"packaged {task_codecs.package_codec(f.package, f.name, f.classifier, f.command, settings, log)}")
+  elif f.package:
     log(f"packaged {model_zoo.package(f.package, f.name, f.command)}")
   names = zoo.names() if f.measure == ["all"] else f.measure
-  settings = model_zoo.MeasureSettings(f.kodak_dir, f.imagenette_dir, f.imagenette_images)
   for name in names:
     zoo.check_name(name)
-    model_zoo.measure(name, settings, log=log)
+    if zoo.record(name).get("kind") == "task-aware codec":
+      task_codecs.measure(name, settings, log=log)
+    else:
+      model_zoo.measure(name, settings, log=log)
   if f.curve:
     model_zoo.curve(f.curve, f.snapshots, settings, log=log)
   if f.out:
     log(f"wrote {model_zoo.write_markdown(f.out)}")
-  return model_zoo.table()
+  return model_zoo.table() + task_codecs.table()
 
 
 def define_gsw_study_flags(flag_values=FLAGS):
@@ -569,4 +605,20 @@ def run(main, positional=False):
         raise
       print(f"error: {inside}", file=sys.stderr)
       sys.exit(2)
-  app.run(guarded)
+  show_own_flags_in_help()
+  app.run(guarded, argv=with_short_help(sys.argv))
+
+
+def show_own_flags_in_help(flag_values=FLAGS):
+  """absl's --help lists only the key flags of the script run (sys.argv[0]), and every flag is
+  defined here, not in the bin/ script: so a command's own flags, the ones this module defined
+  for it, are made the script's key flags. --help then lists them, without absl's own, and ends
+  with absl's line naming --helpfull, which still lists every flag."""
+  for flag in flag_values.get_flags_for_module(__name__):
+    flag_values.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def with_short_help(argv):
+  """argv with -h (absl knows only --help and -?) as --help, up to a `--`."""
+  end = argv.index("--") if "--" in argv else len(argv)
+  return [argv[0]] + ["--help" if a == "-h" else a for a in argv[1:end]] + argv[end:]

@@ -68,22 +68,27 @@ def test_a_file_written_before_the_package_moved_decodes_to_the_same_pixels():
 
 
 def test_cli_round_trip_and_errors(tdic_run, tmp_path):
+  """Two images of one name in two sub-folders: -o mirrors the input tree, in both commands."""
   inputs = tmp_path / "in"
-  inputs.mkdir()
-  for name in sorted(os.listdir(IMAGES))[:2]:
-    Image.open(os.path.join(IMAGES, name)).save(inputs / (name + ".png"))
+  for folder, name in zip(("cat", "dog"), sorted(os.listdir(IMAGES))[:2]):
+    (inputs / folder).mkdir(parents=True)
+    Image.open(os.path.join(IMAGES, name)).save(inputs / folder / "x.png")
   (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
   result = run_bin("compress", str(inputs), f"--model={tdic_run}", "-o", str(tmp_path / "saic"))
   assert result.returncode == 1  # the broken file is listed, the good ones are written
   assert "broken.png" in result.stderr and "bpp actual" in result.stdout
-  written = sorted(os.listdir(tmp_path / "saic"))
-  assert written == sorted(n[:-4] + ".saic" for n in os.listdir(inputs) if n != "broken.png")
+  written = [os.path.join("cat", "x.saic"), os.path.join("dog", "x.saic")]
+  assert sorted(os.listdir(tmp_path / "saic")) == ["cat", "dog"]
+  assert all(os.listdir(tmp_path / "saic" / folder) == ["x.saic"] for folder in ("cat", "dog"))
   result = run_bin("decompress", str(tmp_path / "saic"), f"--model={tdic_run}", "-o",
                    str(tmp_path / "png"))
   assert result.returncode == 0, result.stderr[-2000:]
+  decoded = []
   for name in written:
     with Image.open(tmp_path / "png" / (name[:-5] + ".png")) as image:
       assert image.size == (224, 224)
+      decoded.append(np.asarray(image))
+  assert not np.array_equal(*decoded)  # two images, neither written over the other
   one = tmp_path / "saic" / written[0]
   truncated = tmp_path / "truncated.saic"
   truncated.write_bytes(one.read_bytes()[:-10])
@@ -115,3 +120,30 @@ def test_without_o_each_output_lands_beside_its_input_and_never_over_a_file(tmp_
   assert (folder / "z.saic").read_bytes() == b"theirs"
   assert sorted(os.listdir(folder)) == ["x.jpg", "x.png", "x.saic", "y.jpg", "y.saic", "z.jpg",
                                         "z.saic"]  # no temporary file left
+
+
+def test_with_o_the_tree_under_each_named_directory_is_mirrored(tmp_path):
+  """file_codec.process with -o (the work stands in for the codec): files found in a named
+  directory keep their path relative to it; a named file keeps its base name, and alone it
+  may name the output file, as before."""
+  for name in ("photos/cat/x.png", "photos/dog/x.png", "photos/dog/deep/y.jpg", "more/x.png",
+               "single.jpg"):
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_bytes(name.encode())
+  work = lambda path: (b"coded " + open(path, "rb").read(), "")
+  out = tmp_path / "out"
+  failures = dict(file_codec.process([str(tmp_path / "photos"), str(tmp_path / "single.jpg"),
+                                      str(tmp_path / "more")], str(out), (".jpg", ".png"),
+                                     ".saic", work))
+  assert (out / "cat" / "x.saic").read_bytes() == b"coded photos/cat/x.png"
+  assert (out / "dog" / "x.saic").read_bytes() == b"coded photos/dog/x.png"
+  assert (out / "dog" / "deep" / "y.saic").read_bytes() == b"coded photos/dog/deep/y.jpg"
+  assert (out / "single.saic").read_bytes() == b"coded single.jpg"
+  assert (out / "x.saic").read_bytes() == b"coded more/x.png" and not failures
+  # Two named directories, each with an x.png at its top: one output name, the second listed.
+  failures = dict(file_codec.process([str(tmp_path / "more"), str(tmp_path / "photos" / "cat")],
+                                     str(tmp_path / "out2"), (".png",), ".saic", work))
+  assert "x.saic is " in failures[str(tmp_path / "photos" / "cat" / "x.png")]
+  failures = file_codec.process([str(tmp_path / "single.jpg")], str(tmp_path / "one.saic"),
+                                (".jpg",), ".saic", work)
+  assert not failures and (tmp_path / "one.saic").read_bytes() == b"coded single.jpg"

@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
 
@@ -15,7 +16,7 @@ from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.evaluation import club, evaluate, report, statistics, tables
 from saic_tf.experiments import sweep
-from saic_tf.training import trainer
+from saic_tf.training import loop, trainer
 from test_cli import run_bin
 
 COLUMNS = ("accuracy", "f1", "psnr", "ssim", "mse", "feature_mse", "bpp", "si")
@@ -37,10 +38,11 @@ def saic_run(tmp_path_factory):
   return model_dir
 
 
-def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
+def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path, caplog):
   result = run_bin("evaluate", f"--model_dir={saic_run}", "--max_images=24",
                    "--club_train_images=40", "--club_steps=50")
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "evaluate: test split: 24/24 images (100 %)" in result.stderr  # progress, on the log
   record = json.load(open(saic_run / "eval.json"))
   assert list(record["rows"]) == ["original", "tdic", "saic", "jpeg", "webp", "avif"]
   assert record["num_images"] == 24 and record["nominal_bpp"] == 0.5
@@ -95,12 +97,33 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path):
   assert "## 0.5 bpp (nominal)" in (out / "results.md").read_text()
 
   # The same evaluation in this process, whatever TensorFlow's global seed was, gives the same
-  # SI (the CLUB training subset and fit are seeded from the run's seed).
+  # SI (the CLUB training subset and fit are seeded from the run's seed). Its passes log
+  # progress lines with an ETA (with each method's seconds so far), and a last one.
   tf.random.set_seed(1234)
+  caplog.set_level(logging.INFO, logger="absl")
   again = evaluate.evaluate(saic_run, evaluate.EvalSettings(
       max_images=24, club_train_images=40, club=club.ClubSettings(steps=50), baselines=()))
   for method in ("original", "tdic", "saic"):
     assert again["rows"][method]["si"] == pytest.approx(record["rows"][method]["si"], rel=1e-3)
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluate: ")]
+  (test_pass,) = [line for line in lines if line.startswith("evaluate: test split: ")]
+  assert test_pass.startswith("evaluate: test split: 24/24 images (100 %)")  # one batch
+  assert "done in 0:" in test_pass and "tdic " in test_pass and "saic " in test_pass
+  club_pass = [line for line in lines if line.startswith("evaluate: CLUB's training pairs: ")]
+  assert club_pass[0].startswith("evaluate: CLUB's training pairs: 32/40 images (80 %)")
+  assert "ETA 0:" in club_pass[0] and "40/40 images (100 %)" in club_pass[-1]
+  fits = [line for line in lines if line.startswith("evaluate: SI (CLUB fits): ")]
+  assert fits[0].startswith("evaluate: SI (CLUB fits): 1/3 methods (33 %)")
+  assert "ETA 0:" in fits[0] and "3/3 methods (100 %)" in fits[-1]
+
+
+def test_progress_lines_come_every_tenth_not_every_image():
+  lines = []
+  progress = loop.Progress("pass", 1000, log=lines.append)
+  for _ in range(1000):
+    progress.update()
+  assert len(lines) == 10 and lines[0].startswith("pass: 100/1000 images (10 %)")
+  assert all("ETA" in line for line in lines[:-1]) and "done in" in lines[-1]
 
 
 def test_report_pairs_each_fine_tune_with_apic_on_the_same_images():

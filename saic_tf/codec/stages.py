@@ -41,10 +41,33 @@ class TrainedStage:
 
 def restore_codec(config, checkpoint):
   """The run's BinaryCodec with the weights of `checkpoint` (which may hold more, e.g. the
-  optimizer)."""
+  optimizer). A float16 checkpoint (a shipped codec stored at half the bytes, save_float16)
+  gives a float32 codec with those values."""
   codec = build_codec(config)
-  restore(tf.train.Checkpoint(codec=codec), checkpoint, partial=True)
+  try:
+    dtypes = set(tf.train.load_checkpoint(checkpoint).get_variable_to_dtype_map().values())
+  except (tf.errors.OpError, ValueError):
+    dtypes = set()  # restore() says what is wrong with it
+  if tf.float16 not in dtypes:
+    restore(tf.train.Checkpoint(codec=codec), checkpoint, partial=True)
+    return codec
+  with _policy("float16"):  # the same layers with float16 variables, as it was saved
+    half = build_codec(config)
+  restore(tf.train.Checkpoint(codec=half), checkpoint, partial=True)
+  codec.set_weights([np.asarray(w, np.float32) for w in half.get_weights()])
   return codec
+
+
+def save_float16(codec, config, directory, step):
+  """Saves `codec`'s weights alone as a float16 checkpoint <directory>/ckpt-<step> (half the
+  bytes of float32; the layers that Keras keeps in float32 under any policy stay so)."""
+  with _policy("float16"):
+    half = build_codec(config)
+  half.set_weights([np.asarray(w, v.dtype.as_numpy_dtype)
+                    for w, v in zip(codec.get_weights(), half.weights)])
+  manager = tf.train.CheckpointManager(tf.train.Checkpoint(codec=half), directory,
+                                       max_to_keep=1)
+  return manager.save(checkpoint_number=step)
 
 
 def select(config, model_dir, stage=None):
@@ -80,15 +103,20 @@ def load_stage(config, model_dir, stage=None):
 
 
 @contextlib.contextmanager
-def _float32():
-  """Latents as files get them: a codec built under training's mixed-precision policy would
-  compute them in bfloat16 or float16."""
+def _policy(name):
+  """Keras' global dtype policy `name` for what is built inside, then the one before."""
   policy = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy("float32")
+  keras.mixed_precision.set_global_policy(name)
   try:
     yield
   finally:
     keras.mixed_precision.set_global_policy(policy)
+
+
+def _float32():
+  """Latents as files get them: a codec built under training's mixed-precision policy would
+  compute them in bfloat16 or float16."""
+  return _policy("float32")
 
 
 def fit_entropy_model(config, codec, count=ENTROPY_FIT_IMAGES):

@@ -37,6 +37,19 @@ def names():
   return sorted(found, key=lambda n: (_rate(n), n))
 
 
+def classifier_names():
+  """The shipped classifiers' names (a folder with classifier.keras and record.json): the
+  networks the task-aware codecs were fine-tuned for."""
+  root = layout.ZOO_ROOT
+  return sorted(n for n in (os.listdir(root) if os.path.isdir(root) else ())
+                if NAME_PATTERN.match(n) and os.path.exists(layout.zoo_classifier_path(n)))
+
+
+def all_names():
+  """Every shipped model: the codecs by rate, then the classifiers."""
+  return names() + classifier_names()
+
+
 def check_new_name(name):
   """A name a run may be shipped under (--name of bin/models --package)."""
   if not NAME_PATTERN.match(name or "") or name == "all" or name.endswith(".tmp"):

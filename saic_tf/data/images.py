@@ -95,6 +95,50 @@ def read_image(path, max_pixels=None):
     raise UserError(f"not a readable image ({reason})") from None
 
 
+def as_rgb_uint8(image, max_pixels=None):
+  """uint8 RGB [H, W, 3] of what the Python API takes: a file path, a Pillow image in any mode,
+  or an array (uint8, bool, 16-bit or floats in [0, 1]; [H, W], [H, W, 1], [H, W, 3] or
+  [H, W, 4]: greyscale repeated, alpha dropped, as read_image does with files)."""
+  if isinstance(image, (str, bytes, os.PathLike)):
+    path = os.fsdecode(image)
+    try:
+      return read_image(path, max_pixels)
+    except UserError as e:
+      raise UserError(f"{path}: {e}") from None
+    except OSError as e:
+      raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+  if isinstance(image, Image.Image):
+    if max_pixels:
+      check_pixels(image.size[1], image.size[0], max_pixels)
+    return _to_rgb_array(image)
+  try:
+    array = np.asarray(image)
+  except Exception:  # pylint: disable=broad-except
+    array = None
+  if array is None or array.dtype == object or array.ndim not in (2, 3) or (
+      array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+    what = (f"an array of shape {array.shape}" if array is not None and array.ndim else
+            f"a {type(image).__name__}")
+    raise UserError(f"cannot take {what} as an image: give a file path, a PIL image, or an "
+                    "array [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]")
+  if max_pixels:
+    check_pixels(array.shape[0], array.shape[1], max_pixels)
+  if array.dtype == np.bool_:
+    array = array.astype(np.uint8) * 255
+  elif array.dtype == np.uint16:
+    array = np.round(array / 257.0).astype(np.uint8)
+  elif np.issubdtype(array.dtype, np.floating):
+    if array.size and not (np.nanmin(array) >= 0.0 and np.nanmax(array) <= 1.0):
+      raise UserError("a float array must hold values in [0, 1] (or pass uint8 pixels)")
+    array = to_uint8(array).numpy()
+  elif array.dtype != np.uint8:
+    raise UserError(f"cannot take a {array.dtype} array as an image: give uint8 (0..255), "
+                    "uint16, bool or floats in [0, 1]")
+  if array.ndim == 2 or array.shape[-1] == 1:
+    array = np.repeat(array.reshape(array.shape[:2] + (1,)), 3, axis=-1)
+  return np.ascontiguousarray(array[..., :3])
+
+
 def _read_named(path):
   """read_image, with the file named in its error (a pipeline's error cannot say which)."""
   try:

@@ -113,39 +113,43 @@ class FileCodec:
     return self.backend.decode(bits, header.height, header.width)
 
 
-def _inputs(paths, extensions):
-  """Files named on the command line, and the matching files inside named directories."""
+def input_files(paths, extensions):
+  """Files named on the command line, and the matching files inside named directories, as
+  (path, its name under the output directory): a named file's base name, a file found in a
+  named directory its path relative to that directory (so cat/x.png and dog/x.png stay apart)."""
   files = []
   for path in paths:
     if os.path.isdir(path):
       for directory, _, names in sorted(os.walk(path)):
-        files += [os.path.join(directory, n) for n in sorted(names)
-                  if n.lower().endswith(extensions)]
+        files += [(os.path.join(directory, n), os.path.relpath(os.path.join(directory, n), path))
+                  for n in sorted(names) if n.lower().endswith(extensions)]
     else:
-      files.append(path)
+      files.append((path, os.path.basename(path)))
   return files
 
 
-def _target(path, output, single, suffix):
+def _target(path, relative, output, single, suffix):
   if output is None:  # no -o: beside the input; like gzip, never over an existing file
     return os.path.splitext(path)[0] + suffix
   if single and not os.path.isdir(output) and output.endswith(suffix):
     return output
-  os.makedirs(output, exist_ok=True)
-  return os.path.join(output, os.path.splitext(os.path.basename(path))[0] + suffix)
+  target = os.path.join(output, os.path.splitext(relative)[0] + suffix)
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  return target
 
 
 def process(paths, output, extensions, suffix, work):
   """Runs `work(path) -> (bytes, message)` on every input, writing `output` files atomically
-  (`output` None: each beside its input, <stem><suffix>).
-  Bad inputs are listed and skipped; returns the list of (path, error)."""
-  files = _inputs(paths, extensions)
+  (`output` None: each beside its input, <stem><suffix>; a directory: the tree of each named
+  directory mirrored under it). Bad inputs are listed and skipped; returns the list of
+  (path, error)."""
+  files = input_files(paths, extensions)
   if not files:
     raise UserError(f"no input files ({', '.join(extensions)}) in {' '.join(paths)}")
   failures, written = [], {}
-  for number, path in enumerate(files, 1):
+  for number, (path, relative) in enumerate(files, 1):
     try:
-      target = _target(path, output, len(files) == 1, suffix)
+      target = _target(path, relative, output, len(files) == 1, suffix)
       if target in written:  # e.g. a/x.webp and b/x.tif: the second would overwrite the first
         raise UserError(f"its output {target} is {written[target]}'s already; give the inputs "
                         "different names")

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from typing import Optional, Tuple
 
 from absl import logging
@@ -35,6 +36,7 @@ from saic_tf.evaluation import metrics
 from saic_tf.evaluation import statistics
 from saic_tf.evaluation import tables
 from saic_tf.semantic import downstream
+from saic_tf.training import loop
 
 GALLERY_SIZE = 8
 SUBSET_SEED = 0  # of the --eval_max_images subset, shared by every run
@@ -118,13 +120,15 @@ def _methods(config, model_dir, stages, baseline_names, nominal=None):
   return methods, nominal
 
 
-def _pass(methods, network, dataset, details, gallery_indices=()):
+def _pass(methods, network, dataset, details, gallery_indices=(), progress=None):
   """Runs every method over the dataset; returns labels, per-method arrays, and the images
-  (uint8) at `gallery_indices`."""
+  (uint8) at `gallery_indices`. `progress` (a loop.Progress) counts the images, its lines
+  naming each method's seconds so far (which of them is slow)."""
   out = {name: dict(probs=[], bpp=[], within=[], coded_bpp=[], psnr=[], ssim=[], mse=[],
                     feature_mse=[])
          for name in methods}
   labels, gallery = [], {name: [] for name in methods}
+  seconds = dict.fromkeys(methods, 0.0)
   offset = 0
   for images, batch_labels in dataset:
     labels.append(batch_labels.numpy())
@@ -132,7 +136,9 @@ def _pass(methods, network, dataset, details, gallery_indices=()):
     offset += len(batch_labels)
     original_features = network.features(images, training=False)
     for name, method in methods.items():
+      start = time.perf_counter()
       reconstructions, bpp, extra = method(images)
+      seconds[name] += time.perf_counter() - start
       reconstructions = tf.convert_to_tensor(reconstructions, tf.float32)
       features = network.features(reconstructions, training=False)
       logits = network.head(features, training=False)
@@ -148,6 +154,10 @@ def _pass(methods, network, dataset, details, gallery_indices=()):
         row["feature_mse"].append(metrics.feature_mse(original_features, features))
       if keep:
         gallery[name].append(to_uint8(tf.gather(reconstructions, keep)).numpy())
+    if progress is not None:
+      progress.update(len(batch_labels),
+                      note=", ".join(f"{name} {s:.0f} s" for name, s in seconds.items()
+                                     if name != "original"))
   merged = {name: {k: np.concatenate(v) for k, v in row.items() if v}
             for name, row in out.items()}
   return np.concatenate(labels), merged, {k: np.concatenate(v) for k, v in gallery.items() if v}
@@ -224,12 +234,17 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
   club_train = datasets.eval_dataset(train_source, image_size, settings.batch_size,
                                      limit=settings.club_train_images, shuffle_seed=config.seed)
   try:
-    labels, results, gallery = _pass(methods, network, test, details=True,
-                                     gallery_indices=picks)
-    _, train_results, _ = _pass(methods, network, club_train, details=False)
+    labels, results, gallery = _pass(
+        methods, network, test, details=True, gallery_indices=picks,
+        progress=loop.Progress(f"evaluate: {settings.split} split", count))
+    _, train_results, _ = _pass(
+        methods, network, club_train, details=False,
+        progress=loop.Progress("evaluate: CLUB's training pairs",
+                               min(settings.club_train_images, train_source.num_examples)))
   except tf.errors.OpError as e:  # e.g. a damaged file in an image folder
     datasets.check_decode_error(e, test_source, train_source)
   rows = {}
+  club_progress = loop.Progress("evaluate: SI (CLUB fits)", len(methods), unit="methods")
   for name in methods:
     si = club_lib.mutual_information(
         (train_results["original"]["probs"], train_results[name]["probs"]),
@@ -237,6 +252,7 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
     rows[name] = _row(name, labels, results[name], train_source.num_classes, si)
     logging.info("evaluate: %-8s ACC %.4f  F1 %.4f  SI %.3f nats", name, rows[name]["accuracy"],
                  rows[name]["f1"], si)
+    club_progress.update()
   # The baselines alone are an evaluation of their own (its gallery in out_dir), not the run's.
   alone = settings.baselines_at is not None
   record = dict(
@@ -251,7 +267,9 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
       nominal_bpp=nominal, stages={k: v for k, v in stages} if evaluated else {},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,
-                      test_accuracy=network.info.get("test_accuracy")),
+                      test_accuracy=network.info.get("test_accuracy"),
+                      **{k: network.info[k] for k in ("model", "sha256", "input")
+                         if k in network.info}),
       si=dict(estimator="CLUB", units="nats", outputs="softmax probabilities",
               club_train_images=settings.club_train_images,
               logvar_range=[club_lib.LOGVAR_MIN, club_lib.LOGVAR_MAX],

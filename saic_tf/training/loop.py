@@ -208,3 +208,36 @@ def optimizer_for(config, optimizer):
   if config.mixed_precision == "mixed_float16":
     return keras.mixed_precision.LossScaleOptimizer(optimizer)
   return optimizer
+
+
+class Progress:
+  """Progress lines of a long pass that is not a fit (bin/evaluate's passes over a split and its
+  CLUB fits): items done / total, rate and ETA, like the training lines above.
+
+  A line at each further tenth of the total, or after `every_seconds` without one, whichever
+  comes first, and one at the end: a large split gets about ten lines, not one per image."""
+
+  def __init__(self, what, total, unit="images", every_seconds=30.0, log=None):
+    self.what, self.total, self.unit = what, int(total), unit
+    self.every_seconds, self.log = every_seconds, log
+    self.done = 0
+    self._start = self._last = time.time()
+    self._next_tenth = 1
+
+  def update(self, count=1, note=""):
+    """`count` more items done; `note` is added to the line, if one is due."""
+    self.done += count
+    now = time.time()
+    tenths = 10 * self.done // max(self.total, 1)
+    finished = self.done >= self.total
+    if not (finished or tenths >= self._next_tenth or now - self._last >= self.every_seconds):
+      return
+    self._next_tenth, self._last = tenths + 1, now
+    elapsed = now - self._start
+    rate = max(self.done / max(elapsed, 1e-9), 1e-9)
+    when = (f"done in {datetime.timedelta(seconds=round(elapsed))}" if finished else
+            f"ETA {datetime.timedelta(seconds=round((self.total - self.done) / rate))}")
+    (self.log or logging.info)(
+        f"{self.what}: {self.done}/{self.total} {self.unit} "
+        f"({100 * self.done // max(self.total, 1)} %)  {rate:.1f} {self.unit}/s  {when}" +
+        (f"  {note}" if note else ""))
