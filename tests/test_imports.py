@@ -11,7 +11,8 @@ PACKAGE = os.path.join(ROOT, "saic_tf")
 # The pipeline's order (saic_tf/__init__.py): a package may import itself and those before it.
 ORDER = ("common", "data", "codec", "semantic", "training", "evaluation", "deploy",
          "experiments")
-TOP_LEVEL = ("saic_tf", "saic_tf.cli")  # the package's docstring, and the CLI (imports any)
+CLI = ("saic_tf.cli", "saic_tf.commands")  # the flags and the commands (bin/, `saic`)
+TOP_LEVEL = ("saic_tf",) + CLI  # the package's API, and the CLI (imports any)
 
 
 def module_name(path, root=PACKAGE):
@@ -67,8 +68,8 @@ def problems(edges):
     if module not in TOP_LEVEL and stage(module) is None:
       found.append(f"{module}: not in a subpackage of the pipeline ({', '.join(ORDER)})")
     for target in sorted(targets):
-      if target == "saic_tf.cli" and module != "saic_tf.cli":
-        found.append(f"{module} imports the CLI (saic_tf.cli)")
+      if target in CLI and module not in CLI:
+        found.append(f"{module} imports the CLI ({target})")
       elif module not in TOP_LEVEL and target != "saic_tf":
         if stage(target) is None or stage(target) > stage(module):
           found.append(f"{module} imports {target}, later in the pipeline")
@@ -115,6 +116,8 @@ def test_every_subpackage_of_the_order_exists_and_nothing_else_does():
      "saic_tf.codec.bitstream imports saic_tf.training.loop, later in the pipeline"),
     ({"saic_tf.experiments.reproduce": {"saic_tf.cli"}, "saic_tf.cli": set()},
      "saic_tf.experiments.reproduce imports the CLI (saic_tf.cli)"),
+    ({"saic_tf.deploy.api": {"saic_tf.commands"}, "saic_tf.commands": set()},
+     "saic_tf.deploy.api imports the CLI (saic_tf.commands)"),
     ({"saic_tf.deploy.export": {"saic_tf.deploy.file_codec"},
       "saic_tf.deploy.file_codec": {"saic_tf.deploy.export"}},
      "import cycle: saic_tf.deploy.export -> saic_tf.deploy.file_codec -> saic_tf.deploy.export"),
