@@ -258,29 +258,37 @@ def _at_bytes(images, codec_name, bpp_per_image):
   return np.stack(decoded), np.array(bpp), over
 
 
+def task_codec(name):
+  """(config, codec, its tdic base, its classifier) of the shipped task-aware codec `name`."""
+  directory = zoo.check_name(name)
+  if zoo.record(name).get("kind") != "task-aware codec":
+    raise UserError(f"{name}: not a task-aware codec (bin/models lists them)")
+  config = TrainConfig.read(directory)
+  return (config, FileCodec(directory), FileCodec(zoo.check_name(config.init_from)),
+          downstream.own(config).classifier)
+
+
+def accuracy_on(name, dataset="sample", split="test", data_dir="", limit=0, log=print):
+  """accuracy_at_same_bytes of the shipped task-aware codec `name` on a split at its size."""
+  config, codec, base, classifier = task_codec(name)
+  images, labels, _ = labelled_split(dataset, split, data_dir, config.image_size, limit)
+  return accuracy_at_same_bytes(codec, base, classifier, images, labels, config.init_from,
+                                log=log)
+
+
 def measure(name, settings=model_zoo.MeasureSettings(), log=print):
   """The figures of the task-aware codec `name` (module doc), written into its record.json:
-  accuracy through real files on Imagenette-96 val beside its tdic base and JPEG/WebP/AVIF at
-  the same bytes, and Kodak PSNR and real bpp."""
-  directory = zoo.check_name(name)
+  accuracy through real files on the sample's val images (Imagenette val, which no shipped
+  network trained on) and on Imagenette-96 val, beside its tdic base and JPEG/WebP/AVIF at the
+  same bytes; Kodak PSNR and real bpp."""
+  codec = task_codec(name)[1]
   record = zoo.record(name)
-  if record.get("kind") != "task-aware codec":
-    raise UserError(f"{name}: not a task-aware codec")
-  config = TrainConfig.read(directory)
-  codec = FileCodec(directory)
-  base = FileCodec(zoo.check_name(config.init_from))
-  classifier = downstream.own(config).classifier
   start = time.time()
   figures = dict(record.get("figures", {}))
-  # The shipped sample's val images: Imagenette val, which no shipped network trained on.
-  images, labels, _ = labelled_split("sample", "test", "", config.image_size)
-  figures["sample96"] = accuracy_at_same_bytes(codec, base, classifier, images, labels,
-                                               config.init_from, log=log)
+  figures["sample96"] = accuracy_on(name, log=log)
   if os.path.isdir(settings.imagenette_dir):
-    images, labels, _ = labelled_split("imagefolder", "test", settings.imagenette_dir,
-                                       config.image_size, settings.imagenette_images)
-    figures["imagenette96"] = accuracy_at_same_bytes(codec, base, classifier, images, labels,
-                                                     config.init_from, log=log)
+    figures["imagenette96"] = accuracy_on(name, "imagefolder", "test", settings.imagenette_dir,
+                                          settings.imagenette_images, log=log)
   else:
     log(f"{name}: --imagenette_dir={settings.imagenette_dir} not found: its figures "
         f"{'kept as recorded' if 'imagenette96' in figures else 'not measured'}")
@@ -289,7 +297,7 @@ def measure(name, settings=model_zoo.MeasureSettings(), log=print):
     figures["kodak"] = model_zoo.measure_images(codec, photos)
     log(f"{name}: kodak {figures['kodak']}")
   figures["seconds"] = round(time.time() - start, 1)
-  write_json(os.path.join(directory, zoo.RECORD_FILE), dict(record, figures=figures))
+  write_json(os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE), dict(record, figures=figures))
   return figures
 
 
@@ -358,3 +366,24 @@ def accuracy_cell(figures, split):
           f"{100 * rows['original']['accuracy']:.1f} %, this codec "
           f"{100 * rows['codec']['accuracy']:.1f} % @ {rows['codec']['bpp']:.3f} bpp; "
           + ", ".join(parts))
+
+
+def gain_lines(name, figures):
+  """What accuracy_on measured, as the lines bin/demo prints."""
+  rows, minus = figures["rows"], figures["codec_minus"]
+  lines = [f"{figures['images']} images at {figures['size']}x{figures['size']}, the shipped "
+           f"classifier's accuracy:",
+           f"  {'original images':34s} {100 * rows['original']['accuracy']:5.1f} %"]
+  for key, row in rows.items():
+    if key == "original":
+      continue
+    label = name if key == "codec" else (f"{key} (its base)" if key.startswith("tdic") else
+                                         f"{key.upper()} at the same bytes")
+    over = row.get("images_over_budget")
+    note = f", {over} images over: its smallest file is larger" if over else ""
+    diff = "" if key == "codec" else (
+        f"   {name} − this: {100 * minus[key]['difference']:+.1f} points "
+        f"[{100 * minus[key]['ci95'][0]:+.1f}, {100 * minus[key]['ci95'][1]:+.1f}]")
+    lines.append(f"  {label:34s} {100 * row['accuracy']:5.1f} % at {row['bpp']:.3f} bpp"
+                 f"{note}{diff}")
+  return lines
