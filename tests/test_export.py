@@ -1,8 +1,10 @@
 """bin/export: the SavedModel for stock TF Serving (core ops only, checked in a fresh process
-that has not imported tensorflow-compression) and the TFLite decoders' parity."""
+that has not imported tensorflow-compression), the TFLite decoders' parity and the TFLite
+encoders' bits."""
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import IMAGES, ROOT
+from saic_tf.codec import bitstream
+from saic_tf.common.errors import UserError
+from saic_tf.common.files import read_json
 from saic_tf.data.images import to_uint8
 from saic_tf.deploy import export, file_codec, serving, tflite
 from test_cli import error_lines, run_bin
@@ -22,6 +27,12 @@ def exported(tdic_run, tmp_path_factory):
   export_dir = tmp_path_factory.mktemp("export")
   version_dir, parity = export.export(tdic_run, str(export_dir), "tiny", parity_images=4)
   return version_dir, parity
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+  """The export's SavedModel, loaded once for the tests that call its signatures here."""
+  return tf.saved_model.load(exported[0])
 
 
 def real_image(height, width):
@@ -48,17 +59,24 @@ def test_pack_bits_is_numpy_packbits_and_unpack_inverts_it():
     np.testing.assert_array_equal(serving.unpack_bits(tf.constant(packed), shape).numpy(), bits)
 
 
-def test_layout_and_rerun_is_a_no_op(exported, tdic_run):
+def test_layout_and_rerun_is_a_no_op(exported, tdic_run, tmp_path):
   version_dir, parity = exported
   assert os.path.basename(version_dir) == "1"
   assert os.path.basename(os.path.dirname(version_dir)) == "tiny"  # OUT/<model_name>/<version>
-  for name in ("saved_model.pb", "variables", serving.INFO_FILE, tflite.TFLITE_FLOAT,
-               tflite.TFLITE_INT8, tflite.PARITY_FILE):
+  for name in ("saved_model.pb", "variables", serving.INFO_FILE, tflite.PARITY_FILE,
+               *tflite.FILES):
     assert os.path.exists(os.path.join(version_dir, name)), name
+  assert read_json(os.path.join(version_dir, tflite.PARITY_FILE), "") == parity
   again, parity_again = export.export(tdic_run, os.path.dirname(os.path.dirname(version_dir)),
                                       "tiny")
   assert again == version_dir and parity_again == parity
   assert sorted(os.listdir(os.path.dirname(version_dir))) == ["1"]  # no temporary left behind
+  # An export made before the TFLite encoders is not taken for a whole one.
+  older = tmp_path / "tiny" / "1"
+  shutil.copytree(version_dir, older)
+  os.remove(older / tflite.ENCODER_INT8)
+  with pytest.raises(UserError, match=f"without {tflite.ENCODER_INT8}; choose another version"):
+    export.export(tdic_run, str(tmp_path), "tiny", version=1)
 
 
 def test_fresh_process_loads_the_export_without_tensorflow_compression(exported, tdic_run,
@@ -141,9 +159,7 @@ def from_rest_json(value, spec):
   return tf.constant(np.asarray(value), spec.dtype)
 
 
-def test_rest_request_bodies_of_the_readme_run_through_the_signatures(exported):
-  version_dir, _ = exported
-  loaded = tf.saved_model.load(version_dir)
+def test_rest_request_bodies_of_the_readme_run_through_the_signatures(loaded):
   image = real_image(24, 40)
 
   def predict(body):
@@ -186,6 +202,60 @@ def test_tflite_decoders_meet_the_parity_bars_with_builtin_ops_at_any_size(expor
   assert decoder(latent).shape == (1, 56, 24, 3)
 
 
+def test_tflite_encoders_give_the_keras_bits_that_the_saved_model_decodes(exported, loaded,
+                                                                         tdic_run):
+  version_dir, parity = exported
+  # The parity check of the export, on its real test images (the run's size and an odd one).
+  assert parity["saved_model_encode"]["ms_per_image"] > 0
+  for name in (tflite.ENCODER_FLOAT, tflite.ENCODER_INT8):
+    row = parity[name]
+    assert {"size_bytes", "bits_equal", "worst_image_bits_equal", "bits_compared",
+            "psnr_vs_images_db", "ms_per_image", "bar", "passes", "ops", "shapes"} <= set(row)
+    assert row["bar"] == tflite.ENCODER_BARS[name], row
+    assert row["passes"] == (row["bits_equal"] >= row["bar"]), row
+    assert 0 < row["worst_image_bits_equal"] <= row["bits_equal"] <= 1, row
+    assert len(row["shapes"]) == 2 and row["ms_per_image"] > 0
+    assert not any(op.startswith(("Flex", "CUSTOM", "DELEGATE")) for op in row["ops"]), row
+    assert row["size_bytes"] == os.path.getsize(os.path.join(version_dir, name))
+  # int8 is only measured (a trained E can put many outputs near 0.5: docs/export.md); float32
+  # must give the SavedModel's bits.
+  assert parity[tflite.ENCODER_FLOAT]["passes"] and parity[tflite.ENCODER_FLOAT]["bar"] == 0.999
+  # Here, on other real images at sizes that are not multiples of the stride.
+  run = file_codec.FileCodec(tdic_run)
+  keras = run.codec
+  encoder = tflite.TFLiteEncoder(os.path.join(version_dir, tflite.ENCODER_FLOAT))
+  images = [real_image(41, 29), real_image(32, 32)[::-1], real_image(17, 50)]
+  pairs = []
+  for image in images:
+    bits = keras.encode(tf.image.convert_image_dtype(image[None], tf.float32))[0].numpy()
+    pairs.append((encoder(image[None]), bits.astype(np.uint8)))
+  agreement = (sum(np.sum(tflite.unpack(p, b.shape) == b) for p, b in pairs) /
+               sum(b.size for _, b in pairs))
+  assert agreement >= 0.999, agreement
+  # The edge path: the packed bits go as they are to the server's decode signature.
+  packed, bits = pairs[0]
+  np.testing.assert_array_equal(tflite.unpack(packed, bits.shape), bits)  # so the image below
+  assert packed.dtype == np.uint8 and packed.tobytes() == np.packbits(bits).tobytes()
+  decoded = loaded.signatures["decode"](
+      latents_bytes=tf.constant(packed.tobytes()),
+      latent_shape=tf.constant([-(-41 // keras.stride), -(-29 // keras.stride), keras.channels]),
+      image_shape=tf.constant([41, 29]))["image"].numpy()
+  expected = to_uint8(keras.decode(bits[None].astype(np.float32), 41, 29)[0]).numpy()
+  # Equal bits: what remains is that graph and eager float sums may round differently, the
+  # tolerance of the SavedModel's own decode (test above): 1 level, on few pixels.
+  difference = np.abs(decoded.astype(int) - expected)
+  assert decoded.shape == (41, 29, 3) and difference.max() <= 1 and (difference > 0).mean() < 0.01
+  # Or a .saic file written on the server from them, with the export's entropy model: the file
+  # bin/compress makes of the image.
+  info = serving.read_info(version_dir)
+  saic = bitstream.write(41, 29, tflite.unpack(packed, bits.shape),
+                         bitstream.EntropyModel.from_dict(info["entropy_model"]),
+                         bytes.fromhex(info["fingerprint"]))
+  assert saic == run.compress(images[0])
+  with pytest.raises(UserError, match="uint8 image"):
+    encoder(images[0][None].astype(np.float32) / 255)
+
+
 def test_saic_files_are_interchangeable_between_run_and_export(exported, tdic_run):
   version_dir, _ = exported
   from_run = file_codec.FileCodec(tdic_run)
@@ -206,6 +276,7 @@ def test_cli_export_prints_parity_and_refuses_bad_input(exported, tdic_run, tmp_
   assert result.returncode == 0, result.stderr[-3000:]
   assert "already exported" in result.stderr and version_dir in result.stdout
   assert tflite.TFLITE_INT8 in result.stdout and "PSNR" in result.stdout
+  assert tflite.ENCODER_INT8 in result.stdout and "bits = SavedModel" in result.stdout
   result = run_bin("export", f"--model_dir={tdic_run}", f"--export_dir={export_dir}",
                    "--model_name=tiny", "--stage=saic")
   assert result.returncode == 2 and "Traceback" not in result.stderr
