@@ -77,6 +77,23 @@ def test_bad_flags_are_one_line(tmp_path, flag, needle):
   assert len(lines) == 1 and needle in lines[0], result.stderr
 
 
+def test_demo_trains_on_the_sample_and_says_where_outputs_are(tmp_path):
+  """The demo fine-tunes the shipped codec tdic-0.25: no TDIC stage of its own."""
+  result = run_bin("demo", f"--model_dir={tmp_path}", "--image_size=32", "--log_every=1",
+                   "--downstream_epochs=1", "--finetune_steps=2", "--gsw_batches=1",
+                   "--eval_max_images=16", "--club_steps=20")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "tdic: reusing" in result.stderr and "img/s" in result.stderr
+  assert "ETA" in result.stderr and "saic step 2/2" in result.stderr
+  assert not os.path.exists(tmp_path / "tdic")
+  assert "TDIC base:           tdic-0.25" in result.stdout
+  for output in ("config.json", "downstream", "gsw.json", "saic", "logs", "eval.md", "report"):
+    assert os.path.join(str(tmp_path), output) in result.stdout
+  assert os.path.exists(tmp_path / "saic" / "ckpt-2.index")
+  assert os.path.exists(tmp_path / "report" / "gallery.png")
+  assert "accuracy Original" in result.stdout
+
+
 @pytest.mark.skipif("saic-0.125" not in zoo.names() or
                     "imagenette96-resnet18" not in zoo.classifier_names(),
                     reason="the demo's codec saic-0.125 and its classifier are not shipped here")
