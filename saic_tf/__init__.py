@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 def _quiet_tensorflow():
   """TensorFlow's C++ start-up lines (CUDA, oneDNN) are noise to an API user; setdefault keeps
   a TF_CPP_MIN_LOG_LEVEL of their own."""
-  _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def load(model, stage=None, max_pixels=None):

@@ -458,8 +458,9 @@ def define_models_flags(flag_values=FLAGS):
   flags.DEFINE_list("measure", [], "Shipped codecs to measure (Kodak, Imagenette-96 val, the "
                     "shipped sample; real .saic files) into their record.json; 'all' for "
                     "every one.", **fv)
-  flags.DEFINE_string("package", None, "A trained --loss=tdic run to ship as --name "
-                      "(maintainers: copies its codec weights, entropy model and record).", **fv)
+  flags.DEFINE_string("package", None, "A trained run to ship as --name (maintainers: copies "
+                      "its codec weights, entropy model and record): a --loss=tdic run, or with "
+                      "--classifier a fine-tune of a shipped tdic-* codec.", **fv)
   flags.DEFINE_string("name", None, "The shipped name of --package or --package_classifier, "
                       "e.g. tdic-0.25, saic-0.125 or imagenette96-resnet18.", **fv)
   flags.DEFINE_string("classifier", None, "With --package of a fine-tune run (apic/saic/kd from "

@@ -8,7 +8,11 @@ bin/test) need the repository (flagfiles, ../shared/data) and are not installed.
 import os
 import sys
 
-from saic_tf import cli
+# TensorFlow's C++ start-up chatter (CUDA probes) before it is imported, as bin/_bootstrap.py
+# hides it; a TF_CPP_MIN_LOG_LEVEL of the user's own stays.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from saic_tf import cli  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 PROGRAM = "saic"
 
