@@ -88,6 +88,17 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     trainer.train(tiny_config(tmp_path, steps=1, bpp=0.25))
 
 
+def test_a_first_start_that_fails_on_its_data_leaves_no_config_behind(tmp_path):
+  """A newcomer's first try (a data set that is not there) must not bind MODEL_DIR to it: the
+  corrected command on the same MODEL_DIR then trains."""
+  missing = str(tmp_path / "no_such_folder")
+  with pytest.raises(UserError, match="no_such_folder"):
+    trainer.train(tiny_config(tmp_path, dataset="imagefolder", data_dir=missing))
+  assert not os.path.exists(layout.config_path(str(tmp_path)))
+  trainer.train(tiny_config(tmp_path, steps=2))
+  assert json.load(open(layout.config_path(str(tmp_path))))["dataset"] == "sample_cifar10"
+
+
 @pytest.mark.parametrize("overrides,match", [
     (dict(loss="saic"), "needs --tau"), (dict(loss="tdic", tau=400.0), "saic only"),
     (dict(tau=-1.0), "must be > 0"), (dict(init_from="elsewhere"), "nothing to reuse"),
