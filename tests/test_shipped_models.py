@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from tensorflow import keras
 
 from saic_tf.codec import bitstream
 from saic_tf.codec import zoo
@@ -20,6 +21,7 @@ from saic_tf.semantic import own_model
 HERE = layout.ZOO_ROOT.startswith(os.path.dirname(os.path.dirname(__file__)))
 SHIPPED = [name for name in zoo.names() if HERE]
 TASK_AWARE = [name for name in SHIPPED if zoo.record(name).get("kind") == "task-aware codec"]
+CLASSIFIERS = zoo.classifier_names() if HERE else []
 NONE_YET = [pytest.param(None, marks=pytest.mark.skip(
     reason="no codec is shipped in this checkout, or SAIC_ZOO_ROOT points at another zoo"))]
 
@@ -52,6 +54,22 @@ def test_a_task_aware_codec_reproduces_its_recorded_accuracy(name):
     assert abs(measured["rows"][method]["accuracy"] - row["accuracy"]) <= 0.011, method
     if "bpp" in row:
       assert abs(measured["rows"][method]["bpp"] - row["bpp"]) < 1e-3, method
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS or NONE_YET)
+def test_a_shipped_classifier_is_a_plain_keras_file_that_still_classifies(name):
+  record = zoo.record(name)
+  path = layout.zoo_classifier_path(name)
+  assert own_model.sha256(path) == record["sha256"]
+  model = keras.models.load_model(path, compile=False)  # stock Keras, no saic_tf layer
+  assert model.input_shape == (None, record["image_size"], record["image_size"], 3)
+  assert model.output_shape == (None, record["classes"])
+  images, labels, _ = task_codecs.labelled_split("sample", "test", "", record["image_size"])
+  accuracy = np.mean(task_codecs.predictions(model, images) == labels)
+  # The sample's 100 val images are Imagenette val images: within 3 standard errors of the
+  # recorded val accuracy (a broken, mis-scaled or untrained network is far outside).
+  expected = record["float16_cost"]["accuracy_float16"]
+  assert abs(accuracy - expected) <= 3 * np.sqrt(expected * (1 - expected) / len(labels))
 
 
 def test_the_zoo_stays_small():

@@ -139,7 +139,8 @@ def package_classifier(run, name, command, settings=model_zoo.MeasureSettings(),
       trained_on=dict(dataset=config.dataset, data_dir=config.data_dir, split="train",
                       holdout_every=config.holdout_every, epochs=info["epochs"]),
       weights="float16", bytes=os.path.getsize(path), sha256=own_model.sha256(path),
-      test_accuracy_float32_as_trained=info["test_accuracy"])
+      test_accuracy_float32_as_trained=info["test_accuracy"], **_training_time(
+          layout.part_dirs(config.downstream_run(), layout.DOWNSTREAM_DIR)[0]))
   if os.path.isdir(settings.imagenette_dir) and info["input"] == "unit":
     images, labels, _ = labelled_split("imagefolder", "test", settings.imagenette_dir,
                                        info["image_size"], settings.imagenette_images)
@@ -152,6 +153,13 @@ def package_classifier(run, name, command, settings=model_zoo.MeasureSettings(),
   shutil.rmtree(target, ignore_errors=True)
   os.replace(tmp, target)
   return target
+
+
+def _training_time(directory):
+  """The CPU and wall seconds training spent, as recorded beside a part's checkpoints."""
+  path = os.path.join(directory, layout.TRAINING_TIME_FILE)
+  spent = read_json(path, "train the run again") if os.path.exists(path) else {}
+  return dict(cpu_seconds=spent.get("cpu_seconds"), wall_seconds=spent.get("wall_seconds"))
 
 
 def _display_names(config):
@@ -194,8 +202,6 @@ def package_codec(run, name, classifier, command, settings=model_zoo.MeasureSett
       config.feature_layer)
   write_json(layout.config_path(tmp), shipped_config.to_dict())
   half = stages.load_stage(shipped_config, tmp, stage)
-  time_path = os.path.join(os.path.dirname(checkpoint), layout.TRAINING_TIME_FILE)
-  spent = read_json(time_path, "train the run again") if os.path.exists(time_path) else {}
   record = dict(
       name=name, kind="task-aware codec", command=command, method=stage,
       gsw=dict(variant=config.gsw, scale=config.gsw_scale, tau=config.tau)
@@ -205,8 +211,8 @@ def package_codec(run, name, classifier, command, settings=model_zoo.MeasureSett
       learning_rate=config.finetune_learning_rate or config.learning_rate,
       trained_on=dict(dataset=config.dataset, data_dir=config.data_dir, split="train",
                       holdout_every=config.holdout_every, image_size=config.image_size),
-      cpu_seconds=spent.get("cpu_seconds"), wall_seconds=spent.get("wall_seconds"),
-      weights="float16", fingerprint=half.fingerprint.hex())
+      **_training_time(os.path.dirname(checkpoint)), weights="float16",
+      fingerprint=half.fingerprint.hex())
   if os.path.isdir(settings.imagenette_dir):
     images, _, _ = labelled_split("imagefolder", "test", settings.imagenette_dir,
                                   config.image_size, settings.imagenette_images)
