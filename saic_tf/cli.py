@@ -281,13 +281,21 @@ def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
   return version_dir
 
 
+def define_demo_flags(flag_values=FLAGS):
+  """Flags of bin/demo (beside bin/train's)."""
+  flags.DEFINE_string("demo_codec", "saic-0.125", "The shipped task-aware codec whose gain the "
+                      "demo measures first (bin/models lists them).", flag_values=flag_values)
+
+
 def demo_summary(config, summary, record, report_files):
-  """bin/demo's closing lines: the accuracies, then where every output is."""
+  """bin/demo's closing lines: the fine-tune's accuracies, then where every output is."""
   model_dir = config.model_dir
-  lines = [f"\nsaic-tf demo finished ({summary['stage']} at step {summary['step']}). On "
-           f"{record['num_images']} test images at {record['nominal_bpp']:g} bpp: accuracy " +
+  lines = [f"\n2. The path: {summary['stage']} fine-tuned to step {summary['step']} for "
+           f"{config.downstream_model or config.backbone}. On {record['num_images']} test "
+           f"images at {record['nominal_bpp']:g} bpp (nominal): accuracy " +
            ", ".join(f"{tables.METHOD_NAMES[m]} {100 * r['accuracy']:.1f} %"
-                     for m, r in record["rows"].items())]
+                     for m, r in record["rows"].items()) +
+           f" ({summary['step']} steps on the sample's 200 images: a path, not a result)"]
   if config.init_from:
     lines.append(f"  {'TDIC base:':20s} {config.init_from} ({layout.run_dir(config.init_from)})")
   lines += [f"  {what + ':':20s} {path}" for what, path in layout.outputs(model_dir)]
