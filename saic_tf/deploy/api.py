@@ -94,13 +94,13 @@ class Codec:
     run = self._run()
     if not run or not run[1].semantic:
       return None
-    directory, config = run
+    _, config = run
     if config.downstream_model:
-      path = layout.downstream_model_path(config.downstream_model)
-      record = os.path.join(os.path.dirname(path), layout.ZOO_RECORD_FILE)
-      if os.path.exists(record):
-        return read_json(record, "the package is damaged").get("class_names")
-      return None
+      if config.downstream_model not in zoo.classifier_names():
+        return None  # a model file of the user's: its class names are the user's to know
+      # A shipped classifier: readable names where it has them.
+      known = zoo.record(config.downstream_model)
+      return known.get("display_names") or known.get("class_names")
     info = read_json(layout.downstream_info_path(config.downstream_run()),
                      "its downstream network is missing")
     return info.get("class_names")
