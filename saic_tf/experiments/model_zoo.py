@@ -253,11 +253,17 @@ def package(run, name, command):
   return target
 
 
+def pixel_codecs():
+  """The shipped codecs trained on pixels (tdic-*); task-aware ones have tables of their own
+  (task_codecs.table)."""
+  return [n for n in zoo.names() if zoo.record(n).get("kind") != "task-aware codec"]
+
+
 def table(names=None):
   """bin/models' table: each shipped codec with its measured figures."""
   lines = [f"{'name':12s} {'bpp':>6s} {'filters':>7s} {'steps':>7s}  "
            f"{'Kodak PSNR @ real bpp (Toderici 2017, WebP there)':52s} {'Imagenette-96 val':22s}"]
-  names = names or zoo.names()
+  names = names or pixel_codecs()
   if not names:
     return [f"no shipped codecs in {layout.ZOO_ROOT} yet"]
   for name in names:
@@ -285,7 +291,7 @@ def _webp_cell(kodak):
 
 def markdown(names=None):
   """The table of the shipped codecs and each recorded curve, as Markdown (bin/models --out)."""
-  names = names or zoo.names()
+  names = names or pixel_codecs()
   lines = ["# Shipped codecs: measured figures", "",
            "Written by `bin/models --out` from each codec's `record.json` "
            "(`saic_tf/experiments/model_zoo.py` says how each figure is measured; docs/zoo.md "
