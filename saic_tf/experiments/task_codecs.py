@@ -274,9 +274,11 @@ def task_codec(name):
           downstream.own(config).classifier)
 
 
-def accuracy_on(name, dataset="sample", split="test", data_dir="", limit=0, log=print):
-  """accuracy_at_same_bytes of the shipped task-aware codec `name` on a split at its size."""
-  config, codec, base, classifier = task_codec(name)
+def accuracy_on(name, dataset="sample", split="test", data_dir="", limit=0, log=print,
+                parts=None):
+  """accuracy_at_same_bytes of the shipped task-aware codec `name` on a split at its size
+  (`parts`: task_codec(name), when the caller has it loaded already)."""
+  config, codec, base, classifier = parts or task_codec(name)
   images, labels, _ = labelled_split(dataset, split, data_dir, config.image_size, limit)
   return accuracy_at_same_bytes(codec, base, classifier, images, labels, config.init_from,
                                 log=log)
@@ -287,20 +289,20 @@ def measure(name, settings=model_zoo.MeasureSettings(), log=print):
   accuracy through real files on the sample's val images (Imagenette val, which no shipped
   network trained on) and on Imagenette-96 val, beside its tdic base and JPEG/WebP/AVIF at the
   same bytes; Kodak PSNR and real bpp."""
-  codec = task_codec(name)[1]
+  parts = task_codec(name)  # loaded once for every split measured
   record = zoo.record(name)
   start = time.time()
   figures = dict(record.get("figures", {}))
-  figures["sample96"] = accuracy_on(name, log=log)
+  figures["sample96"] = accuracy_on(name, log=log, parts=parts)
   if os.path.isdir(settings.imagenette_dir):
     figures["imagenette96"] = accuracy_on(name, "imagefolder", "test", settings.imagenette_dir,
-                                          settings.imagenette_images, log=log)
+                                          settings.imagenette_images, log=log, parts=parts)
   else:
     log(f"{name}: --imagenette_dir={settings.imagenette_dir} not found: its figures "
         f"{'kept as recorded' if 'imagenette96' in figures else 'not measured'}")
   if os.path.isdir(settings.kodak_dir):
     photos = model_zoo.kodak_photos(settings.kodak_dir)
-    figures["kodak"] = model_zoo.measure_images(codec, photos)
+    figures["kodak"] = model_zoo.measure_images(parts[1], photos)
     log(f"{name}: kodak {figures['kodak']}")
   figures["seconds"] = round(time.time() - start, 1)
   write_json(os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE), dict(record, figures=figures))
