@@ -16,6 +16,8 @@ from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.data import datasets
+from saic_tf.data.images import to_uint8
 from saic_tf.experiments import model_zoo
 from saic_tf.experiments import task_codecs
 from saic_tf.training import trainer
@@ -113,6 +115,15 @@ def test_a_task_aware_codec_brings_its_classifier(in_task_zoo):
   # The shipped classifier is the given model, stored at float16.
   np.testing.assert_allclose(codec.classifier(images), original(images), atol=2e-2)
   assert codec.classify(images).shape == (3,)
+  # Images of any size and kind go through the pipeline's resize path to the classifier's size.
+  photo = (np.arange(48 * 40 * 4) % 256).astype(np.uint8).reshape(48, 40, 4)
+  resized = codec.resize(photo)
+  assert resized.shape == (32, 32, 3) and resized.dtype == np.uint8
+  expected = to_uint8(datasets.resize(photo[..., :3], 32)).numpy()
+  np.testing.assert_array_equal(resized, expected)
+  np.testing.assert_array_equal(codec.classify([photo, images[0].numpy()]),
+                                codec.classify(np.stack([resized, to_uint8(images[0]).numpy()])
+                                               / 255.0))
   assert saic_tf.load("tdic-0.25").classifier is None
   # The shipped file is a plain Keras model file.
   clf = keras.models.load_model(layout.zoo_classifier_path("tiny-clf"), compile=False)

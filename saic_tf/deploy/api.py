@@ -19,7 +19,8 @@ from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json
-from saic_tf.data.images import as_rgb_uint8
+from saic_tf.data import datasets
+from saic_tf.data.images import as_rgb_uint8, to_uint8
 from saic_tf.deploy import file_codec
 from saic_tf.semantic import downstream
 
@@ -120,9 +121,24 @@ class Codec:
                                          len(names) if names else None).classifier
     return self._classifier
 
+  def resize(self, image):
+    """An image (anything compress takes) at the classifier's size, uint8 [S, S, 3], by the
+    resize path the classifier and the codec's fine-tune used (bilinear, antialiased, to a
+    square: the aspect ratio is not kept). A task-aware codec's measured figures are for images
+    prepared so: `codec.compress(codec.resize(photo))`."""
+    size = self.image_size
+    if size is None:
+      raise UserError(f"{self.name}: a codec fine-tuned for no classifier has no image size")
+    return to_uint8(datasets.resize(as_rgb_uint8(image, self._codec.max_pixels), size)).numpy()
+
   def classify(self, images):
-    """Class indices the classifier gives a batch of [0, 1] float images [B, S, S, 3]."""
+    """Class indices the classifier gives `images`: a float batch [B, S, S, 3] in [0, 1], or a
+    list of images of any size and kind (each through `resize`)."""
     classifier = self.classifier
     if classifier is None:
       raise UserError(f"{self.name}: a codec fine-tuned for no classifier")
+    if isinstance(images, (list, tuple)):
+      if not images:
+        raise UserError("classify: no images given")
+      images = np.stack([self.resize(image) for image in images]).astype(np.float32) / 255.0
     return np.argmax(classifier(np.asarray(images, np.float32), training=False), axis=-1)
