@@ -4,6 +4,7 @@ library never imports this module."""
 import dataclasses
 import os
 import sys
+import typing
 
 from absl import app
 from absl import flags
@@ -11,8 +12,7 @@ from absl import logging
 
 from saic_tf.common import distribute
 from saic_tf.common import layout
-from saic_tf.common.config import (DOWNSTREAM_INPUTS, GSW_SCALES, GSW_VARIANTS, LOSSES,
-                                     LR_SCHEDULES, MIXED_PRECISION, TrainConfig)
+from saic_tf.common.config import GSW_VARIANTS, TrainConfig
 from saic_tf.common.errors import user_error_inside, UserError
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
@@ -21,148 +21,42 @@ from saic_tf.evaluation import tables
 from saic_tf.semantic import backbones
 
 FLAGS = flags.FLAGS
-_DEFAULT = TrainConfig()
 MEASURE_FILE = "measure.json"  # bin/measure's default --out, in the current directory
 
 
 def define_train_flags(flag_values=FLAGS):
-  """Flags of bin/train; defaults come from TrainConfig (the paper's settings, but for GSW's
-  variant and scale, chosen on a validation split)."""
-  fv = dict(flag_values=flag_values)
-  flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, checkpoints of "
-                      "each stage, TensorBoard logs.", required=True, **fv)
-  flags.DEFINE_enum("dataset", _DEFAULT.dataset, datasets.DATASETS,
-                    "sample / sample_cifar10: the real images shipped in the package; "
-                    "imagefolder: --data_dir=ROOT with ROOT/{train,val|test}/CLASS/*.jpg|png; "
-                    "stl10, cifar10, imagenette, imagenet2012: tensorflow-datasets (stl10 also "
-                    "reads the original stl10_binary/ files in --data_dir).", **fv)
-  flags.DEFINE_string("data_dir", _DEFAULT.data_dir, "Root of an image folder, or tfds' data "
-                      "directory, or a folder holding stl10_binary/.", **fv)
-  flags.DEFINE_integer("image_size", _DEFAULT.image_size, "Images are resized to this square "
-                       "size (96: STL-10's size).", lower_bound=1, **fv)
-  flags.DEFINE_integer("holdout_every", _DEFAULT.holdout_every, "Every N-th image of the "
-                       "training split (by class, then file name) is held out of training as "
-                       "the validation split, to choose settings on (0: none).", lower_bound=0,
-                       **fv)
-  flags.DEFINE_integer("crop_size", _DEFAULT.crop_size, "TDIC trains on random crops of "
-                       "this side, a multiple of --stride (0: whole images); the APIC/SAIC "
-                       "fine-tune and evaluation see whole images.", lower_bound=0, **fv)
-  flags.DEFINE_float("crop_scale_min", _DEFAULT.crop_scale_min, "With --crop_size: before "
-                     "the crop, each training image (at --image_size) is scaled by a random "
-                     "factor in [this, 1], so one codec sees several scales.", **fv)
-  flags.DEFINE_enum("loss", _DEFAULT.loss, LOSSES, "Objective of the last stage: tdic = pixel "
-                    "MSE only (Eq. 5); apic = TDIC then feature MSE with uniform channel "
-                    "weights; saic = TDIC then feature MSE weighted by GSW (Eq. 10); kd = TDIC then "
-                    "KL(p(x) ‖ p(x')) of the downstream network's outputs, the output-level "
-                    "reference. Default: saic when --tau is given, else tdic.", **fv)
-  flags.DEFINE_float("kd_feature_weight", _DEFAULT.kd_feature_weight, "--loss=kd: adds this "
-                     "times APIC's feature loss to the KL.", **fv)
-  flags.DEFINE_float("tau", _DEFAULT.tau, "GSW temperature τ in W' = r·softmax(τŴ) (Eq. 4; Ŵ: "
-                     "W scaled by --gsw_scale); "
-                     "giving it selects --loss=saic.", **fv)
-  flags.DEFINE_float("r", _DEFAULT.r, "GSW scale r in W' = r·softmax(τŴ) (Eq. 4). Default: "
-                     "K, the number of feature channels, so uniform weights are all 1 (APIC).",
-                     **fv)
-  flags.DEFINE_enum("backbone", _DEFAULT.backbone, backbones.BACKBONES, "Downstream network "
-                    "(resnet18 is built here; the others are keras.applications).", **fv)
-  flags.DEFINE_string("backbone_weights", _DEFAULT.backbone_weights, "none: train the "
-                      "downstream classifier from scratch on the dataset; imagenet: Keras' "
-                      "pre-trained weights (needs the network); PATH: a local weights file.",
-                      **fv)
-  flags.DEFINE_string("feature_layer", _DEFAULT.feature_layer, "Layer that splits the "
-                      "downstream network into F (features f_1..f_K) and the head. Default: "
-                      "the backbone's last block (see saic_tf/semantic/backbones.py).", **fv)
-  flags.DEFINE_string("downstream_model", _DEFAULT.downstream_model, "Your own classifier "
-                      "as the frozen downstream network, instead of --backbone and a trained "
-                      "head: a Keras model file (.keras or .h5), never retrained, split at "
-                      "--feature_layer (default: the input of its last global pooling layer); "
-                      "or a shipped classifier's name (bin/models); or, for --loss=kd only, a "
-                      "TF SavedModel directory whose serving signature returns class scores.",
-                      **fv)
-  flags.DEFINE_enum("downstream_input", _DEFAULT.downstream_input, DOWNSTREAM_INPUTS, "What "
-                    "--downstream_model expects: unit [0, 1], byte [0, 255], symmetric "
-                    "[-1, 1], or Keras Applications' caffe or torch preprocessing. Its input "
-                    "size is taken from the model when the model fixes it.", **fv)
-  flags.DEFINE_integer("gsw_batches", _DEFAULT.gsw_batches, "Training batches GSW's W is "
-                       "averaged over.", lower_bound=1, **fv)
-  flags.DEFINE_enum("gsw", _DEFAULT.gsw, GSW_VARIANTS, "GSW variant, what W "
-                    "measures (saic_tf/semantic/gsw.py, docs/training.md): paper (Eq. 2-3 on "
-                    "logits), magnitude, label or fisher. The default is the one chosen on the "
-                    "validation split (results/gsw/selection.md).", **fv)
-  flags.DEFINE_enum("gsw_scale", _DEFAULT.gsw_scale, GSW_SCALES, "W before Eq. 4: "
-                    "raw (the paper's scale) or mean_abs (W / mean |W|, so that one --tau means "
-                    "the same for every backbone, layer and variant; the paper's tau=400 is on the "
-                    "raw scale).", **fv)
-  flags.DEFINE_string("gsw_output", _DEFAULT.gsw_output, "Outputs of --gsw=paper: logits "
-                      "(probs is refused: its class mean is 0, docs/training.md).", **fv)
-  flags.DEFINE_integer("downstream_epochs", _DEFAULT.downstream_epochs, "Epochs of training "
-                       "the downstream classifier (AdamW, cosine decay).", lower_bound=1, **fv)
-  flags.DEFINE_float("downstream_learning_rate", _DEFAULT.downstream_learning_rate, "Peak "
-                     "learning rate of the downstream classifier.", **fv)
-  flags.DEFINE_float("downstream_weight_decay", _DEFAULT.downstream_weight_decay, "AdamW "
-                     "weight decay of the downstream classifier.", **fv)
-  flags.DEFINE_float("bpp", _DEFAULT.bpp, "Nominal rate: C = bpp·stride² binary latent "
-                     "channels; must give a whole C (0.125, 0.25, 0.5 at stride 8).", **fv)
-  flags.DEFINE_integer("stride", _DEFAULT.stride, "Total stride s of the codec, a power of 2.",
-                       **fv)
-  flags.DEFINE_integer("filters", _DEFAULT.filters, "Width of the codec's convolutions.",
-                       lower_bound=1, **fv)
-  flags.DEFINE_integer("steps", _DEFAULT.steps, "Total TDIC steps (stage 1; a resumed run "
-                       "stops here too).", lower_bound=1, **fv)
-  flags.DEFINE_integer("finetune_steps", _DEFAULT.finetune_steps, "Total APIC/SAIC fine-tune "
-                       "steps (stage 2).", lower_bound=1, **fv)
-  flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.", lower_bound=1, **fv)
-  flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam learning rate (TDIC, and "
-                     "the fine-tune unless --finetune_learning_rate is given).", **fv)
-  flags.DEFINE_float("finetune_learning_rate", _DEFAULT.finetune_learning_rate, "Adam "
-                     "learning rate of the APIC/SAIC fine-tune. Default: --learning_rate "
-                     "(the paper uses 1e-5 for both).", **fv)
-  flags.DEFINE_enum("lr_schedule", _DEFAULT.lr_schedule, LR_SCHEDULES, "Learning rate of "
-                    "each codec stage after the warm-up: constant; cosine (down to 1 % of the "
-                    "peak at the last step); step (x0.1 for the last quarter of the steps).",
-                    **fv)
-  flags.DEFINE_integer("warmup_steps", _DEFAULT.warmup_steps, "Linear learning-rate warm-up "
-                       "of each codec stage, in steps.", lower_bound=0, **fv)
-  flags.DEFINE_string("init_from", _DEFAULT.init_from, "MODEL_DIR of another run whose "
-                      "TDIC stage (and downstream network, if it has one) this apic/saic run "
-                      "reuses, so that TDIC, APIC and SAIC compare on the same base; or a "
-                      "shipped codec's name (bin/models), whose codec settings it takes.", **fv)
-  flags.DEFINE_string("downstream_from", _DEFAULT.downstream_from, "MODEL_DIR of another run "
-                      "(same dataset, image size, backbone, feature layer) whose trained "
-                      "downstream network this apic/saic run uses instead of training its own, "
-                      "e.g. to compare several rates on one classifier.", **fv)
-  flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of weights, data order and augmentation.", **fv)
-  flags.DEFINE_bool("deterministic", _DEFAULT.deterministic, "Enable TensorFlow op determinism "
-                    "(same seed, same weights).", **fv)
-  flags.DEFINE_integer("checkpoint_every", _DEFAULT.checkpoint_every, "Save a checkpoint every "
-                       "this many steps.", lower_bound=1, **fv)
-  flags.DEFINE_integer("log_every", _DEFAULT.log_every, "Print progress and write TensorBoard "
-                       "scalars every this many steps.", lower_bound=1, **fv)
-  flags.DEFINE_integer("image_every", _DEFAULT.image_every, "Write original|reconstruction "
-                       "images to TensorBoard every this many steps.", lower_bound=1, **fv)
-  flags.DEFINE_enum("strategy", _DEFAULT.strategy, distribute.STRATEGIES, "mirrored: all local "
-                    "GPUs (or the CPU); multi_worker: MultiWorkerMirroredStrategy over the "
-                    "cluster in TF_CONFIG; one_device: one GPU or the CPU.", **fv)
-  flags.DEFINE_enum("mixed_precision", _DEFAULT.mixed_precision, MIXED_PRECISION, "Keras "
-                    "mixed-precision policy of the codec and downstream network (mixed_float16 "
-                    "uses dynamic loss scaling; for GPUs; mixed_bfloat16 for CPUs/TPUs with "
-                    "bfloat16 units). Outputs, latents and losses stay float32.", **fv)
-  flags.DEFINE_bool("jit", _DEFAULT.jit, "Compile the train steps with XLA (jit_compile).",
-                    **fv)
-  flags.DEFINE_integer("steps_per_execution", _DEFAULT.steps_per_execution, "Train steps run "
-                       "per tf.function call (fewer Python round trips).", lower_bound=1, **fv)
-  flags.DEFINE_bool("cache", _DEFAULT.cache, "Decode and resize the training images once and "
-                    "keep them in memory (float32: N·size²·12 bytes).", **fv)
-  flags.DEFINE_enum("on_nonfinite", _DEFAULT.on_nonfinite, ("stop", "skip"), "At a NaN or "
-                    "infinite loss: stop without saving (the last good checkpoint stays), or "
-                    "skip the checkpoint interval (back to the last checkpoint, go on).", **fv)
+  """Flags of bin/train, one per TrainConfig field: its default, help text, choices and lower
+  bound are the field's (common/config.py)."""
+  # The choices that live with their packages, which common/config.py may not import.
+  choices = dict(dataset=datasets.DATASETS, backbone=backbones.BACKBONES,
+                 strategy=distribute.STRATEGIES)
+  for field in dataclasses.fields(TrainConfig):
+    meta = field.metadata
+    if not meta["flag"]:
+      continue
+    name = field.name
+    kind = (typing.get_args(field.type) or (field.type,))[0]  # Optional[float] -> float
+    args = dict(name=name, default=field.default, help=meta["help"], flag_values=flag_values)
+    if name == "model_dir":
+      args.update(default=None, required=True)
+    if meta["choices"] or name in choices:
+      flags.DEFINE_enum(enum_values=meta["choices"] or choices[name], **args)
+    elif kind is bool:
+      flags.DEFINE_bool(**args)
+    elif kind is str:
+      flags.DEFINE_string(**args)
+    else:
+      define = flags.DEFINE_integer if kind is int else flags.DEFINE_float
+      define(lower_bound=meta["lower_bound"], **args)
   for name in ("learning_rate", "downstream_learning_rate"):
-    flags.register_validator(name, lambda v: v > 0, f"--{name} must be > 0", **fv)
+    flags.register_validator(name, lambda v: v > 0, f"--{name} must be > 0",
+                             flag_values=flag_values)
 
 
 def train_config_from_flags(flag_values=FLAGS):
   # Fields that are no flag (downstream_sha256: bin/train records it) keep their defaults.
-  names = {f.name for f in dataclasses.fields(TrainConfig)} & set(flag_values)
+  names = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["flag"]} & set(
+      flag_values)
   return TrainConfig(**{name: flag_values[name].value for name in names})
 
 

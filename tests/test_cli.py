@@ -11,8 +11,10 @@ import pytest
 from saic_tf import cli
 from saic_tf.codec import zoo
 from saic_tf.codec import networks as codec
+from saic_tf.common import config as config_module
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.data import datasets
 from saic_tf.experiments import gsw_study
 from conftest import ROOT
 
@@ -100,6 +102,28 @@ def test_demo_shows_the_gain_then_fine_tunes_for_the_shipped_classifier(tmp_path
     assert os.path.join(str(tmp_path), output) in out
   assert os.path.exists(tmp_path / "saic" / "ckpt-2.index")
   assert "accuracy Original" in out and "for imagenette96-resnet18" in out
+
+
+def test_train_flags_are_the_config_fields():
+  # Each setting is described once, in TrainConfig: its flag has the field's default and help.
+  flag_values = flags.FlagValues()
+  cli.define_train_flags(flag_values)
+  fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+  own = {name for name in flag_values if name in fields}
+  assert own == {name for name, f in fields.items() if f.metadata["flag"]}
+  assert "downstream_sha256" in fields and "downstream_sha256" not in flag_values
+  for name in own:
+    field, flag = fields[name], flag_values[name]
+    assert flag.help.endswith(field.metadata["help"]) and len(flag.help) > 10, name
+    assert flag.default == (None if name == "model_dir" else field.default), name
+  assert list(flag_values["loss"].parser.enum_values) == list(config_module.LOSSES)
+  assert list(flag_values["dataset"].parser.enum_values) == list(datasets.DATASETS)
+  with pytest.raises(flags.IllegalFlagValueError):
+    flag_values["image_size"].parse("0")
+  flag_values(["train", "--model_dir=m", "--tau=2", "--nodeterministic", "--r=3"])
+  config = cli.train_config_from_flags(flag_values)
+  assert (config.tau, config.r, config.deterministic, config.model_dir) == (2.0, 3.0, False, "m")
+  assert set(config.to_dict()) == set(fields)
 
 
 @pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "flags", "*.cfg"))))

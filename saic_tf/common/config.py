@@ -16,6 +16,7 @@ RESUMABLE_CHANGES = frozenset({"steps", "finetune_steps", "model_dir", "data_dir
                                "jit", "steps_per_execution", "on_nonfinite", "cache"})
 DOWNSTREAM_INPUTS = ("unit", "byte", "symmetric", "caffe", "torch")  # semantic/own_model.py
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+ON_NONFINITE = ("stop", "skip")
 LOSSES = ("tdic", "apic", "saic", "kd")
 LR_SCHEDULES = ("constant", "cosine", "step")
 GSW_VARIANTS = ("paper", "magnitude", "label", "fisher")  # semantic/gsw.py
@@ -29,63 +30,153 @@ OLD_MEANINGS = dict(gsw="paper", gsw_scale="raw", holdout_every=0)
 EARLIER_DEFAULTS = dict(gsw="paper", gsw_scale="raw")  # until GSW was chosen on validation
 
 
+def setting(default, help, *, choices=None, lower_bound=None, flag=True):  # pylint: disable=redefined-builtin
+  """A TrainConfig field with what bin/train's flag says of it: its help text, its choices
+  (an enum flag; cli.py adds those that live in later packages: datasets, backbones,
+  strategies), its lower bound; `flag=False`: recorded by bin/train, never a flag. cli.py
+  makes the absl flags from these, so each setting is described here once."""
+  return dataclasses.field(default=default, metadata=dict(
+      help=help, choices=choices, lower_bound=lower_bound, flag=flag))
+
+
 @dataclasses.dataclass
 class TrainConfig:
   """Defaults are the paper's (batch 32, lr 1e-5, 0.125 bpp at stride 8, fixed seed), but for
-  GSW's variant and scale, chosen on a validation split (docs/training.md, GSW)."""
-  model_dir: str = ""
-  dataset: str = "sample"
-  data_dir: str = ""
-  image_size: int = 96
-  holdout_every: int = 0  # every N-th training image is the validation split, not trained on
-  crop_size: int = 0  # TDIC trains on random crops of this side (0: whole images)
-  crop_scale_min: float = 1.0  # before the crop, images are scaled by a factor in [this, 1]
-  loss: Optional[str] = None  # None: saic when tau is given, else tdic
-  tau: Optional[float] = None
-  r: Optional[float] = None  # None: K, the number of feature channels
-  backbone: str = "resnet18"
-  backbone_weights: str = "none"
-  feature_layer: str = ""  # "": the backbone's default (saic_tf/semantic/backbones.py)
-  # The user's own frozen classifier instead of backbone + a trained head: a Keras model file,
-  # a shipped classifier's name, or (--loss=kd) a SavedModel; what input it expects; and its
-  # SHA-256, set by bin/train, never a flag (semantic/own_model.py).
-  downstream_model: str = ""
-  downstream_input: str = "unit"
-  downstream_sha256: str = ""
-  # The GSW variant (semantic/gsw.py) and W's scale before Eq. 4 (raw, the paper's, or divided
-  # by its mean |W|): the defaults are the ones chosen on the validation split
+  GSW's variant and scale, chosen on a validation split (docs/training.md, GSW). Each field is
+  a flag of bin/train (`bin/train --help`)."""
+  model_dir: str = setting("", "Directory of the run: config.json, checkpoints of each stage, "
+                           "TensorBoard logs.")
+  dataset: str = setting(
+      "sample", "sample / sample_cifar10: the real images shipped in the package; "
+      "imagefolder: --data_dir=ROOT with ROOT/{train,val|test}/CLASS/*.jpg|png; stl10, "
+      "cifar10, imagenette, imagenet2012: tensorflow-datasets (stl10 also reads the original "
+      "stl10_binary/ files in --data_dir).")
+  data_dir: str = setting("", "Root of an image folder, or tfds' data directory, or a folder "
+                          "holding stl10_binary/.")
+  image_size: int = setting(96, "Images are resized to this square size (96: STL-10's size).",
+                            lower_bound=1)
+  holdout_every: int = setting(
+      0, "Every N-th image of the training split (by class, then file name) is held out of "
+      "training as the validation split (bin/evaluate --split=validation), to choose settings on "
+      "(0: none; not for streamed tfds datasets).", lower_bound=0)
+  crop_size: int = setting(
+      0, "TDIC trains on random crops of this side, a multiple of --stride (0: whole images); "
+      "the APIC/SAIC fine-tune and evaluation see whole images.", lower_bound=0)
+  crop_scale_min: float = setting(
+      1.0, "With --crop_size: before the crop, each training image (at --image_size) is "
+      "scaled by a random factor in [this, 1], so one codec sees several scales.")
+  loss: Optional[str] = setting(
+      None, "Objective of the last stage: tdic = pixel MSE only (Eq. 5); apic = TDIC then "
+      "feature MSE with uniform channel weights; saic = TDIC then feature MSE weighted by GSW "
+      "(Eq. 10); kd = TDIC then KL(p(x) ‖ p(x')) of the downstream network's outputs, the "
+      "output-level reference. Default: saic when --tau is given, else tdic.", choices=LOSSES)
+  tau: Optional[float] = setting(
+      None, "GSW temperature τ in W' = r·softmax(τŴ) (Eq. 4; Ŵ: W scaled by --gsw_scale); "
+      "giving it selects --loss=saic.")
+  r: Optional[float] = setting(
+      None, "GSW scale r in W' = r·softmax(τŴ) (Eq. 4). Default: K, the number of feature "
+      "channels, so uniform weights are all 1 (APIC).")
+  backbone: str = setting("resnet18", "Downstream network (resnet18 is built here; the others "
+                          "are keras.applications).")
+  backbone_weights: str = setting(
+      "none", "none: train the downstream classifier from scratch on the dataset; imagenet: "
+      "Keras' pre-trained weights (needs the network); PATH: a local weights file.")
+  feature_layer: str = setting(
+      "", "Layer that splits the downstream network into F (features f_1..f_K) and the head. "
+      "Default: the backbone's last block (see saic_tf/semantic/backbones.py); with "
+      "--downstream_model, the input of its last global pooling layer.")
+  # The user's own frozen classifier instead of backbone + a trained head (semantic/own_model.py).
+  downstream_model: str = setting(
+      "", "Your own classifier as the frozen downstream network, instead of --backbone and a "
+      "trained head: a Keras model file (.keras or .h5), never retrained, split at "
+      "--feature_layer (default: the input of its last global pooling layer); or a shipped "
+      "classifier's name (bin/models); or, for --loss=kd only, a TF SavedModel directory whose "
+      "serving signature returns class scores.")
+  downstream_input: str = setting(
+      "unit", "What --downstream_model expects: unit [0, 1], byte [0, 255], symmetric "
+      "[-1, 1], or Keras Applications' caffe or torch preprocessing. Its input size is taken "
+      "from the model when the model fixes it.", choices=DOWNSTREAM_INPUTS)
+  downstream_sha256: str = setting("", "The SHA-256 of --downstream_model's file.", flag=False)
+  # The defaults of --gsw and --gsw_scale are the ones chosen on the validation split
   # (results/gsw/selection.md), not the paper's.
-  gsw: str = "magnitude"
-  gsw_scale: str = "mean_abs"
-  gsw_batches: int = 10
-  gsw_output: str = "logits"  # of --gsw=paper; probs is refused (validate)
-  kd_feature_weight: float = 0.0  # --loss=kd: KL plus this times APIC's feature loss
-  downstream_epochs: int = 15
-  downstream_learning_rate: float = 2e-3
-  downstream_weight_decay: float = 0.05
-  bpp: float = 0.125
-  stride: int = 8
-  filters: int = 96
-  steps: int = 300_000
-  finetune_steps: int = 20_000
-  batch_size: int = 32
-  learning_rate: float = 1e-5
-  finetune_learning_rate: Optional[float] = None  # None: --learning_rate
-  lr_schedule: str = "constant"  # of each codec stage (training/schedules.py)
-  warmup_steps: int = 0
-  init_from: str = ""
-  downstream_from: str = ""
-  seed: int = 0
-  deterministic: bool = True
-  checkpoint_every: int = 1000
-  log_every: int = 100
-  image_every: int = 1000
-  strategy: str = "mirrored"
-  mixed_precision: str = "none"
-  jit: bool = False
-  steps_per_execution: int = 1
-  on_nonfinite: str = "stop"
-  cache: bool = False
+  gsw: str = setting(
+      "magnitude", "GSW variant, what W measures (saic_tf/semantic/gsw.py, docs/training.md): "
+      "paper (Eq. 2-3 on logits), magnitude, label or fisher. The default is the one chosen "
+      "on the validation split (results/gsw/selection.md).", choices=GSW_VARIANTS)
+  gsw_scale: str = setting(
+      "mean_abs", "W before Eq. 4: raw (the paper's scale) or mean_abs (W / mean |W|, so that "
+      "one --tau means the same for every backbone, layer and variant; the paper's tau=400 is "
+      "on the raw scale).", choices=GSW_SCALES)
+  gsw_batches: int = setting(10, "Training batches GSW's W is averaged over.", lower_bound=1)
+  # A string, not an enum, so that probs gets validate()'s reason rather than absl's list.
+  gsw_output: str = setting("logits", "Outputs of --gsw=paper: logits (probs is refused: its "
+                            "class mean is 0, docs/training.md).")
+  kd_feature_weight: float = setting(
+      0.0, "--loss=kd: adds this times APIC's feature loss to the KL (rows KD+w·APIC; "
+      "bin/gsw_study and bin/reproduce choose it on the validation split).")
+  downstream_epochs: int = setting(15, "Epochs of training the downstream classifier (AdamW, "
+                                   "cosine decay, random crop and flip).", lower_bound=1)
+  downstream_learning_rate: float = setting(2e-3, "Peak learning rate of the downstream "
+                                            "classifier.")
+  downstream_weight_decay: float = setting(0.05, "AdamW weight decay of the downstream "
+                                           "classifier.")
+  bpp: float = setting(0.125, "Nominal rate: C = bpp·stride² binary latent channels; must give "
+                       "a whole C (0.125, 0.25, 0.5 at stride 8).")
+  stride: int = setting(8, "Total stride s of the codec, a power of 2.")
+  filters: int = setting(96, "Width of the codec's convolutions.", lower_bound=1)
+  steps: int = setting(300_000, "Total TDIC steps (stage 1; a resumed run stops here too).",
+                       lower_bound=1)
+  finetune_steps: int = setting(20_000, "Total APIC/SAIC fine-tune steps (stage 2).",
+                                lower_bound=1)
+  batch_size: int = setting(32, "Global batch size.", lower_bound=1)
+  learning_rate: float = setting(1e-5, "Adam learning rate (TDIC, and the fine-tune unless "
+                                 "--finetune_learning_rate is given).")
+  finetune_learning_rate: Optional[float] = setting(
+      None, "Adam learning rate of the APIC/SAIC fine-tune. Default: --learning_rate (the "
+      "paper uses 1e-5 for both; the demo fine-tunes at 1e-4: at 1e-3 the feature loss wrecks "
+      "the reconstruction).")
+  lr_schedule: str = setting(
+      "constant", "Learning rate of each codec stage after the warm-up: constant; cosine (down "
+      "to 1 % of the peak at the last step); step (x0.1 for the last quarter of the steps). "
+      "A function of the step, so a resumed stage follows the same curve.",
+      choices=LR_SCHEDULES)
+  warmup_steps: int = setting(0, "Linear learning-rate warm-up of each codec stage, in steps.",
+                              lower_bound=0)
+  init_from: str = setting(
+      "", "MODEL_DIR of another run whose TDIC stage (and downstream network, if it has one) "
+      "this apic/saic run reuses, so that TDIC, APIC and SAIC compare on the same base; or a "
+      "shipped codec's name (bin/models), whose codec settings it takes.")
+  downstream_from: str = setting(
+      "", "MODEL_DIR of another run (same dataset, image size, backbone, feature layer) whose "
+      "trained downstream network this apic/saic run uses instead of training its own, e.g. "
+      "to compare several rates on one classifier. With --init_from only when that base is a "
+      "codec alone (a shipped codec, a --loss=tdic run).")
+  seed: int = setting(0, "Seed of weights, data order and augmentation.")
+  deterministic: bool = setting(True, "Enable TensorFlow op determinism (same seed, same "
+                                "weights).")
+  checkpoint_every: int = setting(1000, "Save a checkpoint every this many steps.",
+                                  lower_bound=1)
+  log_every: int = setting(100, "Print progress and write TensorBoard scalars every this many "
+                           "steps.", lower_bound=1)
+  image_every: int = setting(1000, "Write original|reconstruction images to TensorBoard every "
+                             "this many steps.", lower_bound=1)
+  strategy: str = setting(
+      "mirrored", "mirrored: all local GPUs (or the CPU); multi_worker: "
+      "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG; one_device: one GPU or the "
+      "CPU.")
+  mixed_precision: str = setting(
+      "none", "Keras mixed-precision policy of the codec and downstream network "
+      "(mixed_float16 uses dynamic loss scaling; for GPUs; mixed_bfloat16 for CPUs/TPUs with "
+      "bfloat16 units). Outputs, latents and losses stay float32.", choices=MIXED_PRECISION)
+  jit: bool = setting(False, "Compile the train steps with XLA (jit_compile).")
+  steps_per_execution: int = setting(1, "Train steps run per tf.function call (fewer Python "
+                                     "round trips).", lower_bound=1)
+  on_nonfinite: str = setting(
+      "stop", "At a NaN or infinite loss: stop without saving (the last good checkpoint "
+      "stays), or skip the checkpoint interval (back to the last checkpoint, go on).",
+      choices=ON_NONFINITE)
+  cache: bool = setting(False, "Decode and resize the training images once and keep them in "
+                        "memory (float32: N·size²·12 bytes).")
 
   @property
   def semantic(self):
@@ -127,7 +218,7 @@ class TrainConfig:
     if self.mixed_precision not in MIXED_PRECISION:
       raise UserError(f"--mixed_precision={self.mixed_precision}: must be one of "
                       f"{', '.join(MIXED_PRECISION)}")
-    if self.on_nonfinite not in ("stop", "skip"):
+    if self.on_nonfinite not in ON_NONFINITE:
       raise UserError(f"--on_nonfinite={self.on_nonfinite}: must be stop or skip")
     if self.holdout_every < 0 or self.holdout_every == 1:
       raise UserError(f"--holdout_every={self.holdout_every}: must be 0 (no validation split) "
