@@ -1,6 +1,7 @@
 """The Python API (saic_tf.load / models) and the task-aware zoo (a classifier and a codec
 fine-tuned for it), on a tiny zoo made here: tdic_run shipped as tdic-0.25, then a SAIC
 fine-tune of it for a small Keras classifier that the test saves itself."""
+import json
 import os
 import re
 
@@ -144,6 +145,11 @@ def test_task_zoo_figures_and_listing(in_task_zoo, tmp_path):
     assert row["bpp"] <= sample["rows"]["codec"]["bpp"] + 1e-9 or row["images_over_budget"]
   assert -1 <= sample["codec_minus"]["webp"]["difference"] <= 1
   assert zoo.record("saic-0.25")["figures"]["sample96"] == sample
+  # Each packager's files, and the record measure rewrote, are today's (common/formats.py).
+  for name, file_name in (("saic-0.25", layout.CONFIG_FILE), ("saic-0.25", zoo.RECORD_FILE),
+                          ("tiny-clf", zoo.RECORD_FILE)):
+    with open(os.path.join(layout.zoo_dir(name), file_name)) as f:
+      assert list(json.load(f).items())[0] == ("format_version", 2)
   lines = task_codecs.table()
   assert any(line.startswith("saic-0.25") and "this codec" in line for line in lines)
   result = run_bin("models", env=dict(SAIC_ZOO_ROOT=in_task_zoo[0]))

@@ -202,14 +202,21 @@ def test_the_default_variant_gives_weights_that_depend_on_the_network():
 
 
 def test_records_of_earlier_versions_keep_their_meaning(tmp_path):
-  """A gsw.json without the newer settings meant the paper's variant on the raw scale, from the
-  split's first batches; a config.json with --gsw_output=probs resumes as APIC or TDIC."""
+  """A version-1 gsw.json without the newer settings meant the paper's variant on the raw
+  scale, from the split's first batches; a config.json with --gsw_output=probs resumes as APIC
+  or TDIC."""
   settings = dict(backbone="resnet18", tau=400.0, gsw="paper", gsw_scale="raw", holdout_every=0,
                   gsw_images="the first batches of the split")
-  gsw.save(str(tmp_path), [1e-3], [1.0], dict(backbone="resnet18", tau=400.0))
+  (tmp_path / layout.GSW_FILE).write_text(json.dumps(dict(backbone="resnet18", tau=400.0,
+                                                          W=[1e-3], W_prime=[1.0])))
   assert gsw.load(str(tmp_path), settings)["tau"] == 400.0
   with pytest.raises(UserError, match="gsw_images='the first batches of the split' there"):
     gsw.load(str(tmp_path), dict(settings, gsw_images=gsw.IMAGES))
+  # Written today (version 2), a record means what it says: a setting it lacks is no value.
+  gsw.save(str(tmp_path), [1e-3], [1.0], dict(backbone="resnet18", tau=400.0))
+  assert json.load(open(tmp_path / layout.GSW_FILE))["format_version"] == 2
+  with pytest.raises(UserError, match="--gsw=None there, 'paper' now"):
+    gsw.load(str(tmp_path), settings)
   old = dict(TrainConfig(model_dir=str(tmp_path), loss="apic").to_dict(), gsw_output="probs")
   (tmp_path / "config.json").write_text(json.dumps(old))
   TrainConfig(model_dir=str(tmp_path), loss="apic").write_or_check(write=False)

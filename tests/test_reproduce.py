@@ -10,6 +10,7 @@ from absl import flags
 import pytest
 
 from saic_tf import cli
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
@@ -103,7 +104,8 @@ def test_the_default_variant_is_the_validation_choice(bases, tmp_path):
   assert commands[commands.index("bin/reproduce") - 1].startswith(
       f"bin/gsw_study --model_dir={tmp_path}   # first")
   # The README's KD bullet, before and since KD's weight is chosen on the validation split.
-  assert reproduce._kd_choice({}) == "KL alone"
+  old = formats.upgrade("selection", dict(chosen_tau={"paper": 1.0}), "selection.json")
+  assert reproduce._kd_choice(old) == "KL alone"
   assert reproduce._kd_choice(dict(kd_validation_accuracy={"0.01": 0.7, "0": 0.6},
                                    chosen_kd_feature_weight=0.01)) == (
       "plus 0.01 × APIC's feature loss: the weight chosen on the validation split among 0, 0.01 "

@@ -53,6 +53,9 @@ def test_a_packaged_run_is_a_shipped_codec_with_the_same_files(in_zoo, tdic_run)
                                f"{NAME}/tdic/ckpt-30.index", f"{NAME}/tdic/entropy_model.json"]
   record = zoo.record(NAME)
   assert record["steps"] == 30 and record["command"] == "bin/train --tiny"
+  for name in (layout.CONFIG_FILE, zoo.RECORD_FILE):  # today's format (common/formats.py)
+    with open(os.path.join(in_zoo, NAME, name)) as f:
+      assert list(json.load(f).items())[0] == ("format_version", 2)
   by_name, by_run = file_codec.FileCodec(NAME), file_codec.FileCodec(tdic_run)
   assert by_name.fingerprint == by_run.fingerprint == bytes.fromhex(record["fingerprint"])
   assert zoo.by_fingerprint(by_run.fingerprint) == NAME
@@ -362,5 +365,7 @@ def test_selecting_one_variant_again_keeps_the_order_ties_are_broken_by(tmp_path
   # KD's weights: this command's beside another's (0, lower), a tie going to the smaller weight.
   assert record["kd_validation_accuracy"] == {"0": 0.5, "0.1": 0.6, "0.01": 0.6}
   assert gsw_study.chosen_of(record) == ({"label": 1.0, "magnitude": 1.0}, 0.01)
-  # A selection made before KD's weight was chosen: KL alone.
-  assert gsw_study.chosen_of(dict(chosen_tau={"label": 1.0})) == ({"label": 1.0}, 0.0)
+  # A selection.json without KD's weight (formats.py): KL alone.
+  old = str(tmp_path / "old" / gsw_study.SELECTION_FILE)
+  write_json(old, dict(chosen_tau={"label": 1.0}))
+  assert gsw_study.chosen_of(gsw_study.read_selection(old)) == ({"label": 1.0}, 0.0)

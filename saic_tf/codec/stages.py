@@ -131,14 +131,14 @@ def fit_entropy_model(config, codec, count=ENTROPY_FIT_IMAGES):
 
 def entropy_model_is_current(checkpoint):
   """True when the entropy model beside `checkpoint` is readable and was fitted on that
-  checkpoint's weights (older files, which do not say, count as current)."""
+  checkpoint's weights (a file that names no checkpoint counts as current)."""
   path = layout.entropy_model_path(os.path.dirname(checkpoint))
   if not os.path.exists(path):
     return False
   try:
     record = read_json(path, "it is fitted again")
     bitstream.EntropyModel.from_dict(record)
-  except UserError as e:  # derived data (e.g. of an older layout): fitted again
+  except UserError as e:  # derived data (e.g. of another layout): fitted again
     logging.warning("entropy model: %s; fitting it again", e)
     return False
   return record.get("checkpoint", os.path.basename(checkpoint)) == os.path.basename(checkpoint)

@@ -11,10 +11,10 @@ import os
 import re
 
 from saic_tf.codec import stages
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.common.files import read_json
 
 RECORD_FILE = layout.ZOO_RECORD_FILE
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -59,8 +59,9 @@ def check_new_name(name):
 
 
 def record(name):
-  """record.json of a shipped model."""
-  return read_json(os.path.join(layout.zoo_dir(name), RECORD_FILE), "the package is damaged")
+  """record.json of a shipped model, in today's format (formats.py)."""
+  return formats.read("record", os.path.join(layout.zoo_dir(name), RECORD_FILE),
+                      "the package is damaged")
 
 
 def fingerprint(name):

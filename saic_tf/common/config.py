@@ -3,6 +3,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_json
@@ -22,12 +23,6 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 GSW_VARIANTS = ("paper", "magnitude", "label", "fisher")  # semantic/gsw.py
 GSW_SETTINGS = ("gsw", "gsw_scale", "gsw_batches", "gsw_output")
 GSW_SCALES = ("mean_abs", "raw")
-# What a config.json (or gsw.json) written before a setting existed meant by it: the settings
-# had these values then.
-OLD_MEANINGS = dict(gsw="paper", gsw_scale="raw", holdout_every=0)
-# Defaults that changed, with their earlier values: a run made with those resumes only with
-# them given as flags, which the refusal says.
-EARLIER_DEFAULTS = dict(gsw="paper", gsw_scale="raw")  # until GSW was chosen on validation
 
 
 def setting(default, help, *, choices=None, lower_bound=None, flag=True):  # pylint: disable=redefined-builtin
@@ -279,25 +274,33 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, values):
-    """A saved config.json's settings; one written before a setting existed meant OLD_MEANINGS'
-    value by it, not today's default."""
+    """The settings of a config.json record in today's format (formats.upgrade); its other
+    keys (format_version) are no setting."""
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**dict(OLD_MEANINGS, **{k: v for k, v in values.items() if k in known}))
+    return cls(**{k: v for k, v in values.items() if k in known})
 
   @classmethod
   def read(cls, model_dir):
     path = layout.config_path(model_dir)
-    return cls.from_dict(read_json(path, f"is {model_dir} a saic-tf run directory?"))
+    return cls.from_dict(formats.read("config", path, f"is {model_dir} a saic-tf run "
+                                      "directory?"))
+
+  def write(self, model_dir=None):
+    """Writes config.json, in today's format (formats.py), into `model_dir` (default the
+    run's own)."""
+    return write_json(layout.config_path(model_dir or self.model_dir),
+                      formats.stamped(self.to_dict()))
 
   def write_or_check(self, write=True):
     """Writes MODEL_DIR/config.json, or checks this run against the one already there (only
     checks when `write` is False: a worker other than the chief)."""
     path = layout.config_path(self.model_dir)
     if os.path.exists(path):
-      saved = dict(OLD_MEANINGS, **read_json(path, "move it away to start a new run"))
-      now = self.to_dict()
-      # GSW settings mean nothing to a run that is not SAIC (runs of earlier versions saved
-      # --gsw_output=probs, since refused, whatever their loss).
+      record = read_json(path, "move it away to start a new run")
+      saved = formats.upgrade("config", record, path)
+      now = self.to_dict()  # format_version is no setting: never compared
+      # GSW settings mean nothing to a run that is not SAIC (a version-1 config.json of one may
+      # say --gsw_output=probs, since refused: formats.py).
       unused = GSW_SETTINGS if self.resolved_loss != "saic" else ()
       keys = [k for k in now if k not in RESUMABLE_CHANGES and k not in unused and k in saved]
       changed = [k for k in keys if saved.get(k) != now.get(k)]
@@ -308,18 +311,17 @@ class TrainConfig:
                         f"{(self.downstream_sha256 or '')[:12]}... now): put the original "
                         "back, or use another --model_dir")
       if changed:
-        # A run of the earlier defaults: its own settings, which resume it, are every changed
-        # one (a paper flagfile's τ changed with the defaults too).
+        # A version-1 run of the earlier defaults (formats.py): its own settings, which resume
+        # it, are every changed one (a paper flagfile's τ changed with the defaults too).
         earlier = any(k in changed and saved[k] == v and now[k] == getattr(TrainConfig, k)
-                      for k, v in EARLIER_DEFAULTS.items())
+                      for k, v in formats.earlier_defaults(record, path).items())
         own = " ".join(f"--{k}={saved[k]}" for k in changed)
         hint = f" (a run made with the earlier defaults: add {own})" if earlier else ""
         raise UserError(f"{path} was written by a different run "
                         f"({differences(saved, now, changed)}): use the same flags to "
                         f"resume{hint}, or another --model_dir")
     if write:
-      os.makedirs(self.model_dir, exist_ok=True)
-      write_json(path, self.to_dict())
+      self.write()
 
 
 def differences(there, now, keys):

@@ -3,8 +3,8 @@ stock TF Serving (serving.py), the TFLite decoders and encoders (tflite.py),
 assets.extra/saic.json (the stage, its rate and its entropy model, for .saic files) and
 tflite_parity.json.
 
-A run trained before codec stages fitted their entropy model gets it fitted here (the one other
-place it is fitted; codec/stages.py).
+A stage without a current entropy model (missing, unreadable, or fitted on other weights) gets
+it fitted here (the one other place it is fitted; codec/stages.py).
 """
 import os
 import re
@@ -46,7 +46,7 @@ def export(model_dir, export_dir, model_name=None, version=None, stage=None, par
 def _export(model_dir, export_dir, model_name, version, stage, parity_images):
   config = TrainConfig.read(model_dir)
   stage, _ = stages.select(config, model_dir, stage)
-  stages.fit_missing_entropy_models(config, model_dir, only=stage)  # e.g. an older run
+  stages.fit_missing_entropy_models(config, model_dir, only=stage)
   trained = stages.load_stage(config, model_dir, stage)
   codec = trained.codec
   base = os.path.join(export_dir, model_name or default_model_name(model_dir))
@@ -63,7 +63,7 @@ def _export(model_dir, export_dir, model_name, version, stage, parity_images):
                      trained.name, version_dir)
         return version_dir, read_json(os.path.join(version_dir, tflite.PARITY_FILE),
                                       "export again")
-      # Exported before these files existed: a new version gets all of them.
+      # This stage without some of the files (e.g. deleted): a new version gets all of them.
       if version == existing:
         raise UserError(f"--version={version}: {version_dir} holds this stage without "
                         f"{', '.join(missing)}; choose another version to export it whole")

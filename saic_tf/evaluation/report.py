@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_json
@@ -364,7 +365,7 @@ def _gsw_weights(records, path):
   for record in records:
     gsw_path = layout.gsw_path(record["model_dir"])
     if os.path.exists(gsw_path):
-      gsw = read_json(gsw_path, "delete it or compute GSW again")
+      gsw = formats.read("gsw", gsw_path, "delete it or compute GSW again")
       axis.hist(gsw["W_prime"], bins=40, alpha=0.6,
                 label=f"τ={gsw['tau']:g}, {record['nominal_bpp']:g} bpp")
   axis.set_xlabel("w'_k")

@@ -25,8 +25,9 @@ def _format(column, value):
 
 def label(method, row):
   """The row's name in tables and legends: SAIC with its GSW variant (every one, since the
-  default is not the paper's; rows of runs made before variants existed have none) and τ, KD
-  with the weight of its feature loss, and the number of seeds of a merged row."""
+  default is not the paper's; a row whose eval.json names none has none, but `paper` beside a
+  layer) and τ, KD with the weight of its feature loss, and the number of seeds of a merged
+  row."""
   name = METHOD_NAMES.get(method, method)
   if method == "saic" and row.get("feature_layer"):  # a layer other than the backbone's last
     name += f"-{row.get('gsw') or 'paper'}@{row['feature_layer']}"

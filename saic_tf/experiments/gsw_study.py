@@ -35,6 +35,7 @@ from absl import logging
 import numpy as np
 
 from saic_tf.codec import zoo
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import GSW_VARIANTS, TrainConfig
 from saic_tf.common.errors import UserError
@@ -216,7 +217,7 @@ def recorded_selection_runs(config, settings, rates, record):
 def recorded_kd_runs(config, settings, rates, record):
   """The KD runs a selection.json `record` scored, one per --kd_feature_weight."""
   return kd_selection_runs(config, settings, rates, record["rate"],
-                           [float(w) for w in record.get("kd_validation_accuracy", {})])
+                           [float(w) for w in record["kd_validation_accuracy"]])
 
 
 def selection_facts(config, settings, rates, record):
@@ -228,8 +229,7 @@ def selection_facts(config, settings, rates, record):
     if images is None and os.path.exists(path):
       images = read_json(path, "delete it to evaluate again")["num_images"]
     if variant not in weights and os.path.exists(layout.gsw_path(run.model_dir)):
-      weights[variant] = read_json(layout.gsw_path(run.model_dir),
-                                   "delete it to recompute GSW")["W"]
+      weights[variant] = gsw.read(layout.gsw_path(run.model_dir))["W"]
   return images, weights
 
 
@@ -241,7 +241,7 @@ def _kept_scores(config, settings, select_rate):
   path = os.path.join(config.model_dir, SELECTION_FILE)
   if not os.path.exists(path):
     return record, {}
-  kept = read_json(path, "delete it to select again")
+  kept = read_selection(path)
   if {k: kept.get(k) for k in record} != record:
     raise UserError(f"{path}: τ was chosen there at {kept.get('rate')} bpp, seed "
                     f"{kept.get('seed')}, holdout_every {kept.get('holdout_every')}; this "
@@ -293,10 +293,15 @@ def _most_accurate(scores):
   return float(min(scores, key=lambda setting: (-scores[setting], float(setting))))
 
 
+def read_selection(path):
+  """A selection.json's record, in today's format (formats.py)."""
+  return formats.read("selection", path, "delete it to select again")
+
+
 def chosen_of(record):
-  """({variant: τ}, KD's --kd_feature_weight) chosen in a selection.json record (KL alone for a
-  selection made before KD's weight was chosen)."""
-  return record["chosen_tau"], record.get("chosen_kd_feature_weight", 0.0)
+  """({variant: τ}, KD's --kd_feature_weight) chosen in a selection.json record (read_selection's;
+  0: KL alone)."""
+  return record["chosen_tau"], record["chosen_kd_feature_weight"]
 
 
 def best_variant(record):
@@ -428,8 +433,11 @@ def collect(runs, config, settings, rates, select_rate):
   done = [run.model_dir for run in runs if sweep.is_evaluated(run.model_dir)]
   files = report.build(done, results_dir) if done else []
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
-  selection = (read_json(selection_path, "delete it to select again")
-               if os.path.exists(selection_path) else None)
+  written = (read_json(selection_path, "delete it to select again")
+             if os.path.exists(selection_path) else None)
+  # RESULTS/ gets the record as written (--collect_only rewrites results/ byte for byte); the
+  # rest reads it in today's format.
+  selection = formats.upgrade("selection", written, selection_path) if written else None
   # The study's own runs' times (the root may hold bin/reproduce's too), every KD weight scored.
   timings = sweep.timings_of(config.model_dir, [run.model_dir for run in runs] + [
       run.model_dir for run in selection_runs(config, settings, rates, select_rate) + (
@@ -437,7 +445,7 @@ def collect(runs, config, settings, rates, select_rate):
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
   if selection:
-    files.append(write_json(os.path.join(results_dir, SELECTION_FILE), selection))
+    files.append(write_json(os.path.join(results_dir, SELECTION_FILE), written))
     files.append(write_bytes(os.path.join(results_dir, "selection.md"),
                              selection_markdown(selection, *selection_facts(
                                  config, settings, rates, selection)).encode()))
@@ -455,8 +463,7 @@ def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.Ev
   rates, select_rate = check(config, settings)
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
   if collect_only:
-    record = (read_json(selection_path, "delete it to select again")
-              if os.path.exists(selection_path) else None)
+    record = read_selection(selection_path) if os.path.exists(selection_path) else None
     runs = test_runs(config, settings, rates, *chosen_of(record)) if record else []
     return collect(runs, config, settings, rates, select_rate)
   record = select(config, settings, rates, select_rate, eval_settings)

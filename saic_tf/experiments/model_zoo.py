@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from saic_tf.codec import stages
 from saic_tf.codec import zoo
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
@@ -164,8 +165,7 @@ def _snapshot_checkpoints(snapshots):
 
 def _spent_at(spent, step, where):
   """(CPU seconds, wall seconds) training had spent at `step`, from a training_time.json record:
-  its history, or its totals when they are of that step (a file written before the history
-  was kept)."""
+  its history, or its totals when they are of that step (a record without the history)."""
   for row_step, cpu, wall in spent.get("history") or []:
     if row_step == step:
       return cpu, wall
@@ -238,7 +238,7 @@ def package(run, name, command):
                   layout.entropy_model_path(layout.stage_dir(tmp, "tdic")))
   time_path = os.path.join(os.path.dirname(checkpoint), layout.TRAINING_TIME_FILE)
   spent = read_json(time_path, "train the run again") if os.path.exists(time_path) else {}
-  write_json(os.path.join(tmp, zoo.RECORD_FILE), dict(
+  write_json(os.path.join(tmp, zoo.RECORD_FILE), formats.stamped(dict(
       name=name, command=command, steps=config.steps, bpp=config.bpp, filters=config.filters,
       stride=config.stride, trained_on=dict(dataset=config.dataset, data_dir=config.data_dir,
                                             split="train", holdout_every=config.holdout_every,
@@ -246,8 +246,8 @@ def package(run, name, command):
                                             crop_size=config.crop_size,
                                             crop_scale_min=config.crop_scale_min),
       cpu_seconds=spent.get("cpu_seconds"), wall_seconds=spent.get("wall_seconds"),
-      training_time_history=spent.get("history"), fingerprint=trained.fingerprint.hex()))
-  write_json(layout.config_path(tmp), shipped.to_dict())
+      training_time_history=spent.get("history"), fingerprint=trained.fingerprint.hex())))
+  shipped.write(tmp)
   shutil.rmtree(target, ignore_errors=True)
   os.replace(tmp, target)
   return target
@@ -267,7 +267,7 @@ def table(names=None):
   if not names:
     return [f"no shipped codecs in {layout.ZOO_ROOT} yet"]
   for name in names:
-    record = read_json(os.path.join(layout.zoo_dir(name), zoo.RECORD_FILE), "")
+    record = zoo.record(name)
     figures = record.get("figures", {})
     kodak, imagenette = figures.get("kodak"), figures.get("imagenette96")
     webp = f", {kodak['webp_psnr_at_bpp']:.2f}" if kodak and "webp_psnr_at_bpp" in kodak else ""

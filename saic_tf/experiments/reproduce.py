@@ -37,6 +37,7 @@ import shutil
 
 from absl import logging
 
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
@@ -99,7 +100,7 @@ def with_variant(config: TrainConfig, settings: ReproduceSettings):
   if settings.variant:
     return settings
   path = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
-  best = gsw_study.best_variant(read_json(path, "delete it to select again")) if (
+  best = gsw_study.best_variant(gsw_study.read_selection(path)) if (
       os.path.exists(path)) else None
   if best is None:
     raise UserError(f"--variant: none chosen on the validation split yet ({path} has none): run "
@@ -496,9 +497,9 @@ def _variant_choice(selection, variant, named=False):
 
 
 def _kd_choice(selection):
-  """What the KD rows train on, as the README says it."""
-  scores = selection.get("kd_validation_accuracy")
-  if not scores:  # a selection made before KD's weight was chosen: KL alone
+  """What the KD rows train on, as the README says it (`selection`: read_selection's)."""
+  scores = selection["kd_validation_accuracy"]
+  if not scores:  # no weight scored: KL alone
     return "KL alone"
   weight = selection["chosen_kd_feature_weight"]
   loss = f"plus {weight:g} × APIC's feature loss" if weight else "alone"
@@ -512,16 +513,15 @@ def readme(results_dir, variant, first_bpp, layer="", named=False):
   is evaluated; `first_bpp` is the first base's rate, whose first APIC run trained the
   classifier, `layer` the runs' --feature_layer, `named` whether --variant named the
   variant."""
-  def load(name):
+  def load(name, kind):
     path = os.path.join(results_dir, name)
-    return read_json(path, "run bin/reproduce again") if os.path.exists(path) else None
+    return formats.read(kind, path, "run bin/reproduce again") if os.path.exists(path) else None
 
-  results, selection = load("results.json"), load(gsw_study.SELECTION_FILE)
-  timings, kodak_record = load(layout.TIMINGS_FILE) or {}, load(KODAK_RESULTS)
+  results, selection = load("results.json", "results"), load(gsw_study.SELECTION_FILE, "selection")
+  timings, kodak_record = load(layout.TIMINGS_FILE, "timings") or {}, load(KODAK_RESULTS, "kodak")
   blocks = {b["nominal_bpp"]: [(r["method"], r) for r in b["rows"]] for b in results["blocks"]}
   paired = {b["nominal_bpp"]: b["paired"] for b in results["blocks"]}
-  # A results.json written before APIC was paired with its base has none.
-  paired_base = {b["nominal_bpp"]: b.get("paired_base", []) for b in results["blocks"]}
+  paired_base = {b["nominal_bpp"]: b["paired_base"] for b in results["blocks"]}
   tau = selection["chosen_tau"][variant]
   main = _main_rows(blocks, tau, gsw_study.variant_layer(variant), layer)
   first = main.get(first_bpp, {})
@@ -538,10 +538,8 @@ def readme(results_dir, variant, first_bpp, layer="", named=False):
           [(c["a"], c["b"], c) for c in comparisons]) + [""]
   kodak_lines = ["Not measured (no Kodak folder given)."]
   if kodak_record:
-    # A kodak.json made before the codecs' PSNR at the learned points was kept has none:
-    # its table has the learned points alone, until Kodak is measured again.
-    beside = kodak_record.get("beside") or {m: [{} for _ in points]
-                                            for m, points in kodak_record["learned"].items()}
+    # Without the codecs' PSNR beside the learned points (formats.py): those points alone.
+    beside = kodak_record["beside"]
     others = [name for name in next(iter(beside.values()))[0] if name != "bpp"]
     sources = "; ".join(f"{curve['short']}: `{curve['source']}`"
                         for curve in kodak_record.get("published", []))
@@ -583,7 +581,7 @@ def readme(results_dir, variant, first_bpp, layer="", named=False):
       seeds=", ".join(str(s) for s in (apic.get("seeds") or [apic.get("seed")])),
       cpu_hours=f"{total.get('cpu_hours', 0.0):.2f}",
       wall_hours=f"{total.get('wall_hours', 0.0):.2f}",
-      runs=total.get("runs", len(timings) - 1 if timings else 0),  # an older total has none
+      runs=total.get("runs", 0),
       table2="\n".join(accuracy_si_lines(main)),
       paired="\n".join(paired_lines) or "No paired comparison yet.",
       per_bit="\n".join(per_bit) or "Needs more than one rate.",
@@ -595,8 +593,9 @@ def readme(results_dir, variant, first_bpp, layer="", named=False):
 def _run_config(results_dir, row):
   """The config.json kept in RESULTS/runs/ of a row's run (its first seed's)."""
   rate_dir, run_name = os.path.split(row["model_dir"])
-  return read_json(os.path.join(results_dir, "runs", os.path.basename(rate_dir), run_name,
-                                layout.CONFIG_FILE), "run bin/reproduce --collect_only")
+  return formats.read("config", os.path.join(results_dir, "runs", os.path.basename(rate_dir),
+                                            run_name, layout.CONFIG_FILE),
+                      "run bin/reproduce --collect_only")
 
 
 def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_flagfile,
@@ -634,7 +633,7 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   source = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
   files.append(copy_file(source, os.path.join(results_dir, gsw_study.SELECTION_FILE)))
   study = settings.study(config)
-  selection = read_json(os.path.join(config.model_dir, gsw_study.SELECTION_FILE), "")
+  selection = gsw_study.read_selection(os.path.join(config.model_dir, gsw_study.SELECTION_FILE))
   # Every selection run (bin/gsw_study's too): the variant was chosen among them, so they count
   # in the time, and selection.md shows each variant's W'. This plan's times otherwise (the
   # root may hold bin/gsw_study's test runs of other variants too).
@@ -689,7 +688,7 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
     model_zoo.kodak_photos(settings.kodak_dir)  # a folder without photos: one line, now
   path = os.path.join(config.model_dir, gsw_study.SELECTION_FILE)
   if collect_only:
-    record = read_json(path, "delete it to select again") if os.path.exists(path) else {}
+    record = gsw_study.read_selection(path) if os.path.exists(path) else {}
     if variant not in record.get("chosen_tau", {}):
       raise UserError(f"--collect_only: no τ chosen yet for {variant} in {path}: run "
                       "bin/reproduce without it first")

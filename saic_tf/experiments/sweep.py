@@ -18,6 +18,7 @@ import time
 
 from absl import logging
 
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
@@ -27,7 +28,7 @@ from saic_tf.evaluation import report
 from saic_tf.training import trainer
 
 
-TOTAL = "total"  # timings.json's entry that sums every run's
+TOTAL = formats.TOTAL  # timings.json's entry that sums every run's
 
 
 def check_taus(taus, flag="--taus"):
@@ -160,7 +161,7 @@ def timings_of(root, model_dirs):
   path = os.path.join(root, layout.TIMINGS_FILE)
   if not os.path.exists(path):
     return None
-  record = read_json(path, "delete it")
+  record = formats.read("timings", path, "delete it")
   names = {os.path.relpath(d, root) for d in model_dirs}
   kept = {k: v for k, v in record.items() if k in names}
   return _with_total(kept) if kept else None
@@ -170,7 +171,7 @@ def record_time(root, spent: Spent):
   """Adds to ROOT/timings.json[run] the wall-clock and CPU seconds spent on a run, over every
   invocation of the experiment (a resumed run adds the rest), and their total."""
   path = os.path.join(root, layout.TIMINGS_FILE)
-  record = read_json(path, "delete it") if os.path.exists(path) else {}
+  record = formats.read("timings", path, "delete it") if os.path.exists(path) else {}
   record.pop(TOTAL, None)
   entry = record.setdefault(os.path.relpath(spent.model_dir, root), {})
   for part in PARTS:

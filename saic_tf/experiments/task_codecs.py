@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from saic_tf.codec import stages
 from saic_tf.codec import zoo
+from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
@@ -149,7 +150,7 @@ def package_classifier(run, name, command, settings=model_zoo.MeasureSettings(),
         accuracy_float32=float(np.mean(predictions(classifier, images) == labels)),
         accuracy_float16=float(np.mean(predictions(shipped, images) == labels)))
     log(f"{name}: float16 cost {record['float16_cost']}")
-  write_json(os.path.join(tmp, zoo.RECORD_FILE), record)
+  write_json(os.path.join(tmp, zoo.RECORD_FILE), formats.stamped(record))
   shutil.rmtree(target, ignore_errors=True)
   os.replace(tmp, target)
   return target
@@ -200,7 +201,7 @@ def package_codec(run, name, classifier, command, settings=model_zoo.MeasureSett
       downstream_input=clf_record["input"],
       feature_layer=clf_record["feature_layer"] if not config.feature_layer else
       config.feature_layer)
-  write_json(layout.config_path(tmp), shipped_config.to_dict())
+  shipped_config.write(tmp)
   half = stages.load_stage(shipped_config, tmp, stage)
   record = dict(
       name=name, kind="task-aware codec", command=command, method=stage,
@@ -219,7 +220,7 @@ def package_codec(run, name, classifier, command, settings=model_zoo.MeasureSett
     record["float16_cost"] = dict(float16_cost(trained.codec, half.codec, images),
                                   split="val")
     log(f"{name}: float16 cost {record['float16_cost']}")
-  write_json(os.path.join(tmp, zoo.RECORD_FILE), record)
+  write_json(os.path.join(tmp, zoo.RECORD_FILE), formats.stamped(record))
   shutil.rmtree(target, ignore_errors=True)
   os.replace(tmp, target)
   return target

@@ -46,18 +46,18 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from saic_tf.common import formats
 from saic_tf.common import layout
-from saic_tf.common.config import GSW_SCALES, GSW_VARIANTS, OLD_MEANINGS, differences
+from saic_tf.common.config import GSW_SCALES, GSW_VARIANTS, differences
 from saic_tf.common.errors import UserError
-from saic_tf.common.files import read_json, write_json
+from saic_tf.common.files import write_json
 
 VARIANTS, SCALES = GSW_VARIANTS, GSW_SCALES
 # W averages over a random subset of the training split drawn with this seed (the trainer);
-# gsw.json records it, since earlier versions took the split's first batches (one class).
+# gsw.json records which images (gsw_images): W of the split's first batches, one class, is
+# another W (formats.py, version 1).
 SUBSET_SEED = 0
 IMAGES = f"random subset, seed {SUBSET_SEED}"
-# What a gsw.json written before a setting existed meant by it (`load`).
-OLD_RECORD = dict(OLD_MEANINGS, gsw_images="the first batches of the split")
 # W counts as the same for every image when its spread across images is below this fraction of
 # mean |W| (float32 rounding in the backward pass of a linear head gives about 1e-7).
 IMAGE_INDEPENDENT = 1e-4
@@ -208,7 +208,12 @@ def concentration(w_prime, tau, scale):
 
 def save(model_dir, w, w_prime, settings):
   record = dict(settings, W=[float(v) for v in w], W_prime=[float(v) for v in w_prime])
-  return write_json(layout.gsw_path(model_dir), record)
+  return write_json(layout.gsw_path(model_dir), formats.stamped(record))
+
+
+def read(path):
+  """A gsw.json's record, in today's format (formats.py)."""
+  return formats.read("gsw", path, "delete it to recompute GSW")
 
 
 def load(model_dir, expected_settings):
@@ -216,8 +221,8 @@ def load(model_dir, expected_settings):
   path = layout.gsw_path(model_dir)
   if not os.path.exists(path):
     return None
-  record = read_json(path, "delete it to recompute GSW")
-  changed = differences(dict(OLD_RECORD, **record), expected_settings, expected_settings)
+  record = read(path)
+  changed = differences(record, expected_settings, expected_settings)
   if changed:
     raise UserError(f"{path} was computed with other settings ({changed}); delete it to "
                     "recompute GSW")

@@ -157,11 +157,10 @@ def fit_resumably(model, checkpoint, checkpoint_dir, make_dataset, total_steps, 
   whatever steps_per_execution is, and a kill loses at most one interval. The whole intervals
   share one model.fit: under a tf.distribute strategy in TF 2.14, model.fit's return blocks in
   the deletion of its input iterator for up to about a minute (the longer it ran, the longer;
-  the first edition's results/logs/first_run.log, `git show 7353a29:results/logs/first_run.log`,
-  written with one model.fit per interval, shows about 45 s lost at each of the classifier's
-  epoch ends), so one model.fit per interval would pay that at every checkpoint. A start
-  between checkpoints (after --checkpoint_every changed) and a last interval shorter than
-  `every` get a model.fit of their own.
+  trained with one model.fit per interval, the classifier lost about 45 s at each epoch end),
+  so one model.fit per interval would pay that at every checkpoint. A start between
+  checkpoints (after --checkpoint_every changed) and a last interval shorter than `every` get a
+  model.fit of their own.
 
   A NaN or infinite loss stops training without saving (`on_nonfinite="stop"`), or
   (`"skip"`) discards its interval: the weights go back to the last checkpoint and training

@@ -257,7 +257,7 @@ def train(config: TrainConfig, strategy=None, skip_complete=False):
     datasets.check_decode_error(e, *sources)
   finally:  # what comes next (evaluation, export) runs in float32
     keras.mixed_precision.set_global_policy("float32")
-  if distribute.is_chief(strategy):  # stages skipped as complete, e.g. of an older run or base
+  if distribute.is_chief(strategy):  # a stage skipped as complete may lack its entropy model
     stages.fit_missing_entropy_models(config, config.model_dir)
   return dict(summary, chief=distribute.is_chief(strategy))
 
