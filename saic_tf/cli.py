@@ -14,6 +14,7 @@ from saic_tf.common import distribute
 from saic_tf.common import layout
 from saic_tf.common.config import GSW_VARIANTS, TrainConfig
 from saic_tf.common.errors import user_error_inside, UserError
+from saic_tf.common.run import Run
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
 from saic_tf.evaluation import baselines
@@ -161,11 +162,11 @@ def export_from_flags(model_dir, flag_values=FLAGS, stage=None):
   """Runs export.export with the export flags and prints where everything went."""
   # pylint: disable=g-import-not-at-top
   from saic_tf.deploy import export, serving, tflite
-  shipped = layout.run_dir(model_dir) != model_dir  # a name: nothing is written in the package
-  export_dir = flag_values.export_dir or (layout.EXPORT_DIR if shipped else
-                                          layout.export_dir(model_dir))
-  model_dir = layout.run_dir(model_dir)
-  version_dir, parity = export.export(model_dir, export_dir, flag_values.model_name,
+  run = Run.resolve(model_dir)
+  # A shipped codec's name: nothing is written into the package.
+  export_dir = flag_values.export_dir or (layout.EXPORT_DIR if run.shipped else
+                                          layout.export_dir(run.directory))
+  version_dir, parity = export.export(run, export_dir, flag_values.model_name,
                                       flag_values.version, stage, flag_values.parity_images)
   print(f"\nexported to {version_dir}: SavedModel (signatures "
         f"{', '.join(serving.SIGNATURES)}), {', '.join(tflite.FILES)}")

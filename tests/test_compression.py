@@ -10,8 +10,8 @@ import tensorflow as tf
 from conftest import IMAGES, ROOT
 from saic_tf.codec import stages
 from saic_tf.common import layout
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.common.run import Run
 from saic_tf.data.images import read_image, to_uint8
 from saic_tf.deploy import file_codec
 from test_cli import run_bin
@@ -50,10 +50,10 @@ def test_training_fits_the_entropy_model_and_reading_never_does(tdic_run, tmp_pa
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith("error: ")
   assert "bin/export --model_dir=" in result.stderr
-  written = stages.fit_missing_entropy_models(TrainConfig.read(old), old)
+  written = stages.fit_missing_entropy_models(Run.at(old))
   assert written == [os.path.join(old, "tdic", layout.ENTROPY_MODEL_FILE)]
   assert open(written[0]).read() == open(fitted).read()
-  assert stages.fit_missing_entropy_models(TrainConfig.read(old), old) == []  # nothing to do
+  assert stages.fit_missing_entropy_models(Run.at(old)) == []  # nothing to do
 
 
 def test_a_file_written_before_the_package_moved_decodes_to_the_same_pixels():

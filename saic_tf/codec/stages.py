@@ -21,7 +21,6 @@ from saic_tf.codec import bitstream
 from saic_tf.codec.networks import BinaryCodec, build_codec
 from saic_tf.common import layout
 from saic_tf.common.checkpoints import restore
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_json
 from saic_tf.data import datasets
@@ -70,15 +69,6 @@ def save_float16(codec, config, directory, step):
   return manager.save(checkpoint_number=step)
 
 
-def select(config, model_dir, stage=None):
-  """(stage, checkpoint): `stage` of the run (a --stage flag), default its last."""
-  stages = dict(layout.codec_stages(config, model_dir))
-  stage = stage or list(stages)[-1]
-  if stage not in stages:
-    raise UserError(f"--stage={stage}: {model_dir} has only {', '.join(stages)}")
-  return stage, stages[stage]
-
-
 def read_entropy_model(checkpoint, model_dir):
   """The entropy model saved beside `checkpoint`; a UserError that says how to fit it when it
   is missing or unreadable."""
@@ -93,11 +83,11 @@ def read_entropy_model(checkpoint, model_dir):
     raise UserError(f"{path}: {e}; {remedy}") from None
 
 
-def load_stage(config, model_dir, stage=None):
-  """The TrainedStage `stage` (default: the run's last) of the run in `model_dir`."""
-  stage, checkpoint = select(config, model_dir, stage)
-  codec = restore_codec(config, checkpoint)
-  entropy_model = read_entropy_model(checkpoint, model_dir)
+def load_stage(run, stage=None):
+  """The TrainedStage `stage` (default: its last) of `run` (a common.run.Run)."""
+  stage, checkpoint = run.stage(stage)
+  codec = restore_codec(run.config, checkpoint)
+  entropy_model = read_entropy_model(checkpoint, run.directory)
   return TrainedStage(stage, checkpoint, codec, entropy_model,
                       bitstream.fingerprint(codec, entropy_model))
 
@@ -166,17 +156,17 @@ def fit_stage_entropy_model(config, stage, checkpoint, count=ENTROPY_FIT_IMAGES)
   return path
 
 
-def fit_missing_entropy_models(config, model_dir, only=None, count=ENTROPY_FIT_IMAGES):
-  """Fits the entropy model of every trained codec stage of the run (or of stage `only`) whose
-  model is missing, unreadable or older than its checkpoint; a stage reused from an --init_from
-  base is fitted on that base's data. Returns the paths written."""
+def fit_missing_entropy_models(run, only=None, count=ENTROPY_FIT_IMAGES):
+  """Fits the entropy model of every trained codec stage of `run` (a common.run.Run; or of
+  stage `only`) whose model is missing, unreadable or older than its checkpoint; a stage reused
+  from an --init_from base is fitted on that base's data. Returns the paths written."""
   written = []
-  for stage, checkpoint in layout.codec_stages(config, model_dir):
+  for stage, checkpoint in run.stages:
     if only and stage != only:
       continue
-    owner = config
-    if config.init_from and stage == "tdic":  # the base's TDIC stage (layout.codec_stages)
-      owner = TrainConfig.read(layout.run_dir(config.init_from))
+    owner = run.config
+    if run.base is not None and stage == "tdic":  # the base's TDIC stage (layout.codec_stages)
+      owner = run.base.config
     path = fit_stage_entropy_model(owner, stage, checkpoint, count)
     if path:
       written.append(path)

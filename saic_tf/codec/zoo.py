@@ -13,8 +13,8 @@ import re
 from saic_tf.codec import stages
 from saic_tf.common import formats
 from saic_tf.common import layout
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.common.run import Run
 
 RECORD_FILE = layout.ZOO_RECORD_FILE
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -68,7 +68,7 @@ def fingerprint(name):
   """The .saic fingerprint of a shipped model (of its weights and entropy model)."""
   if name not in _FINGERPRINTS:
     directory = check_name(name)
-    _FINGERPRINTS[name] = stages.load_stage(TrainConfig.read(directory), directory).fingerprint
+    _FINGERPRINTS[name] = stages.load_stage(Run.at(directory)).fingerprint
   return _FINGERPRINTS[name]
 
 

@@ -255,20 +255,6 @@ class TrainConfig:
                       "is nothing to reuse")
     return self
 
-  def downstream_run(self):
-    """MODEL_DIR of the run whose downstream network this run uses: --downstream_from, else
-    (following --init_from) the base run's if it has one (a TDIC run or a shipped codec has
-    none), else this run's own."""
-    if self.downstream_from:
-      return self.downstream_from
-    if self.downstream_model:  # the user's own model: this run's, whatever its base
-      return self.model_dir
-    if self.init_from:
-      base = TrainConfig.read(layout.run_dir(self.init_from))
-      if base.semantic:
-        return base.downstream_run()
-    return self.model_dir
-
   def to_dict(self):
     return dataclasses.asdict(self)
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from saic_tf.codec import zoo
 from saic_tf.common import layout
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json
 from saic_tf.data import datasets
@@ -77,32 +76,30 @@ class Codec:
     return self._codec.decompress(bytes(data))
 
   def _run(self):
-    """(MODEL_DIR, its TrainConfig), or None for a bin/export directory."""
-    directory = layout.run_dir(self.name)
-    if not os.path.exists(layout.config_path(directory)):
-      return None
-    return directory, TrainConfig.read(directory)
+    """The common.run.Run it codes with (resolved once, by its FileCodec), or None for a
+    bin/export directory."""
+    return self._codec.run
 
   @property
   def image_size(self):
     """The size its classifier takes (and it was fine-tuned at); None without a classifier."""
     run = self._run()
-    return run[1].image_size if run and run[1].semantic else None
+    return run.config.image_size if run and run.config.semantic else None
 
   @property
   def class_names(self):
     """Its classifier's class names, in the order of its outputs; None without one."""
     run = self._run()
-    if not run or not run[1].semantic:
+    if not run or not run.config.semantic:
       return None
-    _, config = run
+    config = run.config
     if config.downstream_model:
       if config.downstream_model not in zoo.classifier_names():
         return None  # a model file of the user's: its class names are the user's to know
       # A shipped classifier: readable names where it has them.
       known = zoo.record(config.downstream_model)
       return known.get("display_names") or known.get("class_names")
-    info = read_json(layout.downstream_info_path(config.downstream_run()),
+    info = read_json(layout.downstream_info_path(run.downstream_dir),
                      "its downstream network is missing")
     return info.get("class_names")
 
@@ -113,11 +110,10 @@ class Codec:
     codec fine-tuned for none (tdic-*)."""
     if self._classifier is None:
       run = self._run()
-      if not run or not run[1].semantic:
+      if not run or not run.config.semantic:
         return None
-      _, config = run
       names = self.class_names
-      self._classifier = downstream.load(config, config.downstream_run(),
+      self._classifier = downstream.load(run.config, run.downstream_dir,
                                          len(names) if names else None).classifier
     return self._classifier
 

@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from saic_tf.codec import stages
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_bytes, write_json
+from saic_tf.common.run import Run
 from saic_tf.data import datasets
 from saic_tf.data.images import to_uint8
 from saic_tf.deploy import serving
@@ -34,20 +34,21 @@ def _latents(codec, images):
 
 
 def export(model_dir, export_dir, model_name=None, version=None, stage=None, parity_images=8):
-  """Writes EXPORT_DIR/<model_name>/<version>/ (module doc); returns (version_dir, parity).
+  """Writes EXPORT_DIR/<model_name>/<version>/ (module doc) of the run in `model_dir` (or a
+  common.run.Run); returns (version_dir, parity).
 
   Re-exporting the same trained stage is a no-op that returns the existing version; a new
   version is written to a temporary directory and renamed into place, so TF Serving (which
   watches EXPORT_DIR/<model_name>/) never sees half an export."""
   with tflite.absl_level_kept():
-    return _export(model_dir, export_dir, model_name, version, stage, parity_images)
+    return _export(Run.at(model_dir), export_dir, model_name, version, stage, parity_images)
 
 
-def _export(model_dir, export_dir, model_name, version, stage, parity_images):
-  config = TrainConfig.read(model_dir)
-  stage, _ = stages.select(config, model_dir, stage)
-  stages.fit_missing_entropy_models(config, model_dir, only=stage)
-  trained = stages.load_stage(config, model_dir, stage)
+def _export(run, export_dir, model_name, version, stage, parity_images):
+  config, model_dir = run.config, run.directory
+  stage, _ = run.stage(stage)
+  stages.fit_missing_entropy_models(run, only=stage)
+  trained = stages.load_stage(run, stage)
   codec = trained.codec
   base = os.path.join(export_dir, model_name or default_model_name(model_dir))
   fingerprint = trained.fingerprint.hex()

@@ -17,9 +17,9 @@ from saic_tf.codec import networks
 from saic_tf.codec import stages
 from saic_tf.codec import zoo
 from saic_tf.common import layout
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_bytes
+from saic_tf.common.run import Run
 from saic_tf.data.images import (check_pixels, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,
                                  read_image, to_uint8)
 from saic_tf.deploy import serving
@@ -65,13 +65,14 @@ class FileCodec:
   """A trained codec stage with its entropy model: image <-> .saic bytes.
 
   `model` is a MODEL_DIR (a stage's checkpoint and entropy_model.json), the name of a shipped
-  codec (codec/zoo.py) or a bin/export directory (its SavedModel and assets.extra/saic.json). Nothing is fitted or written here: a stage
-  without its entropy model is a UserError that says how to fit it."""
+  codec (codec/zoo.py), a common.run.Run, or a bin/export directory (its SavedModel and
+  assets.extra/saic.json). Nothing is fitted or written here: a stage without its entropy model
+  is a UserError that says how to fit it. `run` is the Run it codes with (None: an export)."""
 
   def __init__(self, model, stage=None, max_pixels=None):
     self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-    model = layout.run_dir(model)  # a shipped codec's name, e.g. tdic-0.25
-    version_dir = None if os.path.exists(layout.config_path(model)) else serving.resolve(model)
+    self.run = Run.find(model)  # a run directory, or a shipped codec's name (e.g. tdic-0.25)
+    version_dir = None if self.run else serving.resolve(model)
     if version_dir:
       info = serving.read_info(version_dir)
       if stage and stage != info["stage"]:
@@ -81,12 +82,12 @@ class FileCodec:
       self.fingerprint = bytes.fromhex(info["fingerprint"])
       self.backend = SavedModelBackend(version_dir)
       return
-    if not os.path.isdir(model):
+    if not self.run and not os.path.isdir(model):
       raise UserError(f"--model={model}: no such directory, nor a shipped codec "
                       f"({', '.join(zoo.names()) or 'none shipped yet'}; bin/models)")
-    config = TrainConfig.read(model)
-    trained = stages.load_stage(config, model, stage)
-    self.stage, self.stride = trained.name, config.stride
+    self.run = self.run or Run.resolve(model)  # a directory without config.json: its error
+    trained = stages.load_stage(self.run, stage)
+    self.stage, self.stride = trained.name, self.run.config.stride
     self.codec = trained.codec
     self.channels = self.codec.channels
     self.backend = KerasBackend(self.codec)

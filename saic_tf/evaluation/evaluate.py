@@ -25,9 +25,10 @@ from saic_tf.codec import bitstream
 from saic_tf.codec import networks
 from saic_tf.codec import stages as stages_lib
 from saic_tf.common import layout
-from saic_tf.common.config import GSW_SETTINGS, RESUMABLE_CHANGES, TrainConfig
+from saic_tf.common.config import GSW_SETTINGS, RESUMABLE_CHANGES
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_bytes, write_json
+from saic_tf.common.run import Run
 from saic_tf.data import datasets
 from saic_tf.data.images import to_uint8
 from saic_tf.evaluation import baselines as baselines_lib
@@ -90,17 +91,18 @@ def paired_comparisons(record):
           for name in correct if name in ("apic", "saic", "kd") and "tdic" in correct]
 
 
-def _methods(config, model_dir, stages, baseline_names, nominal=None):
+def _methods(run, stages, baseline_names, nominal=None):
   """name -> images -> (reconstructions, bpp per image or None, and per image either the
   within-target flags (baselines) or the coded bpp (learned codec), or None); and the nominal
   bpp the baselines are held to (default the codec's)."""
+  config = run.config
   if nominal is None:
     nominal = networks.nominal_bpp(
         (1, 1, networks.channels_for_bpp(config.bpp, config.stride)), config.stride,
         config.stride)
   methods = {"original": lambda images: (images, None, None)}
   for name, _ in stages:
-    stage = stages_lib.load_stage(config, model_dir, name)
+    stage = stages_lib.load_stage(run, name)
     def run_codec(images, stage=stage):
       """Reconstructions, nominal bpp, and the bpp of each image's .saic file."""
       height, width = images.shape[1:3]
@@ -177,68 +179,118 @@ def _row(name, labels, result, num_classes, si):
   return row
 
 
+@dataclasses.dataclass
+class Loaded:
+  """What an evaluation measures with (load): the run, the run whose classifier judges it and
+  that classifier, the task's data, the methods and the nominal rate."""
+  run: Run
+  out_dir: str
+  downstream_run: Run
+  network: downstream.DownstreamNetwork
+  dataset: str
+  image_size: int
+  train_source: datasets.Source
+  test_source: datasets.Source
+  stages: list  # [(stage, checkpoint)] of the run
+  evaluated: list  # those of them with a row
+  methods: dict
+  nominal: float
+
+
+@dataclasses.dataclass
+class Measured:
+  """What the passes gave (measure): the test labels, each method's arrays, the gallery's
+  images and their indices, and each method's row of eval.json."""
+  labels: np.ndarray
+  results: dict
+  gallery: dict
+  picks: np.ndarray
+  rows: dict
+
+
 def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
-  """Evaluates the run in `model_dir` (or the shipped codec of that name); writes eval.json,
-  eval.md, eval_gallery.npz to settings.out_dir, default `model_dir`.
+  """Evaluates the run in `model_dir` (or the shipped codec of that name, or a common.run.Run);
+  writes eval.json, eval.md, eval_gallery.npz to settings.out_dir, default the run's directory.
 
   A codec without a downstream network of its own (a --loss=tdic run, a shipped codec) is
   evaluated with --downstream_dir's network, at that network's image size."""
+  loaded = load(model_dir, settings)
+  measured = measure(loaded, settings)
+  evaluation = record(loaded, measured, settings)
+  write(loaded, measured, evaluation)
+  return evaluation
+
+
+def load(model_dir, settings: EvalSettings):
+  """The run (resolved once, here), the classifier that judges it, the data and the methods:
+  every refusal of a bad flag or directory comes before the passes."""
   if settings.baselines_at is not None and (
       settings.baselines_at <= 0 or not settings.out_dir or not settings.baselines):
     raise UserError(f"--baselines_at={settings.baselines_at:g}: give a rate > 0, --out_dir and "
                     "--baselines (the codecs to evaluate at that rate)")
-  if layout.run_dir(model_dir) != model_dir and not settings.out_dir:
-    raise UserError(f"--model_dir={model_dir} is a shipped codec: pass --out_dir=DIR for its "
+  run = Run.resolve(model_dir)
+  if run.shipped and not settings.out_dir:
+    raise UserError(f"--model_dir={run.name} is a shipped codec: pass --out_dir=DIR for its "
                     "evaluation (nothing is written into the package)")
-  model_dir = layout.run_dir(model_dir)
-  out_dir = settings.out_dir or model_dir
-  config = TrainConfig.read(model_dir)
+  config = run.config
   # The CLUB training subset (a seeded shuffle) and CLUB's own fit depend on TensorFlow's global
   # seed: set it, so that an evaluation gives the same SI in a fresh bin/evaluate and inside a
   # process that trained first (bin/demo, bin/sweep_tau, bin/reproduce).
   tf.keras.utils.set_random_seed(config.seed)
   if not config.semantic and not settings.downstream_dir:
-    raise UserError(f"{model_dir}: a codec without a downstream network (--loss=tdic, or a "
+    raise UserError(f"{run.directory}: a codec without a downstream network (--loss=tdic, or a "
                     "shipped codec): pass --downstream_dir=RUN, the run whose classifier "
                     "judges it")
-  base = settings.downstream_dir or config.downstream_run()
-  base_config = TrainConfig.read(base) if base != model_dir else config
+  if not settings.downstream_dir:
+    base = run.downstream
+  else:  # another run's classifier, its directory taken as a path
+    base = run if settings.downstream_dir == run.directory else Run.at(settings.downstream_dir)
   # A codec alone is judged on the task of the classifier it is given: its data and size.
-  task = config if config.semantic else base_config
+  task = config if config.semantic else base.config
   dataset = settings.dataset or task.dataset
   data_dir = task.data_dir if settings.data_dir is None else settings.data_dir
   train_source = datasets.load(dataset, "train", data_dir, task.holdout_every)
   test_source = datasets.load(dataset, settings.split, data_dir, task.holdout_every)
   image_size = task.image_size
-  if base_config.image_size != image_size:  # a fine-tune is evaluated at its training size
-    raise UserError(f"--downstream_dir={base}: its network takes {base_config.image_size}px "
-                    f"images, this run's codec {config.image_size}px")
+  if base.config.image_size != image_size:  # a fine-tune is evaluated at its training size
+    raise UserError(f"--downstream_dir={base.directory}: its network takes "
+                    f"{base.config.image_size}px images, this run's codec "
+                    f"{config.image_size}px")
   # The classifier of the downstream run, split where this run's feature loss was taken.
-  network = downstream.load(dataclasses.replace(base_config, feature_layer=task.feature_layer),
-                            base, train_source.num_classes)
-  stages = layout.codec_stages(config, model_dir)
+  network = downstream.load(
+      dataclasses.replace(base.config, feature_layer=task.feature_layer), base.directory,
+      train_source.num_classes)
+  stages = run.stages
   evaluated = stages if settings.base_row or not config.semantic else stages[-1:]
   if settings.baselines_at is not None:
     evaluated = []
-  methods, nominal = _methods(config, model_dir, evaluated, settings.baselines,
-                              settings.baselines_at)
-  logging.info("evaluate: %s on %s/%s (%s images) with %s", model_dir, dataset,
-               settings.split, settings.max_images or test_source.num_examples,
+  methods, nominal = _methods(run, evaluated, settings.baselines, settings.baselines_at)
+  return Loaded(run, settings.out_dir or run.directory, base, network, dataset, image_size,
+                train_source, test_source, stages, evaluated, methods, nominal)
+
+
+def measure(loaded: Loaded, settings: EvalSettings):
+  """Every method over the split and over CLUB's training pairs, then each method's row: ACC,
+  F1, PSNR, SSIM, MSE, feature MSE, bpp and SI."""
+  methods, test_source, train_source = loaded.methods, loaded.test_source, loaded.train_source
+  logging.info("evaluate: %s on %s/%s (%s images) with %s", loaded.run.directory,
+               loaded.dataset, settings.split, settings.max_images or test_source.num_examples,
                ", ".join(methods))
   count = min(settings.max_images or test_source.num_examples, test_source.num_examples)
   picks = np.linspace(0, count - 1, min(GALLERY_SIZE, count)).astype(int)
   # A subset is drawn at random (file order is by class), the same one for every run, so that
   # runs evaluated on it pair image by image (statistics.py).
-  test = datasets.eval_dataset(test_source, image_size, settings.batch_size,
+  test = datasets.eval_dataset(test_source, loaded.image_size, settings.batch_size,
                                limit=settings.max_images or None, subset_seed=SUBSET_SEED)
-  club_train = datasets.eval_dataset(train_source, image_size, settings.batch_size,
-                                     limit=settings.club_train_images, shuffle_seed=config.seed)
+  club_train = datasets.eval_dataset(train_source, loaded.image_size, settings.batch_size,
+                                     limit=settings.club_train_images,
+                                     shuffle_seed=loaded.run.config.seed)
   try:
     labels, results, gallery = _pass(
-        methods, network, test, details=True, gallery_indices=picks,
+        methods, loaded.network, test, details=True, gallery_indices=picks,
         progress=loop.Progress(f"evaluate: {settings.split} split", count))
     _, train_results, _ = _pass(
-        methods, network, club_train, details=False,
+        methods, loaded.network, club_train, details=False,
         progress=loop.Progress("evaluate: CLUB's training pairs",
                                min(settings.club_train_images, train_source.num_examples)))
   except tf.errors.OpError as e:  # e.g. a damaged file in an image folder
@@ -253,18 +305,27 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
     logging.info("evaluate: %-8s ACC %.4f  F1 %.4f  SI %.3f nats", name, rows[name]["accuracy"],
                  rows[name]["f1"], si)
     club_progress.update()
+  return Measured(labels, results, gallery, picks, rows)
+
+
+def record(loaded: Loaded, measured: Measured, settings: EvalSettings):
+  """eval.json's record: the rows, what was evaluated and with what (run, classifier, data,
+  settings), which image each method got right, and the paired comparisons."""
+  config, network, labels = loaded.run.config, loaded.network, measured.labels
+  stages, evaluated, base = loaded.stages, loaded.evaluated, loaded.downstream_run.directory
   # The baselines alone are an evaluation of their own (its gallery in out_dir), not the run's.
   alone = settings.baselines_at is not None
-  record = dict(
-      model_dir=os.path.abspath(out_dir if alone else model_dir), dataset=dataset,
-      split=settings.split, num_images=int(len(labels)), image_size=image_size,
+  evaluation = dict(
+      model_dir=os.path.abspath(loaded.out_dir if alone else loaded.run.directory),
+      dataset=loaded.dataset, split=settings.split, num_images=int(len(labels)),
+      image_size=loaded.image_size,
       loss=None if alone else config.loss, seed=None if alone else config.seed,
       tau=None if alone else config.tau, baselines_at=settings.baselines_at,
       gsw=config.gsw if config.resolved_loss == "saic" and not alone else None,
       kd_feature_weight=(config.kd_feature_weight or None) if not alone else None,
       feature_layer=config.feature_layer,
       setup_digest=setup_digest(config, base, dict(stages)["tdic"]) if evaluated else None,
-      nominal_bpp=nominal, stages={k: v for k, v in stages} if evaluated else {},
+      nominal_bpp=loaded.nominal, stages={k: v for k, v in stages} if evaluated else {},
       downstream=dict(dir=os.path.abspath(base), backbone=network.backbone,
                       feature_layer=network.feature_layer,
                       test_accuracy=network.info.get("test_accuracy"),
@@ -274,20 +335,28 @@ def evaluate(model_dir, settings: EvalSettings = EvalSettings()):
               club_train_images=settings.club_train_images,
               logvar_range=[club_lib.LOGVAR_MIN, club_lib.LOGVAR_MAX],
               **dataclasses.asdict(settings.club)),
-      rows=rows, images_digest=statistics.images_digest(labels),
+      rows=measured.rows, images_digest=statistics.images_digest(labels),
       evaluation=settings_record(settings),
-      correct={name: statistics.encode(results[name]["probs"].argmax(1) == labels)
-               for name in methods})
-  record["paired"] = paired_comparisons(record)
-  write_json(layout.eval_path(out_dir), record)
+      correct={name: statistics.encode(measured.results[name]["probs"].argmax(1) == labels)
+               for name in loaded.methods})
+  evaluation["paired"] = paired_comparisons(evaluation)
+  return evaluation
+
+
+def write(loaded: Loaded, measured: Measured, evaluation):
+  """eval.json, eval.md and eval_gallery.npz (a few images per method with the predicted
+  labels, for bin/report) into the evaluation's directory."""
+  out_dir, methods, picks = loaded.out_dir, loaded.methods, measured.picks
+  write_json(layout.eval_path(out_dir), evaluation)
   write_bytes(layout.eval_path(out_dir, layout.EVAL_MARKDOWN),
-              tables.eval_markdown(record).encode())
+              tables.eval_markdown(evaluation).encode())
+  source = loaded.train_source
   gallery_bytes = io.BytesIO()
   np.savez_compressed(
-      gallery_bytes, labels=labels[picks],
-      class_names=np.array(train_source.display_names or train_source.class_names),
+      gallery_bytes, labels=measured.labels[picks],
+      class_names=np.array(source.display_names or source.class_names),
       methods=np.array(list(methods)),
-      **{f"images_{name}": gallery[name] for name in methods},
-      **{f"predictions_{name}": results[name]["probs"][picks].argmax(1) for name in methods})
+      **{f"images_{name}": measured.gallery[name] for name in methods},
+      **{f"predictions_{name}": measured.results[name]["probs"][picks].argmax(1)
+         for name in methods})
   write_bytes(layout.eval_path(out_dir, layout.GALLERY_FILE), gallery_bytes.getvalue())
-  return record

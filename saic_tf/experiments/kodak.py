@@ -57,7 +57,7 @@ def learned(model_dir, images, stage=None, cache_dir=None):
   into the package; without `cache_dir`, measured every time)."""
   codec = FileCodec(model_dir, stage)
   fingerprint = codec.fingerprint.hex()
-  shipped = layout.run_dir(model_dir) != model_dir
+  shipped = codec.run is not None and codec.run.shipped
   path = (os.path.join(cache_dir, f"kodak_{model_dir}.json") if shipped and cache_dir else
           None if shipped else os.path.join(model_dir, layout.KODAK_FILE))
   if path and os.path.exists(path):

@@ -34,9 +34,9 @@ from saic_tf.codec import stages
 from saic_tf.codec import zoo
 from saic_tf.common import formats
 from saic_tf.common import layout
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_bytes, write_json
+from saic_tf.common.run import Run
 from saic_tf.data import datasets
 from saic_tf.data.images import read_image, to_uint8
 from saic_tf.deploy.file_codec import FileCodec
@@ -184,7 +184,7 @@ def curve(name, snapshots, settings=MeasureSettings(), log=logging.info):
     raise UserError(f"--snapshots={snapshots}: no such directory")
   if not os.path.isdir(settings.imagenette_dir):
     raise UserError(f"--imagenette_dir={settings.imagenette_dir}: no such directory")
-  config = TrainConfig.read(model_dir)
+  config = Run.at(model_dir).config
   record = zoo.record(name)
   shipped = layout.latest_complete_checkpoint(layout.stage_dir(model_dir, "tdic"), config.steps,
                                               "TDIC")
@@ -220,12 +220,13 @@ def package(run, name, command):
   (with the CPU and wall time training measured). config.json is written last: a directory
   without it is no shipped codec."""
   zoo.check_new_name(name)
-  config = TrainConfig.read(run)
+  trained_run = Run.at(run)
+  config = trained_run.config
   if config.resolved_loss != "tdic":
     raise UserError(f"{run}: a shipped codec is a TDIC run (--loss=tdic)")
   checkpoint = layout.latest_complete_checkpoint(layout.stage_dir(run, "tdic"), config.steps,
                                                  "TDIC")
-  trained = stages.load_stage(config, run, "tdic")
+  trained = stages.load_stage(trained_run, "tdic")
   target = layout.zoo_dir(name)
   tmp = target + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)

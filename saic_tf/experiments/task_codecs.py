@@ -29,9 +29,9 @@ from saic_tf.codec import stages
 from saic_tf.codec import zoo
 from saic_tf.common import formats
 from saic_tf.common import layout
-from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import read_json, write_bytes, write_json
+from saic_tf.common.run import Run
 from saic_tf.data import datasets
 from saic_tf.data.images import to_uint8
 from saic_tf.deploy.file_codec import FileCodec
@@ -100,23 +100,24 @@ def predictions(classifier, images):
 
 
 def _run_classifier(run):
-  """(config, the classifier as it ships, what is known of it) of a fine-tune run: its trained
+  """(the Run, the classifier as it ships, what is known of it) of a fine-tune run: its trained
   downstream network ([0, 1] images), or the model file it was given (its own input)."""
-  config = TrainConfig.read(run)
+  fine_tune = Run.at(run)
+  config = fine_tune.config
   if not config.semantic:
     raise UserError(f"{run}: not a fine-tune run (--loss=apic|saic|kd): it has no classifier")
   if config.downstream_model:
     path = layout.downstream_model_path(config.downstream_model)
     model = own_model.load_keras(path)
     source = datasets.load(config.dataset, "train", config.data_dir, config.holdout_every)
-    return config, model, dict(backbone=os.path.basename(path), image_size=config.image_size,
-                               class_names=source.class_names,
-                               feature_layer=config.feature_layer, epochs=None,
-                               test_accuracy=None, input=config.downstream_input)
-  base = config.downstream_run()
+    return fine_tune, model, dict(backbone=os.path.basename(path), image_size=config.image_size,
+                                  class_names=source.class_names,
+                                  feature_layer=config.feature_layer, epochs=None,
+                                  test_accuracy=None, input=config.downstream_input)
+  base = fine_tune.downstream_dir
   info = read_json(layout.downstream_info_path(base), "train its downstream network first")
-  network = downstream.load(TrainConfig.read(base), base, len(info["class_names"]))
-  return config, network.classifier, dict(info, input="unit")
+  network = downstream.load(fine_tune.downstream.config, base, len(info["class_names"]))
+  return fine_tune, network.classifier, dict(info, input="unit")
 
 
 def package_classifier(run, name, command, settings=model_zoo.MeasureSettings(),
@@ -125,7 +126,8 @@ def package_classifier(run, name, command, settings=model_zoo.MeasureSettings(),
   <zoo>/<name>/classifier.keras (float16 weights) and record.json, with the test accuracy of
   the float32 and of the shipped float16 network on the same images."""
   zoo.check_new_name(name)
-  config, classifier, info = _run_classifier(run)
+  fine_tune, classifier, info = _run_classifier(run)
+  config = fine_tune.config
   target = layout.zoo_dir(name)
   tmp = target + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -141,7 +143,7 @@ def package_classifier(run, name, command, settings=model_zoo.MeasureSettings(),
                       holdout_every=config.holdout_every, epochs=info["epochs"]),
       weights="float16", bytes=os.path.getsize(path), sha256=own_model.sha256(path),
       test_accuracy_float32_as_trained=info["test_accuracy"], **_training_time(
-          layout.part_dirs(config.downstream_run(), layout.DOWNSTREAM_DIR)[0]))
+          layout.part_dirs(fine_tune.downstream_dir, layout.DOWNSTREAM_DIR)[0]))
   if os.path.isdir(settings.imagenette_dir) and info["input"] == "unit":
     images, labels, _ = labelled_split("imagefolder", "test", settings.imagenette_dir,
                                        info["image_size"], settings.imagenette_images)
@@ -175,7 +177,8 @@ def package_codec(run, name, classifier, command, settings=model_zoo.MeasureSett
   command, the fine-tune's CPU time, what float16 costs in PSNR and bits) and config.json
   (written last: a directory without it is no shipped codec)."""
   zoo.check_new_name(name)
-  config = TrainConfig.read(run)
+  fine_tune = Run.at(run)
+  config = fine_tune.config
   if not config.semantic or not zoo.check_name(config.init_from):
     raise UserError(f"{run}: a task-aware codec is a fine-tune (--loss=apic|saic|kd) of a "
                     "shipped codec (--init_from=tdic-...)")
@@ -187,7 +190,7 @@ def package_codec(run, name, classifier, command, settings=model_zoo.MeasureSett
   stage = config.loss
   checkpoint = layout.latest_complete_checkpoint(layout.stage_dir(run, stage),
                                                  config.finetune_steps, stage.upper())
-  trained = stages.load_stage(config, run, stage)
+  trained = stages.load_stage(fine_tune, stage)
   target = layout.zoo_dir(name)
   tmp = target + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -202,7 +205,7 @@ def package_codec(run, name, classifier, command, settings=model_zoo.MeasureSett
       feature_layer=clf_record["feature_layer"] if not config.feature_layer else
       config.feature_layer)
   shipped_config.write(tmp)
-  half = stages.load_stage(shipped_config, tmp, stage)
+  half = stages.load_stage(Run.at(tmp, shipped_config), stage)
   record = dict(
       name=name, kind="task-aware codec", command=command, method=stage,
       gsw=dict(variant=config.gsw, scale=config.gsw_scale, tau=config.tau)
@@ -270,8 +273,9 @@ def task_codec(name):
   directory = zoo.check_name(name)
   if zoo.record(name).get("kind") != "task-aware codec":
     raise UserError(f"{name}: not a task-aware codec (bin/models lists them)")
-  config = TrainConfig.read(directory)
-  return (config, FileCodec(directory), FileCodec(zoo.check_name(config.init_from)),
+  run = Run.at(directory)
+  config = run.config
+  return (config, FileCodec(run), FileCodec(zoo.check_name(config.init_from)),
           downstream.own(config).classifier)
 
 

@@ -28,6 +28,7 @@ from saic_tf.common import layout
 from saic_tf.common.checkpoints import restore
 from saic_tf.common.config import differences, TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.common.run import Run
 from saic_tf.data import datasets
 from saic_tf.semantic import gsw
 from saic_tf.semantic import losses
@@ -148,13 +149,14 @@ DOWNSTREAM_SETTINGS = ("dataset", "image_size", "holdout_every", "backbone", "ba
 CODEC_SETTINGS = ("bpp", "stride", "filters", "steps")
 
 
-def with_base_codec(config: TrainConfig):
+def with_base_codec(config: TrainConfig, base=None):
   """A fine-tune from a base without a downstream network (a shipped codec such as tdic-0.25,
   or a --loss=tdic run) takes the base's codec settings (--bpp, --stride, --filters, --steps):
-  the base is a codec, whatever the data it is fine-tuned on."""
+  the base is a codec, whatever the data it is fine-tuned on. `base`: the --init_from Run, when
+  the caller has resolved it."""
   if not config.init_from:
     return config
-  base = TrainConfig.read(layout.run_dir(config.init_from))
+  base = (base or Run.resolve(config.init_from)).config
   if base.semantic:
     return config
   default = TrainConfig()
@@ -171,13 +173,14 @@ def with_base_codec(config: TrainConfig):
   return dataclasses.replace(config, **adopted).validate()
 
 
-def check_base_run(config: TrainConfig):
+def check_base_run(config: TrainConfig, base=None):
   """--init_from=DIR must be a run with the same codec and downstream settings (a base without
   a downstream network: the same codec settings, see with_base_codec); --downstream_from=DIR
   one with the same downstream settings. Both together only when the --init_from base is a
-  codec alone (e.g. a shipped codec: one classifier for several rates); a run brings its own."""
+  codec alone (e.g. a shipped codec: one classifier for several rates); a run brings its own.
+  `base`: the --init_from Run, when the caller has resolved it."""
   if config.init_from:
-    base = TrainConfig.read(layout.run_dir(config.init_from))
+    base = (base or Run.resolve(config.init_from)).config
     if base.semantic and (config.downstream_from or config.downstream_model):
       flag = "--downstream_from" if config.downstream_from else "--downstream_model"
       raise UserError(f"{flag} with --init_from={config.init_from}: that run "
@@ -188,7 +191,7 @@ def check_base_run(config: TrainConfig):
     if changed:
       raise UserError(f"--init_from={config.init_from}: that run differs ({changed})")
   if config.downstream_from:
-    base = TrainConfig.read(layout.run_dir(config.downstream_from))
+    base = Run.resolve(config.downstream_from).config
     changed = differences(base.to_dict(), config.to_dict(), DOWNSTREAM_SETTINGS)
     if changed:
       raise UserError(f"--downstream_from={config.downstream_from}: that run differs "
@@ -214,15 +217,18 @@ def train(config: TrainConfig, strategy=None, skip_complete=False):
     networks.channels_for_bpp(config.bpp, config.stride)
   except ValueError as e:
     raise UserError(str(e)) from None
+  # The --init_from base, read once for the checks, its TDIC stage and its downstream network.
+  base = Run.resolve(config.init_from) if config.init_from else None
   if config.init_from or config.downstream_from:
-    config = with_base_codec(config)
-    check_base_run(config)
+    config = with_base_codec(config, base)
+    check_base_run(config, base)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   strategy = strategy or distribute.make_strategy(config.strategy)
   own_classes = None
   if config.downstream_model:  # after the strategy: multi_worker must start before any op
     config, own_classes = downstream.with_own_model(config)
+  run = Run.at(config.model_dir, config, base)  # its config.json is not written yet
   # Checked now, written once the data has loaded: a first start that fails there (a dataset
   # offline, a wrong --data_dir) leaves no config.json to refuse the corrected command.
   config.write_or_check(write=False)
@@ -238,7 +244,7 @@ def train(config: TrainConfig, strategy=None, skip_complete=False):
                  layout.checkpoint_step(checkpoint))
     keras.mixed_precision.set_global_policy("float32")
     if distribute.is_chief(strategy):
-      stages.fit_missing_entropy_models(config, config.model_dir)
+      stages.fit_missing_entropy_models(run)
     return dict(stage=stage, step=layout.checkpoint_step(checkpoint),
                 checkpoint_dir=os.path.dirname(checkpoint),
                 log_dir=layout.part_dirs(config.model_dir, stage)[1], test_metrics=None,
@@ -252,20 +258,21 @@ def train(config: TrainConfig, strategy=None, skip_complete=False):
   try:
     if config.cache:
       sources = (datasets.cached(sources[0], config.image_size), sources[1])
-    summary = _train_parts(config, strategy, sources)
+    summary = _train_parts(run, strategy, sources)
   except tf.errors.OpError as e:  # e.g. a damaged file in an image folder
     datasets.check_decode_error(e, *sources)
   finally:  # what comes next (evaluation, export) runs in float32
     keras.mixed_precision.set_global_policy("float32")
   if distribute.is_chief(strategy):  # a stage skipped as complete may lack its entropy model
-    stages.fit_missing_entropy_models(config, config.model_dir)
+    stages.fit_missing_entropy_models(run)
   return dict(summary, chief=distribute.is_chief(strategy))
 
 
-def _train_parts(config: TrainConfig, strategy, sources):
-  base_dir = layout.run_dir(config.init_from) or config.model_dir
+def _train_parts(run: Run, strategy, sources):
+  config = run.config
+  base_dir = run.base.directory if run.base is not None else config.model_dir
   if config.semantic:  # steps 1 and 2, before the long codec stages
-    network = downstream.train_or_load(config, config.downstream_run(), strategy, sources)
+    network = downstream.train_or_load(config, run.downstream_dir, strategy, sources)
     weights = semantic_weights(config, network, sources[0], strategy)
   if config.init_from:
     logging.info("tdic: reusing %s", layout.stage_dir(base_dir, "tdic"))
