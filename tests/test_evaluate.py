@@ -15,7 +15,7 @@ from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.evaluation import club, evaluate, report, statistics, tables
-from saic_tf.experiments import sweep
+from saic_tf.experiments import executor, sweep
 from saic_tf.training import loop, trainer
 from test_cli import run_bin
 
@@ -62,8 +62,8 @@ def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path, caplo
   used = evaluate.EvalSettings(max_images=24, club_train_images=40,
                                club=club.ClubSettings(steps=50))
   assert record["evaluation"] == evaluate.settings_record(used)
-  assert sweep.is_evaluated(str(saic_run), settings=used) and sweep.is_evaluated(str(saic_run))
-  assert not sweep.is_evaluated(str(saic_run), settings=evaluate.EvalSettings(max_images=24))
+  assert all(executor.is_evaluated(str(saic_run), settings=s) for s in (used, None))
+  assert not executor.is_evaluated(str(saic_run), settings=evaluate.EvalSettings(max_images=24))
   markdown = (saic_run / "eval.md").read_text()
   for name in ("Original", "TDIC", "SAIC-paper (τ=400)", "JPEG", "WebP", "AVIF",
                "target not reached"):
@@ -223,12 +223,12 @@ def test_the_gallery_is_one_rate_with_a_column_per_table_row(tmp_path):
 def test_seeds_repeat_every_fine_tune_from_the_same_base(tmp_path):
   runs = sweep.plan(tiny(tmp_path, tau=None), [50.0, 400.0], evaluate.EvalSettings(),
                     seeds=[0, 1])
-  names = [(os.path.basename(c.model_dir), c.loss, c.seed) for c, _ in runs]
+  names = [(os.path.basename(s.run_dir), s.config.loss, s.config.seed) for s in runs]
   assert names == [("apic", "apic", 0), ("saic_tau_50", "saic", 0), ("saic_tau_400", "saic", 0),
                    ("apic_seed1", "apic", 1), ("saic_tau_50_seed1", "saic", 1),
                    ("saic_tau_400_seed1", "saic", 1)]
-  assert all(c.init_from == str(tmp_path / "apic") for c, _ in runs[1:])
-  assert runs[3][0].tau is None and runs[4][0].tau == 50.0
+  assert all(s.needs == {str(tmp_path / "apic")} for s in runs[1:])
+  assert runs[3].config.tau is None and runs[4].config.tau == 50.0
   with pytest.raises(UserError, match="--seeds=1,1: give one or more distinct seeds"):
     sweep.plan(tiny(tmp_path, tau=None), [50.0], evaluate.EvalSettings(), seeds=[1, 1])
 
@@ -321,7 +321,7 @@ def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):
   rows = [r["method"] for r in csv.DictReader(open(tmp_path / "report" / "results.csv"))]
   assert rows == ["original", "tdic", "apic", "saic", "webp"]
   # The same command again trains and evaluates nothing (bin/reproduce and bin/gsw_study resume
-  # through the same sweep.train_and_evaluate).
+  # through the same executor.execute).
   evals = [tmp_path / run / layout.EVAL_FILE for run in ("apic", "saic_tau_50")]
   before = [os.stat(p).st_mtime_ns for p in evals]
   sweep.run(tiny(tmp_path, tau=None), [50.0], settings)

@@ -1,6 +1,7 @@
 """The package's layout: subpackages in the order data flows, each importing only the ones
-before it, no import cycle, and no library module importing the CLI. Read with `ast` (no
-TensorFlow), over every import, including those inside functions."""
+before it, no import cycle, no library module importing the CLI, and none using another's
+private names. Read with `ast` (no TensorFlow), over every import, including those inside
+functions."""
 import ast
 import os
 
@@ -31,23 +32,42 @@ def modules(root=PACKAGE):
   return found
 
 
-def imported(path, name, known):
-  """The saic_tf modules `path` (module `name`) imports: `import a.b`, `from a import b` (b a
-  module or a name in a), relative imports resolved."""
+def imports(path, name):
+  """([(module, name imported from it or None, the local name it binds to a module or None)] of
+  every import in `path` (module `name`), relative ones resolved; the file's syntax tree)."""
   package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
-  targets = set()
-  for node in ast.walk(ast.parse(open(path).read(), path)):
+  tree, found = ast.parse(open(path).read(), path), []
+  for node in ast.walk(tree):
     if isinstance(node, ast.Import):
-      targets.update(alias.name for alias in node.names)
+      found += [(alias.name, None, alias.asname) for alias in node.names]
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
         parts = package.split(".")
         base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-      for alias in node.names:
-        full = f"{base}.{alias.name}"
-        targets.add(full if full in known else base)
+      found += [(base, alias.name, alias.asname or alias.name) for alias in node.names]
+  return found, tree
+
+
+def imported(path, name, known):
+  """The saic_tf modules `path` (module `name`) imports: `import a.b`, `from a import b` (b a
+  module or a name in a)."""
+  targets = {f"{base}.{what}" if f"{base}.{what}" in known else base
+             for base, what, _ in imports(path, name)[0]}
   return {t for t in targets if t == "saic_tf" or t.startswith("saic_tf.")}
+
+
+def private_uses(path, name, known):
+  """Where module `name` uses another saic_tf module's private name (a leading _, not a
+  __dunder__): `from saic_tf.a import _b`, or `a._b` with module a imported."""
+  private = lambda n: n.startswith("_") and not n.endswith("__")
+  found, tree = imports(path, name)
+  local = {as_name: f"{base}.{what}" if what else base for base, what, as_name in found}
+  uses = [f"{base}.{what}" for base, what, _ in found if base in known and what and private(what)]
+  uses += [f"{local[n.value.id]}.{n.attr}" for n in ast.walk(tree)
+           if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+           and local.get(n.value.id) in known and private(n.attr)]
+  return [f"{name} uses {use}" for use in uses if use.rpartition(".")[0] != name]
 
 
 def graph(root=PACKAGE):
@@ -105,6 +125,12 @@ def test_the_package_follows_the_pipeline_order_with_no_cycle_and_no_cli_import(
   assert problems(edges) == []
 
 
+def test_no_module_uses_another_modules_private_names():
+  known = modules()
+  assert [use for name, path in sorted(known.items())
+          for use in private_uses(path, name, known)] == []
+
+
 def test_every_subpackage_of_the_order_exists_and_nothing_else_does():
   subpackages = {name for name in os.listdir(PACKAGE)
                  if os.path.exists(os.path.join(PACKAGE, name, "__init__.py"))}
@@ -136,7 +162,11 @@ def test_the_walk_reads_lazy_and_relative_imports(tmp_path):
   (package / "codec" / "__init__.py").write_text("")
   (package / "codec" / "networks.py").write_text("")
   (package / "codec" / "bitstream.py").write_text(
-      "from . import networks\n\ndef f():\n  from saic_tf import cli\n")
-  edges = {name: imported(path, name, modules(str(package)))
-           for name, path in modules(str(package)).items()}
+      "from . import networks\nfrom .networks import _a\nimport saic_tf.codec.networks as n\n\n"
+      "def f():\n  from saic_tf import cli\n  return networks._b, n._c, cli.x._d, self._e\n")
+  known = modules(str(package))
+  edges = {name: imported(path, name, known) for name, path in known.items()}
   assert edges["saic_tf.codec.bitstream"] == {"saic_tf.codec.networks", "saic_tf.cli"}
+  assert private_uses(str(package / "codec" / "bitstream.py"), "saic_tf.codec.bitstream",
+                      known) == [f"saic_tf.codec.bitstream uses saic_tf.codec.networks.{n}"
+                                 for n in ("_a", "_b", "_c")]

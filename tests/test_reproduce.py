@@ -16,7 +16,7 @@ from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.common.files import write_json
 from saic_tf.evaluation import club, evaluate, tables
-from saic_tf.experiments import gsw_study, kodak, reproduce
+from saic_tf.experiments import executor, gsw_study, kodak, reproduce
 from saic_tf.training import trainer
 from conftest import ROOT, small_photos
 from test_cli import error_lines, run_bin
@@ -50,13 +50,18 @@ def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(base
   config = TrainConfig(model_dir=str(tmp_path), **TINY)
   settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0, 16.0),
                                          seeds=(0, 1), variant="paper")
-  runs = reproduce.plan(config, settings, {"paper": 4.0})
-  names = [os.path.relpath(run.model_dir, tmp_path) for run in runs]
+  specs = reproduce.plan(config, settings, SETTINGS, {"paper": 4.0})
+  names = [os.path.relpath(spec.run_dir, tmp_path) for spec in specs]
   main = ["apic", "kd", "saic_paper_tau_4"]
   assert names == ([f"bpp_0.25/{n}" for n in main] + [f"bpp_0.5/{n}" for n in main] +
                    [f"bpp_0.25/{n}_seed1" for n in main] + [f"bpp_0.5/{n}_seed1" for n in main] +
                    ["bpp_0.25/saic_paper_tau_1", "bpp_0.25/saic_paper_tau_16",
-                    "bpp_0.25/saic_paper_tau_1_seed1", "bpp_0.25/saic_paper_tau_16_seed1"])
+                    "bpp_0.25/saic_paper_tau_1_seed1", "bpp_0.25/saic_paper_tau_16_seed1",
+                    "baselines_1", "baselines_2"])
+  # The baselines alone: nothing trained, the classifier's run evaluated at each extra rate.
+  assert [(s.config, s.evaluated, s.evaluation.baselines_at) for s in specs[-2:]] == [
+      (None, specs[0].run_dir, 1.0), (None, specs[0].run_dir, 2.0)]
+  runs = [spec.config for spec in specs[:-2]]
   classifier = runs[0]
   assert (classifier.loss, classifier.downstream_from, classifier.init_from) == (
       "apic", "", bases[0])
@@ -66,7 +71,7 @@ def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(base
   for run in runs:
     run.validate()
   # KD at the weight chosen on the validation split, named by it; no other run has one.
-  runs = reproduce.plan(config, settings, {"paper": 4.0}, kd_weight=0.01)
+  runs = [s.config for s in reproduce.plan(config, settings, SETTINGS, {"paper": 4.0}, 0.01)][:-2]
   kd = [run for run in runs if run.loss == "kd"]
   assert [os.path.relpath(run.model_dir, tmp_path) for run in kd[:2]] == [
       "bpp_0.25/kd_feature_weight_0.01", "bpp_0.5/kd_feature_weight_0.01"]
@@ -99,8 +104,8 @@ def test_the_default_variant_is_the_validation_choice(bases, tmp_path):
   assert reproduce.with_variant(config, named) is named
   # COMMANDS.md names the bin/gsw_study run that chose it, before bin/reproduce.
   commands = reproduce.commands_markdown(
-      [(config, SETTINGS)], "results", "bin/reproduce", "flags/reproduce.cfg", TrainConfig(),
-      study_first=f"bin/gsw_study --model_dir={tmp_path}").splitlines()
+      [executor.RunSpec(config, SETTINGS)], "results", "bin/reproduce", "flags/reproduce.cfg",
+      TrainConfig(), study_first=f"bin/gsw_study --model_dir={tmp_path}").splitlines()
   assert commands[commands.index("bin/reproduce") - 1].startswith(
       f"bin/gsw_study --model_dir={tmp_path}   # first")
   # The README's KD bullet, before and since KD's weight is chosen on the validation split.
@@ -203,9 +208,10 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   assert str(runs / "baselines_2" / "eval.json") in evals
   before = {p: os.stat(p).st_mtime_ns for p in evals}
   # The baselines alone are evaluated again only for another classifier or other images.
-  collect_results = lambda: pytest.fail("evaluated again")
-  assert reproduce.evaluate_baselines(config, settings, str(runs / "bpp_0.25" / "apic"),
-                                      SETTINGS, collect_results) == []
+  alone = [s for s in reproduce.plan(config, settings, SETTINGS, selection["chosen_tau"],
+                                     kd_weight) if not s.config]
+  assert [s.run_dir for s in alone] == [str(runs / "baselines_2")]
+  assert executor.execute(alone, str(runs), lambda: pytest.fail("evaluated again")) == ([], True)
   contents = {f: open(f, "rb").read() for f in files}
   os.remove(results / "README.md")
   assert reproduce.run(*args, collect_only=True) == files

@@ -347,7 +347,7 @@ def test_the_trend_of_a_curve_extrapolates_to_its_bar():
 def test_selecting_one_variant_again_keeps_the_order_ties_are_broken_by(tmp_path, monkeypatch):
   """bin/reproduce re-scores its one variant in a root bin/gsw_study selected several in: the
   variants keep their places in selection.json, so a tie still goes to the one selected first."""
-  from saic_tf.experiments import gsw_study, sweep  # pylint: disable=g-import-not-at-top
+  from saic_tf.experiments import executor, gsw_study  # pylint: disable=g-import-not-at-top
   config = TrainConfig(model_dir=str(tmp_path), holdout_every=10)
   rates = [(0.25, NAME)]
   write_json(str(tmp_path / gsw_study.SELECTION_FILE), dict(
@@ -355,11 +355,12 @@ def test_selecting_one_variant_again_keeps_the_order_ties_are_broken_by(tmp_path
       validation_accuracy={"label": {"1": 0.6}, "magnitude": {"1": 0.6}},
       chosen_tau={"label": 1.0, "magnitude": 1.0}, kd_validation_accuracy={"0": 0.5},
       chosen_kd_feature_weight=0.0))
-  monkeypatch.setattr(sweep, "train_run", lambda run: False)  # not the chief: no timings
-  monkeypatch.setattr(gsw_study, "_validation_accuracy", lambda run, settings: 0.6)
+  monkeypatch.setattr(trainer, "train", lambda *_, **__: dict(chief=False))  # no timings
+  monkeypatch.setattr(executor, "evaluate_run", lambda spec, chief: None)
+  monkeypatch.setattr(gsw_study, "_validation_accuracy", lambda run: 0.6)
   settings = gsw_study.StudySettings(bases=(NAME,), variants=("label",), select_taus=(1.0,),
                                      select_kd_weights=(0.1, 0.01))
-  record = gsw_study.select(config, settings, rates, 0.25, eval_settings=None)
+  record = gsw_study.select(config, settings, rates, 0.25, evaluate.EvalSettings())
   assert list(record["validation_accuracy"]) == ["label", "magnitude"]
   assert gsw_study.best_variant(record) == ("label", 1.0)
   # KD's weights: this command's beside another's (0, lower), a tie going to the smaller weight.

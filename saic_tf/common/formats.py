@@ -34,7 +34,7 @@ V1_MEANINGS = dict(config=_V1_SETTINGS,
                    gsw=dict(_V1_SETTINGS, gsw_images="the first batches of the split"),
                    record={})
 V1_DEFAULTS = dict(gsw="paper", gsw_scale="raw")  # until GSW was chosen on validation
-TOTAL = "total"  # timings.json's entry that sums the others (experiments/sweep.py)
+TOTAL = "total"  # timings.json's entry that sums the others (experiments/executor.py)
 
 
 def _missing(record, **values):

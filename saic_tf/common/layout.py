@@ -30,7 +30,7 @@ LOGS_DIR = "logs"
 EVAL_FILE, EVAL_MARKDOWN, GALLERY_FILE = "eval.json", "eval.md", "eval_gallery.npz"
 REPORT_DIR = "report"
 KODAK_FILE = "kodak.json"  # a run's Kodak figures (experiments/kodak.py)
-TIMINGS_FILE = "timings.json"  # an experiment's root: seconds spent per run (experiments/sweep.py)
+TIMINGS_FILE = "timings.json"  # a study's root: seconds spent per run (experiments/executor.py)
 EXPORT_DIR = "export"
 # The shipped codecs (codec/zoo.py): each is a run directory of its own, named like tdic-0.25.
 # SAIC_ZOO_ROOT points elsewhere (tests, or a zoo of one's own).

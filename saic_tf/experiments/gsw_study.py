@@ -24,14 +24,13 @@ evaluated on the test split. RESULTS/ gets bin/report's tables (mean ± std over
 variant and KD against APIC with the paired bootstrap CI and McNemar's p), selection.md and
 summary.md.
 
-Every run is trained, resumed or skipped, and evaluated unless its evaluation matches its
-checkpoints, so the same command continues an interrupted study; RESULTS/ is rewritten after
-every run of phase 2.
+Both phases are plans run by executor.execute: every run is trained, resumed or skipped, and
+evaluated unless its evaluation matches its checkpoints, so the same command continues an
+interrupted study; RESULTS/ is rewritten after every run of phase 2.
 """
 import dataclasses
 import os
 
-from absl import logging
 import numpy as np
 
 from saic_tf.codec import zoo
@@ -39,11 +38,12 @@ from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import GSW_VARIANTS, TrainConfig
 from saic_tf.common.errors import UserError
+from saic_tf.common.run import Run
 from saic_tf.common.files import read_json, write_bytes, write_json
 from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
 from saic_tf.evaluation import statistics
-from saic_tf.experiments import sweep
+from saic_tf.experiments import executor
 from saic_tf.semantic import gsw
 
 SELECTION_FILE = "selection.json"
@@ -73,10 +73,11 @@ def rates_of(settings: StudySettings):
     raise UserError("--bases: give one or more shipped codecs (bin/models lists them)")
   rates = []
   for base in settings.bases:
-    if not os.path.exists(layout.config_path(layout.run_dir(base))):
+    run = Run.find(base)
+    if run is None:
       raise UserError(f"--bases: {base} is neither a shipped codec (shipped: "
                       f"{', '.join(zoo.names()) or 'none yet'}) nor a run directory")
-    config = TrainConfig.read(layout.run_dir(base))
+    config = run.config
     if config.semantic:
       raise UserError(f"--bases: {base} is not a codec alone (a shipped codec or a --loss=tdic "
                       "run)")
@@ -98,12 +99,13 @@ def variant_layer(variant):
 
 
 def check(config: TrainConfig, settings: StudySettings, variants_flag="--variants"):
+  """(rates_of's [(bpp, base)], the selection rate) of valid settings; else a UserError."""
   unknown = sorted(v for v in settings.variants if _variant(v)[0] not in GSW_VARIANTS)
   if unknown or not settings.variants:
     raise UserError(f"{variants_flag}={','.join(settings.variants)}: each is one of "
                     f"{', '.join(GSW_VARIANTS)}, or one of them @ a --feature_layer "
                     "(e.g. paper@stage3)")
-  sweep.check_taus(list(settings.select_taus), flag="--select_taus")
+  executor.check_taus(list(settings.select_taus), flag="--select_taus")
   weights = list(settings.select_kd_weights)
   if not weights or any(w < 0 for w in weights) or len(set(weights)) != len(weights):
     raise UserError(f"--select_kd_weights={','.join(f'{w:g}' for w in weights)}: give one or "
@@ -119,7 +121,7 @@ def check(config: TrainConfig, settings: StudySettings, variants_flag="--variant
     raise UserError(f"--kd_feature_weight={config.kd_feature_weight:g}: KD's weight is chosen "
                     "on the validation split here: give the weights to try as "
                     "--select_kd_weights instead")
-  sweep.check_seeds(list(settings.seeds))
+  executor.check_seeds(list(settings.seeds))
   if not config.holdout_every:
     raise UserError("the study chooses τ on a validation split: give --holdout_every")
   rates = rates_of(settings)
@@ -129,8 +131,8 @@ def check(config: TrainConfig, settings: StudySettings, variants_flag="--variant
   return rates, select_rate
 
 
-def fine_tune_run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None,
-                  layer=None, kd_weight=0.0):
+def _fine_tune_run(config, settings, bpp, base, classifier, loss, seed, variant=None, tau=None,
+                   layer=None, kd_weight=0.0):
   """A run of the study: `variant` (gsw or gsw@layer) at `tau` for SAIC, `layer` for an APIC
   control, `kd_weight` (--kd_feature_weight) for KD."""
   gsw, variant_layer = _variant(variant) if loss == "saic" else (config.gsw, "")
@@ -149,88 +151,90 @@ def fine_tune_run(config, settings, bpp, base, classifier, loss, seed, variant=N
       gsw=gsw, feature_layer=layer, kd_feature_weight=kd_weight)
 
 
-def classifier_run(config, settings, rates):
+def _classifier_run(config, settings, rates):
   """The first rate's APIC run: it trains the classifier every other run uses."""
   bpp, base = rates[0]
-  return fine_tune_run(config, settings, bpp, base, "", "apic", settings.seeds[0])
+  return _fine_tune_run(config, settings, bpp, base, "", "apic", settings.seeds[0])
 
 
-def selection_runs(config, settings, rates, select_rate):
-  classifier = classifier_run(config, settings, rates).model_dir
-  base = dict(rates)[select_rate]
-  return [fine_tune_run(config, settings, select_rate, base, classifier, "saic", settings.seeds[0],
-               variant, float(tau))
-          for variant in settings.variants for tau in settings.select_taus]
+def _selection_runs(config, settings, rates, select_rate, seed=None):
+  """[(variant, run)]: SAIC with each variant at each --select_taus, then [("kd", run)]: KD at
+  each --select_kd_weights, at the rate where both are chosen (and the first seed)."""
+  classifier = _classifier_run(config, settings, rates).model_dir
+  run = lambda loss, **kwargs: _fine_tune_run(config, settings, select_rate, dict(rates)[
+      select_rate], classifier, loss, settings.seeds[0] if seed is None else seed, **kwargs)
+  return ([(v, run("saic", variant=v, tau=float(tau)))
+           for v in settings.variants for tau in settings.select_taus] +
+          [("kd", run("kd", kd_weight=float(weight))) for weight in settings.select_kd_weights])
 
 
-def kd_selection_runs(config, settings, rates, select_rate, weights=None):
-  """KD at each of `weights` (default --select_kd_weights), where τ is chosen."""
-  classifier = classifier_run(config, settings, rates).model_dir
-  return [fine_tune_run(config, settings, select_rate, dict(rates)[select_rate], classifier, "kd",
-                        settings.seeds[0], kd_weight=float(weight))
-          for weight in (settings.select_kd_weights if weights is None else weights)]
-
-
-def test_runs(config, settings, rates, chosen, kd_weight=0.0):
-  """Phase 2's runs, the first seed's first; `chosen` is {variant: τ}, `kd_weight` KD's chosen
-  --kd_feature_weight. A variant at another feature layer gets an APIC control at that layer
-  (the paired comparison's reference)."""
+def plan(config, settings, rates, select_rate, eval_settings, chosen, kd_weight=0.0,
+         sweep=False):
+  """Phase 2 as a plan ([executor.RunSpec]), the first seed's runs first: at every rate APIC,
+  KD at `kd_weight` (its chosen --kd_feature_weight) and each variant at its τ in `chosen`
+  ({variant: τ}). A variant at another feature layer gets an APIC control at that layer (the
+  paired comparison's reference). With `sweep`, then SAIC at every other --select_taus at the
+  selection rate, on the test split: the selection's SAIC runs, at every seed (bin/reproduce's
+  τ sweep, paper Fig. 4)."""
   missing = [v for v in settings.variants if v not in chosen]
   if missing:
     raise UserError(f"--variants: {', '.join(missing)} not in the selection already made "
                     f"({', '.join(chosen)}); delete {SELECTION_FILE} to select again")
-  first = classifier_run(config, settings, rates)
+  first = _classifier_run(config, settings, rates)
   layers = sorted({_variant(v)[1] for v in settings.variants} - {"", config.feature_layer})
   runs = []
   for seed in settings.seeds:
     for bpp, base in rates:
       for loss, layer in [("apic", None), ("kd", None)] + [("apic", l) for l in layers]:
-        run = fine_tune_run(config, settings, bpp, base, first.model_dir, loss, seed, layer=layer,
-                            kd_weight=kd_weight)
-        runs.append(first if run.model_dir == first.model_dir else run)
-      runs += [fine_tune_run(config, settings, bpp, base, first.model_dir, "saic", seed, variant,
-                    float(chosen[variant])) for variant in settings.variants]
-  return runs
+        runs.append(_fine_tune_run(config, settings, bpp, base, first.model_dir, loss, seed,
+                                   layer=layer, kd_weight=kd_weight))
+      runs += [_fine_tune_run(config, settings, bpp, base, first.model_dir, "saic", seed,
+                              variant, float(chosen[variant])) for variant in settings.variants]
+  runs[0] = first  # the same run, which trains the classifier (no --downstream_from)
+  saic = dataclasses.replace(settings, select_kd_weights=())  # the sweep: SAIC's runs alone
+  runs += [run for seed in (settings.seeds if sweep else ()) for variant, run in
+           _selection_runs(config, saic, rates, select_rate, seed) if run.tau != chosen[variant]]
+  # TDIC's row and JPEG/WebP/AVIF once per rate, with the first seed's APIC run; every other
+  # run evaluates its own rows alone (report.gather shares rows across runs).
+  shared = lambda run: (run.loss == "apic" and run.seed == settings.seeds[0] and
+                        run.feature_layer == config.feature_layer)
+  return [executor.RunSpec(run, dataclasses.replace(
+      eval_settings, baselines=eval_settings.baselines if shared(run) else (),
+      base_row=shared(run))) for run in runs]
 
 
-def _validation_accuracy(run, eval_settings):
-  out_dir = os.path.join(run.model_dir, VALIDATION_DIR)
-  settings = dataclasses.replace(eval_settings, split="validation", baselines=(),
-                                 base_row=False, out_dir=out_dir)
-  if not sweep.is_evaluated(run.model_dir, out_dir, settings):
-    evaluate.evaluate(run.model_dir, settings)
-  record = read_json(layout.eval_path(out_dir), "delete it to evaluate again")
-  return record["rows"][run.loss]["accuracy"]
-
-
-def recorded_selection_runs(config, settings, rates, record):
-  """[(variant, run)] of every selection run a selection.json `record` scored, each variant at
-  the τ it was scored at (another command's selection may have tried other τ)."""
-  runs = []
-  for variant, scores in record["validation_accuracy"].items():
-    one = dataclasses.replace(settings, variants=(variant,),
+def _recorded_runs(config, settings, rates, record):
+  """_selection_runs of what a selection.json `record` scored: each variant at the τ it was
+  scored at (another command's selection may have tried other τ), and KD at each weight."""
+  ones = [dataclasses.replace(settings, variants=(variant,), select_kd_weights=(),
                               select_taus=tuple(float(t) for t in scores))
-    runs += [(variant, run) for run in selection_runs(config, one, rates, record["rate"])]
-  return runs
+          for variant, scores in record["validation_accuracy"].items()]
+  ones.append(dataclasses.replace(settings, variants=(), select_kd_weights=tuple(
+      float(w) for w in record["kd_validation_accuracy"])))
+  return [pair for one in ones for pair in _selection_runs(config, one, rates, record["rate"])]
 
 
-def recorded_kd_runs(config, settings, rates, record):
-  """The KD runs a selection.json `record` scored, one per --kd_feature_weight."""
-  return kd_selection_runs(config, settings, rates, record["rate"],
-                           [float(w) for w in record["kd_validation_accuracy"]])
+def selection_dirs(config, settings, rates, record):
+  """The directory of every selection run a selection.json `record` scored, another command's
+  too: the choices were made among them, so their time counts."""
+  return [run.model_dir for _, run in _recorded_runs(config, settings, rates, record)]
 
 
-def selection_facts(config, settings, rates, record):
-  """(how many images the selection runs were scored on, {variant: its W}) from the selection
-  runs of a selection.json `record` (None, {} before any)."""
+def write_selection_markdown(config, settings, rates, record, results_dir):
+  """Writes RESULTS/selection.md of a selection.json `record` (selection_markdown), with the
+  number of validation images and each variant's W read from its selection runs; returns its
+  path."""
   images, weights = None, {}
-  for variant, run in recorded_selection_runs(config, settings, rates, record):
+  for variant, run in _recorded_runs(config, settings, rates, record):
+    if variant == "kd":  # SAIC's runs alone
+      continue
     path = layout.eval_path(os.path.join(run.model_dir, VALIDATION_DIR))
     if images is None and os.path.exists(path):
       images = read_json(path, "delete it to evaluate again")["num_images"]
     if variant not in weights and os.path.exists(layout.gsw_path(run.model_dir)):
       weights[variant] = gsw.read(layout.gsw_path(run.model_dir))["W"]
-  return images, weights
+  return write_bytes(os.path.join(results_dir, "selection.md"),
+                     selection_markdown(record, images, weights).encode())
 
 
 def _kept_scores(config, settings, select_rate):
@@ -251,6 +255,13 @@ def _kept_scores(config, settings, select_rate):
   return record, kept
 
 
+def _validation_accuracy(run):
+  """A selection run's accuracy on the validation split (its VALIDATION_DIR's eval.json)."""
+  record = read_json(layout.eval_path(os.path.join(run.model_dir, VALIDATION_DIR)),
+                     "delete it to evaluate again")
+  return record["rows"][run.loss]["accuracy"]
+
+
 def select(config, settings, rates, select_rate, eval_settings):
   """Phase 1: trains and scores the selection runs; writes and returns selection.json's record
   (with the variants another command selected in this root)."""
@@ -262,22 +273,19 @@ def select(config, settings, rates, select_rate, eval_settings):
             for v, taus in kept.get("validation_accuracy", {}).items()}
   kd_scores = {w: score for w, score in kept.get("kd_validation_accuracy", {}).items()
                if float(w) not in settings.select_kd_weights}
-  runs = [(None, classifier_run(config, settings, rates))] + list(zip(
-      [v for v in settings.variants for _ in settings.select_taus],
-      selection_runs(config, settings, rates, select_rate))) + [
-          ("kd", run) for run in kd_selection_runs(config, settings, rates, select_rate)]
-  def score(variant, run, unused_chief):
+  runs = _selection_runs(config, settings, rates, select_rate)
+  # The classifier run is evaluated in phase 2; every worker scores the others, to choose.
+  validation = lambda run: dataclasses.replace(
+      eval_settings, split="validation", baselines=(), base_row=False,
+      out_dir=os.path.join(run.model_dir, VALIDATION_DIR))
+  executor.execute([executor.RunSpec(_classifier_run(config, settings, rates))] + [
+      executor.RunSpec(run, validation(run), every_worker=True) for _, run in runs],
+                   config.model_dir, command="gsw_study: selection")
+  for variant, run in runs:
     if variant == "kd":
-      kd_scores[f"{run.kd_feature_weight:g}"] = _validation_accuracy(run, eval_settings)
-    elif variant:  # the classifier run is evaluated in phase 2
-      scores.setdefault(variant, {})[f"{run.tau:g}"] = _validation_accuracy(run, eval_settings)
-
-  for index, (variant, run) in enumerate(runs, 1):
-    logging.info("gsw_study: selection %d/%d: %s", index, len(runs), run.model_dir)
-    spent = sweep.timed(run.model_dir, lambda: sweep.train_run(run),
-                        lambda chief: score(variant, run, chief))
-    if spent.chief:
-      sweep.record_time(config.model_dir, spent)
+      kd_scores[f"{run.kd_feature_weight:g}"] = _validation_accuracy(run)
+    else:
+      scores.setdefault(variant, {})[f"{run.tau:g}"] = _validation_accuracy(run)
   scores = {v: taus for v, taus in scores.items() if taus}
   record.update(validation_accuracy=scores,
                 chosen_tau={variant: _most_accurate(taus) for variant, taus in scores.items()},
@@ -418,8 +426,8 @@ def summary_markdown(blocks, timings=None, rates=()):
     lines += [f"{len(met)} variants were tested, each against APIC with its own 95 % interval "
               "and no correction for testing several: a variant that meets the goal is a "
               "candidate, to be confirmed on new seeds.", ""]
-  if timings and sweep.TOTAL in timings:
-    total = timings[sweep.TOTAL]
+  if timings and formats.TOTAL in timings:
+    total = timings[formats.TOTAL]
     lines += [f"The study took {total['cpu_hours']:.2f} CPU hours (training "
               f"{total['train_cpu_hours']:.2f}, evaluation "
               f"{total['evaluate_cpu_hours']:.2f}) over {total['runs']} runs, "
@@ -427,10 +435,10 @@ def summary_markdown(blocks, timings=None, rates=()):
   return "\n".join(lines)
 
 
-def collect(runs, config, settings, rates, select_rate):
+def _collect(specs, config, settings, rates, select_rate):
   """RESULTS/: the report of the evaluated test runs, selection.md and summary.md."""
   results_dir = settings.results_dir
-  done = [run.model_dir for run in runs if sweep.is_evaluated(run.model_dir)]
+  done = [spec.run_dir for spec in specs if executor.is_evaluated(spec.run_dir)]
   files = report.build(done, results_dir) if done else []
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
   written = (read_json(selection_path, "delete it to select again")
@@ -439,16 +447,15 @@ def collect(runs, config, settings, rates, select_rate):
   # rest reads it in today's format.
   selection = formats.upgrade("selection", written, selection_path) if written else None
   # The study's own runs' times (the root may hold bin/reproduce's too), every KD weight scored.
-  timings = sweep.timings_of(config.model_dir, [run.model_dir for run in runs] + [
-      run.model_dir for run in selection_runs(config, settings, rates, select_rate) + (
-          recorded_kd_runs(config, settings, rates, selection) if selection else [])])
+  timings = executor.timings_of(config.model_dir, [spec.run_dir for spec in specs] + [
+      run.model_dir for v, run in _selection_runs(config, settings, rates, select_rate)
+      if v != "kd"] + [run.model_dir for v, run in (
+          _recorded_runs(config, settings, rates, selection) if selection else []) if v == "kd"])
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
   if selection:
     files.append(write_json(os.path.join(results_dir, SELECTION_FILE), written))
-    files.append(write_bytes(os.path.join(results_dir, "selection.md"),
-                             selection_markdown(selection, *selection_facts(
-                                 config, settings, rates, selection)).encode()))
+    files.append(write_selection_markdown(config, settings, rates, selection, results_dir))
   if done:
     records = [read_json(layout.eval_path(d), "evaluate it again") for d in done]
     files.append(write_bytes(os.path.join(results_dir, "summary.md"),
@@ -459,42 +466,16 @@ def collect(runs, config, settings, rates, select_rate):
 
 def run(config: TrainConfig, settings: StudySettings, eval_settings: evaluate.EvalSettings,
         collect_only=False):
-  """Both phases (module doc); returns the files written to RESULTS/."""
+  """Both phases (module doc), phase 2 a plan run by executor.execute; returns the files
+  written to RESULTS/."""
   rates, select_rate = check(config, settings)
   selection_path = os.path.join(config.model_dir, SELECTION_FILE)
   if collect_only:
     record = read_selection(selection_path) if os.path.exists(selection_path) else None
-    runs = test_runs(config, settings, rates, *chosen_of(record)) if record else []
-    return collect(runs, config, settings, rates, select_rate)
-  record = select(config, settings, rates, select_rate, eval_settings)
-  runs = test_runs(config, settings, rates, *chosen_of(record))
-  files, _ = train_and_evaluate(
-      config, [(run, evaluation_of(run, config, settings, eval_settings)) for run in runs],
-      lambda: collect(runs, config, settings, rates, select_rate))
-  return files
-
-
-def evaluation_of(run, config, settings, eval_settings):
-  """A test run's evaluation: TDIC's row and JPEG/WebP/AVIF once per rate, with the first
-  seed's APIC run; every other run evaluates its own rows alone (report.gather shares rows
-  across runs)."""
-  shared = (run.loss == "apic" and run.seed == settings.seeds[0] and
-            run.feature_layer == config.feature_layer)
-  return dataclasses.replace(eval_settings, baselines=eval_settings.baselines if shared else (),
-                             base_row=shared)
-
-
-def train_and_evaluate(config, runs, collect_results, command="gsw_study"):
-  """Trains and evaluates each (run, evaluation settings) in order, recording its time in
-  ROOT/timings.json and calling `collect_results` after each; returns its last result (the
-  results' files) and whether this process is the chief (multi_worker: the others only
-  train)."""
-  files, chief = [], True
-  for index, (run, run_settings) in enumerate(runs, 1):
-    logging.info("%s: run %d/%d: %s", command, index, len(runs), run.model_dir)
-    [spent] = sweep.train_and_evaluate([(run, run_settings)])
-    chief = spent.chief
-    if chief:  # multi_worker: the chief alone writes timings and results
-      sweep.record_time(config.model_dir, spent)
-      files = collect_results()
-  return files, chief
+  else:
+    record = select(config, settings, rates, select_rate, eval_settings)
+  specs = plan(config, settings, rates, select_rate, eval_settings,
+               *chosen_of(record)) if record else []
+  collect = lambda: _collect(specs, config, settings, rates, select_rate)
+  return collect() if collect_only else executor.execute(specs, config.model_dir, collect,
+                                                         "gsw_study: run")[0]

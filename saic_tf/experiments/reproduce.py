@@ -25,10 +25,11 @@ kodak_rd.png (experiments/kodak.py), tables.md (the paper's Tables 1, 2 and 6), 
 (runs/…), COMMANDS.md, timings.json, accuracy_per_bit.json (the ratios the README gives), and
 README.md, written from README_TEMPLATE with every number read from those JSON files.
 
-Runs go in order of importance (the first seed's rows at every rate, then the other seeds, then
-the sweep), each trained, resumed or skipped, then evaluated unless its evaluation matches its
-checkpoints; RESULTS/ is rewritten after every run, so an interrupted reproduction leaves
-consistent partial results and the same command continues it.
+A plan run by executor.execute, in order of importance (the first seed's rows at every rate,
+the other seeds', the sweep, the baselines alone), each run trained, resumed or skipped, then
+evaluated unless its evaluation matches its checkpoints; RESULTS/ is rewritten after every run,
+so an interrupted reproduction leaves consistent partial results and the same command
+continues it.
 """
 import dataclasses
 import os
@@ -46,10 +47,10 @@ from saic_tf.evaluation import evaluate
 from saic_tf.evaluation import report
 from saic_tf.evaluation import statistics
 from saic_tf.evaluation import tables
+from saic_tf.experiments import executor
 from saic_tf.experiments import gsw_study
 from saic_tf.experiments import kodak
 from saic_tf.experiments import model_zoo
-from saic_tf.experiments import sweep
 
 # The paper's top-1 accuracy (%) of ResNet18 on STL-10 (its Table 2), for the side-by-side table.
 PAPER_ACCURACY = {
@@ -110,61 +111,20 @@ def with_variant(config: TrainConfig, settings: ReproduceSettings):
   return dataclasses.replace(settings, variant=best[0])
 
 
-def plan(config: TrainConfig, settings: ReproduceSettings, chosen, kd_weight=0.0):
-  """[run config] in the order they run (module doc); `chosen` is selection.json's {variant: τ}
-  and `kd_weight` its KD --kd_feature_weight."""
+def plan(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluate.EvalSettings,
+         chosen, kd_weight=0.0):
+  """[executor.RunSpec] in the order they run (module doc): bin/gsw_study's test runs of the one
+  variant, the τ sweep, then JPEG/WebP/AVIF alone at each --baseline_rates with the classifier
+  (evaluate's baselines_at, into ROOT/baselines_<r>/); `chosen` is selection.json's
+  {variant: τ} and `kd_weight` its KD --kd_feature_weight."""
   study = settings.study(config)
   rates, select_rate = gsw_study.check(config, study, variants_flag="--variant")
-  [variant] = study.variants
-  runs = gsw_study.test_runs(config, study, rates, chosen, kd_weight)
-  classifier = runs[0].model_dir
-  base = dict(rates)[select_rate]
-  runs += [gsw_study.fine_tune_run(config, study, select_rate, base, classifier, "saic", seed,
-                                   variant, float(tau))
-           for seed in study.seeds for tau in study.select_taus if tau != chosen[variant]]
-  # The first seed's rows at every rate, then the other seeds', then the sweep.
-  first = study.seeds[0]
-  return sorted(runs, key=lambda run: (run.tau not in (None, chosen[variant]), run.seed != first))
-
-
-def baselines_dir(config: TrainConfig, bpp):
-  """Where Original and the baselines alone are evaluated at an extra rate (baseline_rates)."""
-  return os.path.join(config.model_dir, f"baselines_{bpp:g}")
-
-
-def baselines_evaluation(config, eval_settings, bpp):
-  """The evaluation settings of the baselines alone at `bpp`."""
-  return dataclasses.replace(eval_settings, baselines_at=bpp,
-                             out_dir=baselines_dir(config, bpp))
-
-
-def baselines_current(config, bpp, classifier):
-  """Whether ROOT/baselines_<bpp>/ was evaluated by the classifier as it is, on the same images:
-  Original's per-image correctness there matches the classifier run's own evaluation."""
-  path, own = layout.eval_path(baselines_dir(config, bpp)), layout.eval_path(classifier)
-  if not (os.path.exists(path) and os.path.exists(own)):
-    return False
-  alone, run = read_json(path, "delete it"), read_json(own, "evaluate it again")
-  return (alone.get("images_digest") == run.get("images_digest") and
-          alone["correct"].get("original") == run["correct"].get("original") and
-          alone["si"] == run["si"])
-
-
-def evaluate_baselines(config, settings, classifier, eval_settings, collect_results):
-  """JPEG/WebP/AVIF at each of settings.baseline_rates with the classifier (evaluate's
-  baselines_at), again only when the classifier or the images changed (baselines_current);
-  returns the results' files of the last collect."""
-  files = []
-  for bpp in settings.baseline_rates:
-    if baselines_current(config, bpp, classifier):
-      continue
-    logging.info("reproduce: JPEG/WebP/AVIF at %g bpp: %s", bpp, baselines_dir(config, bpp))
-    spent = sweep.timed(baselines_dir(config, bpp), lambda: True,
-                        lambda chief, bpp=bpp: evaluate.evaluate(
-                            classifier, baselines_evaluation(config, eval_settings, bpp)))
-    sweep.record_time(config.model_dir, spent)
-    files = collect_results()
-  return files
+  runs = gsw_study.plan(config, study, rates, select_rate, eval_settings, chosen, kd_weight,
+                        sweep=True)
+  alone = lambda bpp: dataclasses.replace(eval_settings, baselines_at=bpp, out_dir=os.path.join(
+      config.model_dir, f"baselines_{bpp:g}"))
+  return runs + [executor.RunSpec(evaluation=alone(bpp), evaluated=runs[0].run_dir)
+                 for bpp in settings.baseline_rates]
 
 
 def check_baseline_rates(rates, baseline_rates):
@@ -207,10 +167,9 @@ def evaluate_command(model_dir, settings: evaluate.EvalSettings):
 
 
 def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: TrainConfig,
-                      extra=(), study_first=""):
+                      study_first=""):
   """RESULTS/COMMANDS.md: the command that made RESULTS/, and what it runs, step by step;
-  `runs` are (config, eval settings), `extra` the evaluations of the baselines alone (eval
-  settings with baselines_at), `in_flagfile` what the flagfile sets and `study_first` the
+  `runs` are the plan's RunSpecs, `in_flagfile` what the flagfile sets and `study_first` the
   bin/gsw_study command that chose the variant (when --variant was not given)."""
   lines = ["# Commands behind these results", "",
            "Made by (from the repository root; the same command resumes an interrupted run):",
@@ -218,18 +177,15 @@ def commands_markdown(runs, results_dir, command_line, flagfile, in_flagfile: Tr
                           if study_first else []) + [command_line, "```", "",
            "which runs, in this order, the equivalent of (τ and KD's feature weight are chosen "
            "on the validation split first: selection.md):", "", "```sh"]
-  for run_config, settings in runs:
-    pending = "" if sweep.is_evaluated(run_config.model_dir) else "# not evaluated yet: "
-    lines += [pending + train_command(run_config, flagfile, in_flagfile),
-              pending + evaluate_command(run_config.model_dir, settings)]
-  classifier = runs[0][0].model_dir
-  done = [settings.out_dir for settings in extra
-          if os.path.exists(layout.eval_path(settings.out_dir))]
-  lines += [("" if settings.out_dir in done else "# not evaluated yet: ") +
-            evaluate_command(classifier, settings) for settings in extra]
-  lines.append("bin/report " + " ".join(
-      [f"--out={results_dir}"] + [c.model_dir for c, _ in runs
-                                  if sweep.is_evaluated(c.model_dir)] + done))
+  done = []
+  for spec in runs:  # the baselines alone last: nothing trained, done once evaluated at all
+    evaluated = (executor.is_evaluated(spec.run_dir) if spec.config else
+                 os.path.exists(layout.eval_path(spec.run_dir)))
+    done += [spec.run_dir] if evaluated else []
+    pending = "" if evaluated else "# not evaluated yet: "
+    lines += [pending + train_command(spec.config, flagfile, in_flagfile)] if spec.config else []
+    lines.append(pending + evaluate_command(spec.evaluated or spec.run_dir, spec.evaluation))
+  lines.append("bin/report " + " ".join([f"--out={results_dir}"] + done))
   lines += ["```", "", f"`{flagfile}` holds the settings every run shares.", ""]
   return "\n".join(lines)
 
@@ -529,7 +485,7 @@ def readme(results_dir, variant, first_bpp, layer="", named=False):
   if apic is None or original is None:
     return None
   run_config = _run_config(results_dir, apic)
-  total = timings.get(sweep.TOTAL, {})
+  total = timings.get(formats.TOTAL, {})
   paired_lines = []
   for bpp in paired:
     comparisons = paired_base[bpp] + paired[bpp]
@@ -599,15 +555,13 @@ def _run_config(results_dir, row):
 
 
 def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_flagfile,
-            eval_settings, study_first=""):
-  """Writes RESULTS/ (module doc) from the runs evaluated so far; returns its files."""
+            study_first=""):
+  """Writes RESULTS/ (module doc) from the plan's `runs` evaluated so far; returns its files."""
   results_dir = settings.results_dir
   variant = settings.study(config).variants[0]
   chosen_tau, saic_layer = chosen[variant], gsw_study.variant_layer(variant)
-  done = [run for run, _ in runs if sweep.is_evaluated(run.model_dir)]
-  classifier = runs[0][0].model_dir
-  extra = [baselines_dir(config, bpp) for bpp in settings.baseline_rates
-           if baselines_current(config, bpp, classifier)]
+  done = [spec.config for spec in runs if spec.config and executor.is_evaluated(spec.run_dir)]
+  extra = [spec.run_dir for spec in runs if not spec.config and executor.is_current(spec)]
   files = []
   # Kodak first: it writes each run's kodak.json, which RESULTS/runs/ keeps. Without the photos,
   # an earlier collect's Kodak files go, as the README says none was measured.
@@ -637,19 +591,13 @@ def collect(config, settings, rates, runs, chosen, command_line, flagfile, in_fl
   # Every selection run (bin/gsw_study's too): the variant was chosen among them, so they count
   # in the time, and selection.md shows each variant's W'. This plan's times otherwise (the
   # root may hold bin/gsw_study's test runs of other variants too).
-  timings = sweep.timings_of(config.model_dir, [run.model_dir for run, _ in runs] + [
-      run.model_dir for _, run in gsw_study.recorded_selection_runs(config, study, rates,
-                                                                    selection)] + [
-      run.model_dir for run in gsw_study.recorded_kd_runs(config, study, rates, selection)] + [
-      baselines_dir(config, bpp) for bpp in settings.baseline_rates])
+  timings = executor.timings_of(config.model_dir, [spec.run_dir for spec in runs] +
+                                gsw_study.selection_dirs(config, study, rates, selection))
   if timings:
     files.append(write_json(os.path.join(results_dir, layout.TIMINGS_FILE), timings))
-  files.append(write_bytes(os.path.join(results_dir, "selection.md"), gsw_study.selection_markdown(
-      selection, *gsw_study.selection_facts(config, study, rates, selection)).encode()))
+  files.append(gsw_study.write_selection_markdown(config, study, rates, selection, results_dir))
   files.append(write_bytes(os.path.join(results_dir, "COMMANDS.md"), commands_markdown(
-      runs, results_dir, command_line, flagfile, in_flagfile,
-      [baselines_evaluation(config, eval_settings, bpp) for bpp in settings.baseline_rates],
-      study_first).encode()))
+      runs, results_dir, command_line, flagfile, in_flagfile, study_first).encode()))
   files.append(write_json(os.path.join(results_dir, "paper.json"), PAPER_ACCURACY))
   if not done:
     return files
@@ -695,15 +643,8 @@ def run(config: TrainConfig, settings: ReproduceSettings, eval_settings: evaluat
   else:
     record = gsw_study.select(config, study, rates, select_rate, eval_settings)
   chosen, kd_weight = gsw_study.chosen_of(record)
-  runs = [(run, gsw_study.evaluation_of(run, config, study, eval_settings))
-          for run in plan(config, settings, chosen, kd_weight)]
+  runs = plan(config, settings, eval_settings, chosen, kd_weight)
   collect_results = lambda: collect(config, settings, rates, runs, chosen, command_line,
-                                    flagfile, in_flagfile, eval_settings, study_first)
-  if collect_only:
-    return collect_results()
-  files, chief = gsw_study.train_and_evaluate(config, runs, collect_results,
-                                              command="reproduce")
-  if not chief:  # multi_worker: the chief alone evaluates and writes RESULTS/
-    return files
-  return evaluate_baselines(config, settings, runs[0][0].model_dir, eval_settings,
-                            collect_results) or files
+                                    flagfile, in_flagfile, study_first)
+  return collect_results() if collect_only else executor.execute(
+      runs, config.model_dir, collect_results, "reproduce: run")[0]
