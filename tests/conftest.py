@@ -38,6 +38,28 @@ def small_photos(directory, count=2):
 def pytest_addoption(parser):
   parser.addoption("--soak", type=int, default=1, help="Multiply the fault tests' workloads "
                    "(fuzzed files) by this factor: long soak runs, e.g. bin/test --soak=20.")
+  parser.addoption("--fast", action="store_true", help="The quick loop while editing: leave "
+                   "out the tests marked slow (end to end, each several seconds or more).")
+
+
+# The modules that hold the longest tests (minutes each) run first, each kept whole (its
+# module fixtures built once): bin/test's workers then take them in parallel and fill the end
+# with short tests, instead of one worker finishing a long test alone.
+LONGEST_FIRST = ("test_reproduce.py", "test_zoo.py", "test_cli.py", "test_bench.py",
+                 "test_evaluate.py", "test_shipped_models.py")
+
+
+def _module_rank(item):
+  name = os.path.basename(str(item.path))
+  return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(config, items):
+  items.sort(key=_module_rank)  # stable: each module's own order stays
+  if config.getoption("--fast"):
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    config.hook.pytest_deselected(items=slow)
+    items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ def test_the_readme_snippet_runs_exactly_as_written(tmp_path, monkeypatch):
   assert scope["image"].shape == (224, 224, 3)
 
 
+@pytest.mark.slow
 def test_load_compress_decompress_any_input(in_task_zoo, tmp_path):
   codec = saic_tf.load("saic-0.25")
   assert codec.stage == "saic" and "saic-0.25" in repr(codec)
@@ -131,6 +132,7 @@ def test_a_task_aware_codec_brings_its_classifier(in_task_zoo):
   assert clf.count_params() == original.count_params()
 
 
+@pytest.mark.slow
 def test_task_zoo_figures_and_listing(in_task_zoo, tmp_path):
   settings = model_zoo.MeasureSettings(kodak_dir=str(tmp_path / "none"),
                                        imagenette_dir=str(tmp_path / "none"))

@@ -6,6 +6,7 @@ import pytest
 from test_cli import run_bin
 
 
+@pytest.mark.slow
 def test_bench_writes_every_section_with_a_tiny_setting(tmp_path):
   out = tmp_path / "BENCH.md"
   result = run_bin("bench", "--image_size=32", "--batch_size=4", "--backbones=resnet18",
@@ -42,6 +43,7 @@ def test_bench_refuses_an_unknown_backbone():
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_recipe_ablation_trains_each_variant_and_scores_held_out_images(tmp_path, monkeypatch):
   """bin/ablate's machinery, tiny: calibrate, train to the budget, score the validation split
   through real .saic files, write the table."""

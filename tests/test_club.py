@@ -35,6 +35,7 @@ def test_club_is_about_zero_for_independent_variables():
   assert abs(estimate) < 0.05
 
 
+@pytest.mark.slow
 def test_club_increases_with_dependence():
   values = [club.mutual_information(gaussian_pairs(rho, 2000, 1, 4),
                                     gaussian_pairs(rho, 2000, 1, 5), SETTINGS)

@@ -33,6 +33,7 @@ def test_file_round_trip_equals_the_codec_and_beats_the_nominal_rate(tdic_run):
     assert 8 * len(content) / (201 * 157) < codec.nominal_bpp(201, 157)
 
 
+@pytest.mark.slow
 def test_training_fits_the_entropy_model_and_reading_never_does(tdic_run, tmp_path):
   """bin/train ends each codec stage with its entropy model; compress, decompress and evaluate
   only read it (a missing one is a one-line error naming bin/export), and bin/export fits it
@@ -67,6 +68,7 @@ def test_a_file_written_before_the_package_moved_decodes_to_the_same_pixels():
   np.testing.assert_array_equal(decoded, expected)
 
 
+@pytest.mark.slow
 def test_cli_round_trip_and_errors(tdic_run, tmp_path):
   """Two images of one name in two sub-folders: -o mirrors the input tree, in both commands."""
   inputs = tmp_path / "in"

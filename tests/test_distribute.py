@@ -37,6 +37,7 @@ def codec_weights(checkpoint):
           if name.startswith("codec/") and "OPTIMIZER_SLOT" not in name}
 
 
+@pytest.mark.slow
 def test_two_workers_equal_one_process_with_the_same_global_batch(tmp_path):
   cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
   workers = [train(tmp_path / "multi", "--strategy=multi_worker", env={"TF_CONFIG": json.dumps(

@@ -38,6 +38,7 @@ def saic_run(tmp_path_factory):
   return model_dir
 
 
+@pytest.mark.slow
 def test_bin_evaluate_then_bin_report_write_everything(saic_run, tmp_path, caplog):
   result = run_bin("evaluate", f"--model_dir={saic_run}", "--max_images=24",
                    "--club_train_images=40", "--club_steps=50")
@@ -311,6 +312,7 @@ def test_accuracy_per_bit_interpolates_the_real_bpp_at_90_percent_of_the_origina
   assert "| TDIC | 0.175 |" in report.accuracy_per_bit_markdown(blocks)
 
 
+@pytest.mark.slow
 def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):
   settings = evaluate.EvalSettings(max_images=8, club_train_images=16,
                                    club=club.ClubSettings(steps=20), baselines=("webp",))

@@ -59,6 +59,7 @@ def test_pack_bits_is_numpy_packbits_and_unpack_inverts_it():
     np.testing.assert_array_equal(serving.unpack_bits(tf.constant(packed), shape).numpy(), bits)
 
 
+@pytest.mark.slow
 def test_layout_and_rerun_is_a_no_op(exported, tdic_run, tmp_path):
   version_dir, parity = exported
   assert os.path.basename(version_dir) == "1"
@@ -79,6 +80,7 @@ def test_layout_and_rerun_is_a_no_op(exported, tdic_run, tmp_path):
     export.export(tdic_run, str(tmp_path), "tiny", version=1)
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_the_export_without_tensorflow_compression(exported, tdic_run,
                                                                        tmp_path):
   version_dir, _ = exported
@@ -140,6 +142,7 @@ print(serving.non_core_ops({str(tmp_path / 'coder')!r}))
   assert "CreateRangeEncoder" in flagged
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_every_signature(exported):
   version_dir, _ = exported
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -268,6 +271,7 @@ def test_saic_files_are_interchangeable_between_run_and_export(exported, tdic_ru
   assert difference.max() <= 1
 
 
+@pytest.mark.slow
 def test_cli_export_prints_parity_and_refuses_bad_input(exported, tdic_run, tmp_path):
   version_dir, _ = exported
   export_dir = os.path.dirname(os.path.dirname(version_dir))

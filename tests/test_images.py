@@ -94,6 +94,7 @@ def png_declaring(width, height):
   return bytes(data)
 
 
+@pytest.mark.slow
 def test_bin_compress_reads_webp_and_tiff_and_names_bad_files(tdic_run, tmp_path, real):
   inputs = tmp_path / "in"
   inputs.mkdir()

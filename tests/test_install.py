@@ -8,6 +8,7 @@ import sys
 import sysconfig
 
 from PIL import Image
+import pytest
 
 from conftest import IMAGES, ROOT
 
@@ -22,6 +23,7 @@ def _run(command, cwd, timeout=600):
   return result
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_the_saic_command_and_the_zoo(tmp_path):
   source = tmp_path / "source"  # what the wheel is built from: the files git would have
   source.mkdir()

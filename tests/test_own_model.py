@@ -46,6 +46,7 @@ def _fine_tune(model_dir, base, model, **overrides):
   return trainer.train(TrainConfig(**settings))
 
 
+@pytest.mark.slow
 def test_saic_from_a_base_on_your_own_keras_model_records_it_and_evaluates(
     tdic_run, model_file, tmp_path):
   before = own_model.sha256(model_file)
@@ -87,6 +88,7 @@ def test_the_network_is_the_model_itself_behind_the_input_scaling(model_file):
   assert name == "stem"
 
 
+@pytest.mark.slow
 def test_a_changed_model_file_is_refused_on_resume(tdic_run, tmp_path):
   path = str(tmp_path / "clf.keras")
   _classifier().save(path)
@@ -99,6 +101,7 @@ def test_a_changed_model_file_is_refused_on_resume(tdic_run, tmp_path):
     evaluate.evaluate(str(tmp_path / "run"), evaluate.EvalSettings(max_images=4, baselines=()))
 
 
+@pytest.mark.slow
 def test_a_saved_model_serves_kd_only(tdic_run, tmp_path):
   directory = str(tmp_path / "saved")
   tf.saved_model.save(_classifier(softmax=False), directory)

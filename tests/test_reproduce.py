@@ -46,6 +46,7 @@ def bases(tdic_run, tmp_path_factory):
   return (tdic_run, second)
 
 
+@pytest.mark.slow
 def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path), **TINY)
   settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0, 16.0),
@@ -124,6 +125,7 @@ def test_bad_bases_are_one_line(tmp_path):
   assert len(lines) == 1 and "--bases" in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path / "runs"), **TINY)
   results = tmp_path / "results"

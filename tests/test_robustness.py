@@ -94,6 +94,7 @@ def test_bad_and_awkward_image_files(tmp_path):
   assert images.read_image(str(tmp_path / "palette.png")).shape == (224, 224, 3)
 
 
+@pytest.mark.slow
 def test_a_damaged_file_in_an_image_folder_is_named(tmp_path, awkward_folder):
   damaged = os.path.join(awkward_folder, "train", "cat", "damaged.jpg")
   with open(os.path.join(awkward_folder, "train", "dog", "plain.jpg"), "rb") as f:
@@ -122,6 +123,7 @@ def weights_at(model_dir, step):
           if n.startswith("codec/")}
 
 
+@pytest.mark.slow
 def test_two_runs_with_one_seed_are_bit_identical(tmp_path):
   first = trainer.train(tiny(tmp_path / "a", steps=4, checkpoint_every=4))
   second = trainer.train(tiny(tmp_path / "b", steps=4, checkpoint_every=4))
@@ -132,6 +134,7 @@ def test_two_runs_with_one_seed_are_bit_identical(tmp_path):
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_ends_where_a_straight_run_does(tmp_path):
   command = [os.path.join(ROOT, "bin", "train"), "--dataset=sample_cifar10", "--image_size=32",
              "--bpp=0.5", "--filters=8", "--batch_size=8", "--learning_rate=1e-3",
@@ -212,6 +215,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
              for n in reader.get_variable_to_shape_map() if "kernel" in n)
 
 
+@pytest.mark.slow
 def test_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path):
   trainer.train(tiny(tmp_path / "run", steps=3, checkpoint_every=3))
   trainer.train(tiny(tmp_path / "other", steps=3, checkpoint_every=3, bpp=0.25))

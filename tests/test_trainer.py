@@ -32,6 +32,7 @@ def codec_weights(model_dir, step):
   return restored.get_weights()
 
 
+@pytest.mark.slow
 def test_tdic_loss_decreases_on_real_images():
   keras.utils.set_random_seed(0)
   model = CodecTrainer(codec.BinaryCodec(0.5, 8, 16), codec.pixel_mse)
@@ -45,6 +46,7 @@ def test_tdic_loss_decreases_on_real_images():
   assert after < 0.75 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_train_writes_config_checkpoints_and_tensorboard(tmp_path):
   summary = trainer.train(tiny_config(tmp_path))
   assert summary["step"] == 6
@@ -61,6 +63,7 @@ def test_train_writes_config_checkpoints_and_tensorboard(tmp_path):
   assert 5.0 < summary["test_metrics"]["psnr"] < 60.0
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
   trainer.train(tiny_config(tmp_path / "split", steps=5))
   trainer.train(tiny_config(tmp_path / "split", steps=9))
@@ -72,6 +75,7 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_complete_stage_is_skipped(tmp_path, caplog):
   trainer.train(tiny_config(tmp_path, steps=2))
   before = codec_weights(tmp_path, 2)
@@ -82,12 +86,14 @@ def test_a_complete_stage_is_skipped(tmp_path, caplog):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path):
   trainer.train(tiny_config(tmp_path, steps=1))
   with pytest.raises(UserError, match=r"--bpp=0.5 there, 0.25 now"):
     trainer.train(tiny_config(tmp_path, steps=1, bpp=0.25))
 
 
+@pytest.mark.slow
 def test_a_first_start_that_fails_on_its_data_leaves_no_config_behind(tmp_path):
   """A newcomer's first try (a data set that is not there) must not bind MODEL_DIR to it: the
   corrected command on the same MODEL_DIR then trains."""
@@ -113,6 +119,7 @@ def test_contradicting_flags_fail_before_anything_is_written(tmp_path, overrides
   assert not os.path.exists(tmp_path / "config.json")
 
 
+@pytest.mark.slow
 def test_downstream_network_is_bit_identical_after_fine_tuning():
   classifier = backbones.freeze(backbones.build_classifier("resnet18", 32, num_classes=10))
   features, _ = backbones.split(classifier, "stage4")
@@ -142,6 +149,7 @@ def apic_run(tmp_path_factory):
   return model_dir, summary
 
 
+@pytest.mark.slow
 def test_apic_pipeline_writes_every_artifact(apic_run):
   model_dir, summary = apic_run
   assert summary["stage"] == "apic" and summary["step"] == 2
@@ -163,6 +171,7 @@ def test_apic_pipeline_writes_every_artifact(apic_run):
           min(os.path.getmtime(p) for p in glob.glob(str(model_dir / "apic" / "ckpt-*"))))
 
 
+@pytest.mark.slow
 def test_a_stage_trained_further_gets_its_entropy_model_fitted_again(tmp_path):
   trainer.train(tiny_config(tmp_path, steps=4, checkpoint_every=4))
   path = tmp_path / "tdic" / layout.ENTROPY_MODEL_FILE
@@ -171,6 +180,7 @@ def test_a_stage_trained_further_gets_its_entropy_model_fitted_again(tmp_path):
   assert json.load(open(path))["checkpoint"] == "ckpt-6"
 
 
+@pytest.mark.slow
 def test_kd_reference_fine_tunes_on_the_output_kl_without_gsw(apic_run, tmp_path):
   base, _ = apic_run
   # Another seed than the base's: it seeds this fine-tune only (bin/sweep_tau --seeds).
@@ -186,6 +196,7 @@ def test_kd_reference_fine_tunes_on_the_output_kl_without_gsw(apic_run, tmp_path
     semantic_config(tmp_path, loss="apic", kd_feature_weight=0.1).validate()
 
 
+@pytest.mark.slow
 def test_saic_from_a_shared_base_then_restart_skips_everything(apic_run, tmp_path, caplog,
                                                                  monkeypatch):
   base, _ = apic_run
@@ -228,6 +239,7 @@ def test_init_from_a_different_base_is_refused(apic_run, tmp_path):
     trainer.train(semantic_config(tmp_path, tau=400.0, init_from=str(base), bpp=0.25))
 
 
+@pytest.mark.slow
 def test_paper_gsw_at_an_earlier_layer_of_a_shared_classifier_depends_on_the_images(
     apic_run, tmp_path, caplog):
   """The classifier of another run split at stage3: the head is non-linear there, so Eq. 2-3 on
@@ -242,6 +254,7 @@ def test_paper_gsw_at_an_earlier_layer_of_a_shared_classifier_depends_on_the_ima
   assert "the same for every image" not in caplog.text
 
 
+@pytest.mark.slow
 def test_downstream_from_reuses_only_the_downstream_network(apic_run, tmp_path, caplog):
   base, _ = apic_run
   caplog.set_level("INFO")
@@ -258,6 +271,7 @@ def test_downstream_from_reuses_only_the_downstream_network(apic_run, tmp_path, 
 @pytest.mark.parametrize("overrides", [
     dict(mixed_precision="mixed_bfloat16", loss="apic"), dict(mixed_precision="mixed_float16"),
     dict(jit=True), dict(steps_per_execution=3)], ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.slow
 def test_speed_features_train_to_the_exact_step_with_finite_losses(tmp_path, overrides):
   """checkpoint_every=4 with steps_per_execution=3 still checkpoints at 4 and ends at 6."""
   config = semantic_config(tmp_path, **overrides) if "loss" in overrides else tiny_config(
@@ -285,6 +299,7 @@ def test_learning_rate_warms_up_then_decays(decay, expected):
       2.0 * schedules.ALPHA)  # the last step trained
 
 
+@pytest.mark.slow
 def test_recipe_flags_train_on_crops_with_a_schedule(tmp_path, caplog, monkeypatch):
   """--crop_size, --crop_scale_min, --lr_schedule and --warmup_steps reach TDIC's batches and
   optimizer; the fine-tune trains on whole images."""

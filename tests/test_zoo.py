@@ -64,6 +64,7 @@ def test_a_packaged_run_is_a_shipped_codec_with_the_same_files(in_zoo, tdic_run)
     zoo.check_name("tdic-9")
 
 
+@pytest.mark.slow
 def test_compress_by_name_and_decompress_without_naming_the_model(in_zoo, tdic_run, tmp_path):
   """The issue's commands as they are: `bin/compress photo.jpg --model=tdic-0.25`, then
   `bin/decompress photo.saic` (no -o: each output beside its input, never over a file)."""
@@ -90,6 +91,7 @@ def test_compress_by_name_and_decompress_without_naming_the_model(in_zoo, tdic_r
   assert "not shipped (fingerprint ffffffff): pass --model" in result.stderr
 
 
+@pytest.mark.slow
 def test_measure_writes_the_figures_and_bin_models_lists_them(in_zoo, tmp_path):
   # Two smooth "photos" stand in for Kodak.
   os.makedirs(tmp_path / "kodak")
@@ -128,6 +130,7 @@ def test_measure_writes_the_figures_and_bin_models_lists_them(in_zoo, tmp_path):
   assert any("--kodak_dir" in line and "kept as recorded" in line for line in lines), lines
 
 
+@pytest.mark.slow
 def test_curve_scores_each_snapshot_against_the_cpu_time_spent(in_zoo, tmp_path):
   """bin/models --curve: a snapshot copied under another step (the same weights) scores as the
   shipped weights do, and the final point is the PSNR of real .saic files."""
@@ -160,6 +163,7 @@ def test_curve_scores_each_snapshot_against_the_cpu_time_spent(in_zoo, tmp_path)
   assert result.returncode == 2 and "--curve=NAME and --snapshots=DIR go together" in result.stderr
 
 
+@pytest.mark.slow
 def test_fine_tune_from_a_shipped_codec(in_zoo, tmp_path):
   """--init_from=NAME: the base's codec settings are taken, the run trains its own downstream
   network and fine-tunes the shipped TDIC; nothing is written into the zoo."""
@@ -196,6 +200,7 @@ def test_fine_tune_from_a_shipped_codec(in_zoo, tmp_path):
   assert zoo_files(in_zoo) == before
 
 
+@pytest.mark.slow
 def test_export_a_shipped_codec_by_name(in_zoo, tmp_path):
   result = run_bin("export", f"--model={NAME}", f"--export_dir={tmp_path / 'out'}",
                    "--parity_images=1", env=dict(SAIC_ZOO_ROOT=in_zoo), timeout=600)
@@ -226,6 +231,7 @@ def test_bad_names_and_conflicting_codec_flags_are_one_line(in_zoo, tdic_run, tm
   assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_path):
   """bin/gsw_study's machinery, tiny: one classifier, τ chosen on the validation split, the test
   phase over two seeds, and the results with paired comparisons against APIC."""

@@ -123,16 +123,19 @@ def _fit_logistic(features, labels, steps, l2):
   weights = tf.Variable(tf.zeros([features.shape[1], labels.shape[1]]))
   bias = tf.Variable(_rate_logits(labels))  # start from the per-channel rate
   optimizer = tf.keras.optimizers.Adam(0.05)
+  optimizer.build([weights, bias])  # its slots exist before the loop below
 
   @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-          labels, features @ weights + bias)) + l2 * tf.reduce_sum(tf.square(weights))
-    optimizer.apply_gradients(zip(tape.gradient(loss, [weights, bias]), [weights, bias]))
+  def fit():
+    # The steps run in one graph loop: from Python, one call per step cost more than the
+    # step itself on a small latent.
+    for _ in tf.range(steps):
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+            labels, features @ weights + bias)) + l2 * tf.reduce_sum(tf.square(weights))
+      optimizer.apply_gradients(zip(tape.gradient(loss, [weights, bias]), [weights, bias]))
 
-  for _ in range(steps):
-    step()
+  fit()
   return weights.numpy(), bias.numpy()
 
 
