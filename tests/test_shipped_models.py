@@ -44,7 +44,6 @@ def test_a_shipped_codec_reproduces_its_recorded_figures(name):
     assert record["figures"]["kodak"]["bpp"] <= record["bpp"]
 
 
-@pytest.mark.slow
 @pytest.fixture(scope="module")
 def measured_on_the_sample():
   """task_codecs.accuracy_on(name) per task-aware codec, measured once (bin/demo's step 1)."""
@@ -52,6 +51,7 @@ def measured_on_the_sample():
   return lambda name: measured.setdefault(name, task_codecs.accuracy_on(name, log=lambda _: None))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TASK_AWARE or NONE_YET)
 def test_a_task_aware_codec_reproduces_its_recorded_accuracy(name, measured_on_the_sample):
   record = zoo.record(name)
@@ -66,6 +66,7 @@ def test_a_task_aware_codec_reproduces_its_recorded_accuracy(name, measured_on_t
       assert abs(measured["rows"][method]["bpp"] - row["bpp"]) < 1e-3, method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TASK_AWARE[:1] or NONE_YET)
 def test_the_demo_prints_the_gain_against_the_base_and_each_codec(name, measured_on_the_sample):
   """bin/demo's step 1 prints task_codecs.gain_lines of what accuracy_on measured (the demo's
