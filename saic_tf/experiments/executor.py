@@ -16,8 +16,8 @@ from saic_tf.common import formats
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
-from saic_tf.common.run import Run
 from saic_tf.common.files import read_json, write_json
+from saic_tf.common.run import Run
 from saic_tf.evaluation import evaluate
 from saic_tf.training import trainer
 
