@@ -2,7 +2,6 @@
 `error:` line. bin/ scripts only choose their flags here, parse, and call the library; the
 library never imports this module."""
 import dataclasses
-import os
 import sys
 import typing
 
@@ -18,7 +17,6 @@ from saic_tf.common.run import Run
 from saic_tf.data import datasets
 from saic_tf.data.images import DEFAULT_MAX_PIXELS
 from saic_tf.evaluation import baselines
-from saic_tf.evaluation import tables
 from saic_tf.semantic import backbones
 
 FLAGS = flags.FLAGS
@@ -180,25 +178,6 @@ def define_demo_flags(flag_values=FLAGS):
   """Flags of bin/demo (beside bin/train's)."""
   flags.DEFINE_string("demo_codec", "saic-0.125", "The shipped task-aware codec whose gain the "
                       "demo measures first (bin/models lists them).", flag_values=flag_values)
-
-
-def demo_summary(config, summary, record, report_files):
-  """bin/demo's closing lines: the fine-tune's accuracies, then where every output is."""
-  model_dir = config.model_dir
-  lines = [f"\n2. The path: {summary['stage']} fine-tuned to step {summary['step']} for "
-           f"{config.downstream_model or config.backbone}. On {record['num_images']} test "
-           f"images at {record['nominal_bpp']:g} bpp (nominal): accuracy " +
-           ", ".join(f"{tables.METHOD_NAMES[m]} {100 * r['accuracy']:.1f} %"
-                     for m, r in record["rows"].items()) +
-           f" ({summary['step']} steps on the sample's 200 images: a path, not a result)"]
-  if config.init_from:
-    lines.append(f"  {'TDIC base:':20s} {config.init_from} ({layout.run_dir(config.init_from)})")
-  lines += [f"  {what + ':':20s} {path}" for what, path in layout.outputs(model_dir)]
-  lines += [f"  {'evaluation:':20s} {layout.eval_path(model_dir, layout.EVAL_MARKDOWN)}",
-            f"  {'report:':20s} {os.path.dirname(report_files[0])} ({len(report_files)} files)",
-            "  view the logs with:  tensorboard --logdir "
-            f"{os.path.join(model_dir, layout.LOGS_DIR)}"]
-  return lines
 
 
 def define_bench_flags(default_out, flag_values=FLAGS):
