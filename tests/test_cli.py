@@ -82,7 +82,7 @@ def test_bad_flags_are_one_line(tmp_path, flag, needle):
 @pytest.mark.slow
 def test_demo_shows_the_gain_then_fine_tunes_for_the_shipped_classifier(tmp_path):
   """Step 1 says in one line that a codec that is not shipped is not measured (what it prints
-  for a shipped one, test_shipped_models measures once for both); step 2 fine-tunes tdic-0.125
+  for a shipped one: test_shipped_models' test of its recorded accuracy); step 2 fine-tunes tdic-0.125
   for the shipped classifier (no TDIC stage, no classifier training of its own), evaluates,
   exports."""
   result = run_bin("demo", f"--model_dir={tmp_path}", "--demo_codec=saic-0.0625", "--log_every=1",

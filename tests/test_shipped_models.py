@@ -44,38 +44,25 @@ def test_a_shipped_codec_reproduces_its_recorded_figures(name):
     assert record["figures"]["kodak"]["bpp"] <= record["bpp"]
 
 
-@pytest.fixture(scope="module")
-def measured_on_the_sample():
-  """task_codecs.accuracy_on(name) per task-aware codec, measured once (bin/demo's step 1)."""
-  measured = {}
-  return lambda name: measured.setdefault(name, task_codecs.accuracy_on(name, log=lambda _: None))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TASK_AWARE or NONE_YET)
-def test_a_task_aware_codec_reproduces_its_recorded_accuracy(name, measured_on_the_sample):
+def test_a_task_aware_codec_reproduces_its_recorded_accuracy(name):
+  """Also bin/demo's step 1 (--demo_codec=NAME): it prints task_codecs.gain_lines of this
+  measure (the demo's own test, in test_cli, runs its step 2)."""
   record = zoo.record(name)
   classifier = zoo.record(record["classifier"])
   assert own_model.sha256(layout.zoo_classifier_path(record["classifier"])) == (
       classifier["sha256"])
-  measured = measured_on_the_sample(name)
+  measured = task_codecs.accuracy_on(name, log=lambda _: None)
   recorded = record["figures"]["sample96"]
   for method, row in recorded["rows"].items():  # 100 images: one image is 1 point
     assert abs(measured["rows"][method]["accuracy"] - row["accuracy"]) <= 0.011, method
     if "bpp" in row:
       assert abs(measured["rows"][method]["bpp"] - row["bpp"]) < 1e-3, method
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", TASK_AWARE[:1] or NONE_YET)
-def test_the_demo_prints_the_gain_against_the_base_and_each_codec(name, measured_on_the_sample):
-  """bin/demo's step 1 prints task_codecs.gain_lines of what accuracy_on measured (the demo's
-  own test, in test_cli, runs its step 2)."""
-  lines = task_codecs.gain_lines(name, measured_on_the_sample(name))
+  lines = task_codecs.gain_lines(name, measured)
   assert lines[0] == "100 images at 96x96, the shipped classifier's accuracy:"
-  base = zoo.record(name)["base"]
-  for row in ("original images", f"{name} ", f"{base} (its base)", "JPEG at the same bytes",
-              "WEBP at the same bytes", "AVIF at the same bytes"):
+  for row in ("original images", f"{name} ", f"{record['base']} (its base)",
+              "JPEG at the same bytes", "WEBP at the same bytes", "AVIF at the same bytes"):
     assert sum(line.startswith(f"  {row}") for line in lines) == 1, row
   assert all(f"{name} − this:" in line for line in lines[3:])
 
