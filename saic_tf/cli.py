@@ -102,11 +102,14 @@ def define_quick_eval_flags(flag_values=FLAGS):
                        "of each split evaluated (0: all).", lower_bound=0, **fv)
   flags.DEFINE_integer("club_steps", 2000, "Adam steps fitting CLUB's q(y'|y).", lower_bound=1,
                        **fv)
+  flags.DEFINE_integer("club_train_images", 1000, "Training images whose (y, y') pairs fit "
+                       "CLUB's q(y'|y).", lower_bound=1, **fv)
 
 
 def quick_eval_settings_from_flags(flag_values=FLAGS, **overrides):
   from saic_tf.evaluation import club, evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.EvalSettings(max_images=flag_values.eval_max_images,
+                               club_train_images=flag_values.club_train_images,
                                club=club.ClubSettings(steps=flag_values.club_steps),
                                **overrides)
 

@@ -32,6 +32,31 @@ def tdic_run(tmp_path_factory):
   return str(model_dir)
 
 
+ZOO_NAME = "tdic-0.25"  # the name tdic_run is shipped under by tiny_zoo
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tdic_run, tmp_path_factory):
+  """A zoo of one codec: tdic_run packaged as ZOO_NAME."""
+  from saic_tf.common import layout  # pylint: disable=g-import-not-at-top
+  from saic_tf.experiments import model_zoo  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path_factory.mktemp("zoo"))
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(layout, "ZOO_ROOT", root)
+    model_zoo.package(tdic_run, ZOO_NAME, "bin/train --tiny")
+  return root
+
+
+@pytest.fixture
+def in_zoo(tiny_zoo, monkeypatch):
+  """tiny_zoo as the zoo, for the test."""
+  from saic_tf.codec import zoo  # pylint: disable=g-import-not-at-top
+  from saic_tf.common import layout  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(layout, "ZOO_ROOT", tiny_zoo)
+  monkeypatch.setattr(zoo, "_FINGERPRINTS", {})
+  return tiny_zoo
+
+
 def small_photos(directory, count=2):
   """`count` of the sample's real photos as 80x64 PNGs kodimNN.png in `directory` (a stand-in
   for Kodak); returns the directory."""

@@ -86,8 +86,8 @@ def test_demo_shows_the_gain_then_fine_tunes_for_the_shipped_classifier(tmp_path
   for the shipped classifier (no TDIC stage, no classifier training of its own), evaluates,
   exports."""
   result = run_bin("demo", f"--model_dir={tmp_path}", "--demo_codec=saic-0.0625", "--log_every=1",
-                   "--finetune_steps=2", "--gsw_batches=1", "--club_steps=20",
-                   "--parity_images=1", timeout=900)
+                   "--finetune_steps=2", "--gsw_batches=1", "--eval_max_images=8",
+                   "--club_train_images=16", "--club_steps=20", "--parity_images=1", timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   out = result.stdout
   assert "saic-0.0625 is not shipped in this checkout" in out
@@ -99,6 +99,8 @@ def test_demo_shows_the_gain_then_fine_tunes_for_the_shipped_classifier(tmp_path
     assert os.path.join(str(tmp_path), output) in out
   assert os.path.exists(tmp_path / "saic" / "ckpt-2.index")
   assert "accuracy Original" in out and "for imagenette96-resnet18" in out
+  record = json.load(open(tmp_path / "eval.json"))  # the quick evaluation's own flags
+  assert record["num_images"] == 8 and record["evaluation"]["club_train_images"] == 16
 
 
 def test_train_flags_are_the_config_fields():

@@ -292,6 +292,18 @@ def test_report_merges_seeds_into_mean_and_std_and_pairs_them_seed_by_seed():
   [(bpp, accuracy, error)] = series[report.SeriesKey("apic", None, "", "", 0.0)]
   assert bpp == pytest.approx(0.205) and accuracy == pytest.approx(37.5)
   assert error == pytest.approx(100 * np.std([0.25, 0.5], ddof=1))
+  # A variant at another feature layer pairs with APIC at that layer, its control (bin/gsw_study
+  # plans one), not with APIC at the default layer.
+  def layered(method, *args, **kwargs):
+    run = record(method, *args, **kwargs)
+    return dict(run, feature_layer="stage3", model_dir=run["model_dir"] + "-stage3",
+                stages=dict(run["stages"], **{method: run["model_dir"] + "-stage3"}))
+  blocks = report.gather([record("apic", 0, 0.25, "1000"),
+                          layered("apic", 0, 0.5, "1100", setup="apic@stage3"),
+                          layered("saic", 0, 0.75, "1110", 2.0, setup="saic@stage3")])
+  [(name, apic, comparison)] = report.paired_against_apic(blocks[0.25])
+  assert (name, apic) == ("SAIC-paper@stage3 (τ=2)", "APIC@stage3")
+  assert comparison["difference"] == pytest.approx(0.25)
 
 
 def test_accuracy_per_bit_interpolates_the_real_bpp_at_90_percent_of_the_original():

@@ -18,7 +18,7 @@ from saic_tf.common.files import write_json
 from saic_tf.evaluation import club, evaluate, tables
 from saic_tf.experiments import executor, gsw_study, kodak, reproduce
 from saic_tf.training import trainer
-from conftest import ROOT, small_photos
+from conftest import ROOT, ZOO_NAME, small_photos
 from test_cli import error_lines, run_bin
 
 TINY = dict(dataset="sample", image_size=32, holdout_every=5, downstream_epochs=1,
@@ -126,11 +126,20 @@ def test_bad_bases_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
+def test_gsw_study_then_reproduce_in_one_root(in_zoo, bases, tmp_path):
+  """bin/gsw_study then bin/reproduce, tiny, in one root as docs/reproduction.md runs them.
+  The study: one classifier, τ and KD's weight chosen on the validation split, the test phase
+  over two seeds, the results with paired comparisons against APIC. Then bin/reproduce at its
+  bases' two rates: it finds the study's selection and first-seed runs done and passes over
+  them (one executor), trains the rest, writes RESULTS/ and resumes."""
   config = TrainConfig(model_dir=str(tmp_path / "runs"), **TINY)
+  study = gsw_study.StudySettings(bases=(ZOO_NAME,), variants=("paper",), select_taus=(1.0, 4.0),
+                                  select_kd_weights=(0.0, 0.5), seeds=(0, 1),
+                                  results_dir=str(tmp_path / "study"))
+  _check_gsw_study(config, study, gsw_study.run(config, study, SETTINGS))
   results = tmp_path / "results"
-  settings = reproduce.ReproduceSettings(bases=bases, select_taus=(1.0, 4.0), seeds=(0,),
-                                         select_kd_weights=(0.0, 0.5),
+  settings = reproduce.ReproduceSettings(bases=(ZOO_NAME, bases[1]), select_taus=(1.0, 4.0),
+                                         seeds=(0,), select_kd_weights=(0.0, 0.5),
                                          baseline_rates=(2.0,), variant="paper",
                                          kodak_dir=small_photos(tmp_path / "kodak"),
                                          results_dir=str(results))
@@ -138,9 +147,13 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   flagfile.write_text("".join(f"--{k}={v}\n" for k, v in TINY.items()))
   in_flagfile = cli.train_config_from_flagfile(str(flagfile))
   args = (config, settings, SETTINGS, "bin/reproduce --tiny", str(flagfile), in_flagfile)
+  runs = tmp_path / "runs"
+  done = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(runs / "bpp_0.25" / "*" / "*.json"))}
   files = reproduce.run(*args)
   assert all(os.path.exists(f) for f in files)
-  runs = tmp_path / "runs"
+  # The study's runs at 0.25 bpp were neither trained nor evaluated again (the sweep's τ alone
+  # is evaluated on the test split, in its own eval.json).
+  assert {p: os.stat(p).st_mtime_ns for p in done} == done
   assert os.path.exists(runs / "bpp_0.25" / "apic" / "downstream" / "downstream.json")
   assert not os.path.exists(runs / "bpp_0.5" / "apic" / "downstream")  # trained once
   selection = json.load(open(results / "selection.json"))
@@ -234,6 +247,79 @@ def test_tiny_reproduction_writes_results_and_resumes(bases, tmp_path):
   text = (results / "README.md").read_text()
   assert "Not measured (no Kodak folder given)." in text
   assert reproduce.KODAK_FIGURE not in text and "{" not in text
+
+
+def _check_gsw_study(config, settings, files):
+  """What bin/gsw_study wrote for `settings` under config.model_dir (the test above)."""
+  root, results = config.model_dir, settings.results_dir
+  selection = json.load(open(os.path.join(root, gsw_study.SELECTION_FILE)))
+  assert set(selection["validation_accuracy"]) == {"paper"}
+  assert set(selection["validation_accuracy"]["paper"]) == {"1", "4"}
+  tau = f"{selection['chosen_tau']['paper']:g}"
+  assert tau in ("1", "4")
+  at = lambda *path: os.path.join(root, "bpp_0.25", *path)
+  validation = json.load(open(at("saic_paper_tau_1", "validation", layout.EVAL_FILE)))
+  assert validation["split"] == "validation" and validation["num_images"] == 8
+  # KD's feature weight, chosen there too: the test runs are at the chosen one.
+  kd_scores = selection["kd_validation_accuracy"]
+  assert set(kd_scores) == {"0", "0.5"}
+  chosen_kd = selection["chosen_kd_feature_weight"]
+  assert kd_scores[f"{chosen_kd:g}"] == max(kd_scores.values())
+  kd = "kd_feature_weight_0.5" if chosen_kd else "kd"
+  runs = sorted(os.listdir(at()))
+  assert {"apic", "kd", "kd_feature_weight_0.5", "apic_seed1", f"{kd}_seed1",
+          f"saic_paper_tau_{tau}_seed1"} <= set(runs)
+  assert json.load(open(at("kd_feature_weight_0.5", layout.CONFIG_FILE)))["kd_feature_weight"] == 0.5
+  assert all(not os.path.exists(at(r, "downstream")) for r in runs if r != "apic")  # one classifier
+  summary = open(os.path.join(results, "summary.md")).read()
+  assert "## 0.25 bpp" in summary and "| goal |" in summary
+  kd_label = "KD+0.5·APIC" if chosen_kd else "KD"
+  assert f"| {kd_label} (2 seeds) − APIC (2 seeds) |" in summary
+  assert f"| SAIC-paper (τ={tau}) (2 seeds) − APIC (2 seeds) |" in summary
+  assert ("No SAIC variant meets the goal" in summary) != ("Met at every rate measured by" in
+                                                           summary)
+  assert "Not measured yet" not in summary
+  assert "Not measured yet: 0.5 bpp" in gsw_study.summary_markdown({}, rates=[0.5])
+  # Every run's time, the total in the summary; the study's own runs evaluate TDIC's row and
+  # the baselines once.
+  timings = json.load(open(os.path.join(results, layout.TIMINGS_FILE)))
+  assert len(timings) == len(runs) + 1 and timings["total"]["train_cpu_seconds"] > 0
+  assert "The study took" in summary
+  rows = lambda run: set(json.load(open(at(run, layout.EVAL_FILE)))["rows"])
+  assert rows("apic") == {"original", "tdic", "apic", "webp"}
+  assert rows(f"{kd}_seed1") == {"original", "kd"} and rows("apic_seed1") == {"original", "apic"}
+  gsw_record = json.load(open(at(f"saic_paper_tau_{tau}", layout.GSW_FILE)))
+  assert gsw_record["feature_layer"] == "stage4" and gsw_record["gsw"] == "paper"
+  assert os.path.join(results, "selection.md") in files
+  assert os.path.join(results, gsw_study.SELECTION_FILE) in files
+  selection_md = open(os.path.join(results, "selection.md")).read()
+  assert "| paper | 512 |" in selection_md  # ResNet18's stage4 has 512 channels
+  with pytest.raises(UserError, match="give --holdout_every"):
+    gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, SETTINGS)
+  with pytest.raises(UserError, match="--kd_feature_weight=0.1: KD's weight is chosen on the "
+                                      "validation"):
+    gsw_study.run(dataclasses.replace(config, kd_feature_weight=0.1), settings, SETTINGS)
+  for weights in ((), (0.0, 0.0), (-1.0,), (0.0012345678,)):
+    with pytest.raises(UserError, match="--select_kd_weights="):
+      gsw_study.run(config, dataclasses.replace(settings, select_kd_weights=weights), SETTINGS)
+
+
+def test_a_variant_at_another_layer_gets_an_apic_control_at_that_layer(tmp_path):
+  """gsw_study's plan for a gsw@layer variant (what the tiny study above runs at the default
+  layer): at each seed, APIC at that --feature_layer beside the SAIC run, which the summary
+  pairs it with (test_evaluate's report test), and TDIC's row with the default layer's APIC."""
+  config = TrainConfig(model_dir=str(tmp_path), **TINY)
+  settings = gsw_study.StudySettings(bases=("base",), variants=("paper@stage3",),
+                                     seeds=(0, 1))
+  specs = gsw_study.plan(config, settings, [(0.25, "base")], 0.25, SETTINGS,
+                         {"paper@stage3": 4.0}, 0.0)
+  by_name = {os.path.relpath(s.config.model_dir, tmp_path): s for s in specs}
+  assert list(by_name) == [f"bpp_0.25/{name}{seed}" for seed in ("", "_seed1") for name in
+                           ("apic", "kd", "apic-stage3", "saic_paper-stage3_tau_4")]
+  for name in ("apic-stage3", "saic_paper-stage3_tau_4", "apic-stage3_seed1"):
+    assert by_name[f"bpp_0.25/{name}"].config.feature_layer == "stage3", name
+  assert by_name["bpp_0.25/saic_paper-stage3_tau_4"].config.gsw == "paper"
+  assert [s.evaluation.base_row for s in specs] == [True] + [False] * 7
 
 
 def _check_paired_rows(text, results):

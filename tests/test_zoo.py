@@ -1,5 +1,5 @@
 """Shipped codecs by name: the machinery, on a zoo of one tiny model packaged from the tdic_run
-fixture (SAIC_ZOO_ROOT points the commands at it). The shipped models themselves are checked
+fixture (conftest's in_zoo; SAIC_ZOO_ROOT points the commands at it). The shipped models themselves are checked
 in test_shipped_models.py."""
 import dataclasses
 import json
@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import IMAGES, ROOT
+from conftest import IMAGES, ROOT, ZOO_NAME as NAME
 from saic_tf.codec import zoo
 from saic_tf.common import layout
 from saic_tf.common.config import TrainConfig
@@ -21,25 +21,6 @@ from saic_tf.evaluation import club, evaluate
 from saic_tf.experiments import model_zoo
 from saic_tf.training import trainer
 from test_cli import run_bin
-
-NAME = "tdic-0.25"
-
-
-@pytest.fixture(scope="module")
-def tiny_zoo(tdic_run, tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("zoo"))
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(layout, "ZOO_ROOT", root)
-    model_zoo.package(tdic_run, NAME, "bin/train --tiny")
-    yield root
-
-
-@pytest.fixture
-def in_zoo(tiny_zoo, monkeypatch):
-  monkeypatch.setattr(layout, "ZOO_ROOT", tiny_zoo)
-  monkeypatch.setattr(zoo, "_FINGERPRINTS", {})
-  return tiny_zoo
-
 
 def zoo_files(root):
   return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root)
@@ -229,79 +210,6 @@ def test_bad_names_and_conflicting_codec_flags_are_one_line(in_zoo, tdic_run, tm
   with pytest.raises(UserError, match=r"--bpp=0.5 given, 0.25 there"):
     trainer.train(config)
   assert not os.path.exists(tmp_path / "run")
-
-
-@pytest.mark.slow
-def test_gsw_study_chooses_tau_on_validation_then_tests_every_seed(in_zoo, tmp_path):
-  """bin/gsw_study's machinery, tiny: one classifier, τ chosen on the validation split, the test
-  phase over two seeds, and the results with paired comparisons against APIC."""
-  from saic_tf.experiments import gsw_study  # pylint: disable=g-import-not-at-top
-  config = TrainConfig(model_dir=str(tmp_path / "study"), dataset="sample", image_size=32,
-                       holdout_every=5, downstream_epochs=1, finetune_steps=2, batch_size=8,
-                       learning_rate=1e-3, gsw_batches=1, gsw_scale="mean_abs",
-                       checkpoint_every=2, log_every=2, image_every=2)
-  # One variant, at an intermediate layer, so that its APIC control at that layer runs too.
-  settings = gsw_study.StudySettings(bases=(NAME,), variants=("paper@stage3",),
-                                     select_taus=(1.0, 4.0), select_kd_weights=(0.0, 0.5),
-                                     seeds=(0, 1), results_dir=str(tmp_path / "results"))
-  eval_settings = evaluate.EvalSettings(baselines=(), max_images=8, club_train_images=16,
-                                        club=club.ClubSettings(steps=5), batch_size=8)
-  files = gsw_study.run(config, settings, eval_settings)
-  selection = json.load(open(tmp_path / "study" / gsw_study.SELECTION_FILE))
-  assert set(selection["validation_accuracy"]) == {"paper@stage3"}
-  assert set(selection["validation_accuracy"]["paper@stage3"]) == {"1", "4"}
-  tau = f"{selection['chosen_tau']['paper@stage3']:g}"
-  assert tau in ("1", "4")
-  validation = json.load(open(tmp_path / "study" / "bpp_0.25" / "saic_paper-stage3_tau_1" /
-                              "validation" / layout.EVAL_FILE))
-  assert validation["split"] == "validation" and validation["num_images"] == 8
-  # KD's feature weight, chosen there too: the test runs are at the chosen one.
-  kd_scores = selection["kd_validation_accuracy"]
-  assert set(kd_scores) == {"0", "0.5"}
-  chosen_kd = selection["chosen_kd_feature_weight"]
-  assert kd_scores[f"{chosen_kd:g}"] == max(kd_scores.values())
-  kd = "kd_feature_weight_0.5" if chosen_kd else "kd"
-  runs = sorted(os.listdir(tmp_path / "study" / "bpp_0.25"))
-  assert {"apic", "kd", "kd_feature_weight_0.5", "apic_seed1", f"{kd}_seed1", "apic-stage3",
-          "apic-stage3_seed1", f"saic_paper-stage3_tau_{tau}_seed1"} <= set(runs)
-  assert json.load(open(tmp_path / "study" / "bpp_0.25" / "kd_feature_weight_0.5" /
-                        layout.CONFIG_FILE))["kd_feature_weight"] == 0.5
-  assert all(not os.path.exists(tmp_path / "study" / "bpp_0.25" / r / "downstream")
-             for r in runs if r != "apic")  # one classifier for every run
-  summary = (tmp_path / "results" / "summary.md").read_text()
-  assert "## 0.25 bpp" in summary and "| goal |" in summary
-  kd_label = "KD+0.5·APIC" if selection["chosen_kd_feature_weight"] else "KD"
-  assert f"| {kd_label} (2 seeds) − APIC (2 seeds) |" in summary
-  # Against APIC at the same layer, its control.
-  assert f"| SAIC-paper@stage3 (τ={tau}) (2 seeds) − APIC@stage3 (2 seeds) |" in summary
-  assert ("No SAIC variant meets the goal" in summary) != ("Met at every rate measured by" in
-                                                           summary)
-  assert "Not measured yet" not in summary
-  assert "Not measured yet: 0.5 bpp" in gsw_study.summary_markdown({}, rates=[0.5])
-  # Every run's time, the total in the summary; the study's own runs evaluate TDIC's row once.
-  timings = json.load(open(tmp_path / "results" / layout.TIMINGS_FILE))
-  assert len(timings) == len(runs) + 1 and timings["total"]["train_cpu_seconds"] > 0
-  assert "The study took" in summary
-  rows = lambda run: set(json.load(open(tmp_path / "study" / "bpp_0.25" / run /
-                                        layout.EVAL_FILE))["rows"])
-  assert rows("apic") == {"original", "tdic", "apic"}
-  assert rows(f"{kd}_seed1") == {"original", "kd"} and rows("apic-stage3") == {"original", "apic"}
-  gsw_record = json.load(open(tmp_path / "study" / "bpp_0.25" / f"saic_paper-stage3_tau_{tau}" /
-                              layout.GSW_FILE))
-  assert gsw_record["feature_layer"] == "stage3" and gsw_record["gsw"] == "paper"
-  assert str(tmp_path / "results" / "selection.md") in files
-  assert str(tmp_path / "results" / gsw_study.SELECTION_FILE) in files
-  selection_md = (tmp_path / "results" / "selection.md").read_text()
-  assert "| paper@stage3 | 256 |" in selection_md  # ResNet18's stage3 has 256 channels
-  with pytest.raises(UserError, match="give --holdout_every"):
-    gsw_study.run(dataclasses.replace(config, holdout_every=0), settings, eval_settings)
-  with pytest.raises(UserError, match="--kd_feature_weight=0.1: KD's weight is chosen on the "
-                                      "validation"):
-    gsw_study.run(dataclasses.replace(config, kd_feature_weight=0.1), settings, eval_settings)
-  for weights in ((), (0.0, 0.0), (-1.0,), (0.0012345678,)):
-    with pytest.raises(UserError, match="--select_kd_weights="):
-      gsw_study.run(config, dataclasses.replace(settings, select_kd_weights=weights),
-                    eval_settings)
 
 
 def test_selection_says_how_sure_it_is_and_how_spread_each_w_prime_is():

@@ -53,6 +53,8 @@ def fit(y, y_prime, settings=ClubSettings()):
   keras.utils.set_random_seed(settings.seed)
   q = _conditional_gaussian(y.shape[1], settings.hidden)
   optimizer = keras.optimizers.Adam(settings.learning_rate)
+  # Its slots now: created inside `step`'s first call, they would make tf.function trace it twice.
+  optimizer.build(q.trainable_variables)
   pairs = tf.data.Dataset.from_tensor_slices((y, y_prime)).shuffle(
       len(y), seed=settings.seed, reshuffle_each_iteration=True).repeat().batch(
           min(settings.batch_size, len(y)))
