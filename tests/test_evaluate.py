@@ -16,7 +16,7 @@ from saic_tf.common.config import TrainConfig
 from saic_tf.common.errors import UserError
 from saic_tf.evaluation import club, evaluate, report, statistics, tables
 from saic_tf.experiments import executor, sweep
-from saic_tf.training import loop, trainer
+from saic_tf.training import loop
 from test_cli import run_bin
 
 COLUMNS = ("accuracy", "f1", "psnr", "ssim", "mse", "feature_mse", "bpp", "si")
@@ -31,11 +31,41 @@ def tiny(model_dir, **overrides):
   return TrainConfig(**settings)
 
 
+SWEEP_SETTINGS = evaluate.EvalSettings(max_images=8, club_train_images=16,
+                                      club=club.ClubSettings(steps=20), baselines=("webp",))
+
+
 @pytest.fixture(scope="module")
-def saic_run(tmp_path_factory):
-  model_dir = tmp_path_factory.mktemp("saic")
-  trainer.train(tiny(model_dir))
-  return model_dir
+def sweep_root(tmp_path_factory):
+  """A τ sweep at τ = 400 (bin/sweep_tau): its base ROOT/apic (classifier, TDIC, APIC) and
+  ROOT/saic_tau_400; (ROOT, the report's files)."""
+  root = tmp_path_factory.mktemp("sweep")
+  return root, sweep.run(tiny(root, tau=None), [400.0], SWEEP_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def saic_run(sweep_root):
+  """The sweep's SAIC run (τ = 400 from its shared base): the tests after the sweep's own
+  evaluate it again with other settings."""
+  return sweep_root[0] / "saic_tau_400"
+
+
+@pytest.mark.slow
+def test_sweep_trains_one_base_and_a_run_per_tau(sweep_root):
+  root, files = sweep_root
+  assert sorted(os.listdir(root)) == ["apic", "report", "saic_tau_400"]
+  assert not os.path.exists(root / "saic_tau_400" / "tdic")  # shared from apic/
+  assert all(os.path.exists(f) for f in files)
+  rows = [r["method"] for r in csv.DictReader(open(root / "report" / "results.csv"))]
+  assert rows == ["original", "tdic", "apic", "saic", "webp"]
+  # The same command again trains and evaluates nothing (bin/reproduce and bin/gsw_study resume
+  # through the same executor.execute).
+  evals = [root / run / layout.EVAL_FILE for run in ("apic", "saic_tau_400")]
+  before = [os.stat(p).st_mtime_ns for p in evals]
+  sweep.run(tiny(root, tau=None), [400.0], SWEEP_SETTINGS)
+  assert [os.stat(p).st_mtime_ns for p in evals] == before
+  with pytest.raises(UserError, match="--taus"):
+    sweep.run(tiny(root, tau=None), [0.0], SWEEP_SETTINGS)
 
 
 @pytest.mark.slow
@@ -322,23 +352,3 @@ def test_accuracy_per_bit_interpolates_the_real_bpp_at_90_percent_of_the_origina
   assert report.accuracy_per_bit(blocks) == [("TDIC", pytest.approx(0.175), None),
                                              ("WebP", 0.24, "above")]
   assert "| TDIC | 0.175 |" in report.accuracy_per_bit_markdown(blocks)
-
-
-@pytest.mark.slow
-def test_sweep_trains_one_base_and_a_run_per_tau(tmp_path):
-  settings = evaluate.EvalSettings(max_images=8, club_train_images=16,
-                                   club=club.ClubSettings(steps=20), baselines=("webp",))
-  files = sweep.run(tiny(tmp_path, tau=None), [50.0], settings)
-  assert sorted(os.listdir(tmp_path)) == ["apic", "report", "saic_tau_50"]
-  assert not os.path.exists(tmp_path / "saic_tau_50" / "tdic")  # shared from apic/
-  assert all(os.path.exists(f) for f in files)
-  rows = [r["method"] for r in csv.DictReader(open(tmp_path / "report" / "results.csv"))]
-  assert rows == ["original", "tdic", "apic", "saic", "webp"]
-  # The same command again trains and evaluates nothing (bin/reproduce and bin/gsw_study resume
-  # through the same executor.execute).
-  evals = [tmp_path / run / layout.EVAL_FILE for run in ("apic", "saic_tau_50")]
-  before = [os.stat(p).st_mtime_ns for p in evals]
-  sweep.run(tiny(tmp_path, tau=None), [50.0], settings)
-  assert [os.stat(p).st_mtime_ns for p in evals] == before
-  with pytest.raises(UserError, match="--taus"):
-    sweep.run(tiny(tmp_path, tau=None), [0.0], settings)

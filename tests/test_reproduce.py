@@ -80,6 +80,29 @@ def test_plan_runs_the_first_seeds_rows_then_the_other_seeds_then_the_sweep(base
   assert {run.kd_feature_weight for run in runs if run.loss != "kd"} == {0.0}
 
 
+def test_results_are_written_after_each_run_that_did_something_and_at_the_end(tmp_path,
+                                                                             monkeypatch):
+  """executor.execute collects after a run it trained or evaluated; a run passed over (finished
+  and evaluated) adds its seconds to timings.json, and the results are written once at the end."""
+  done = {"trained": False, "passed": True}
+  monkeypatch.setattr(trainer, "train", lambda config, skip_complete: dict(
+      chief=True, test_metrics=None if done[os.path.basename(config.model_dir)] else {}))
+  monkeypatch.setattr(executor, "is_current", lambda spec: True)
+  run = lambda name: executor.RunSpec(TrainConfig(model_dir=str(tmp_path / name)), SETTINGS)
+  for names, expected in ((("trained", "passed", "passed"), [["trained"], ["passed", "trained"]]),
+                          (("passed", "trained"), [["passed", "trained"]]),
+                          (("passed",), [["passed"]])):
+    timings = tmp_path / layout.TIMINGS_FILE
+    if timings.exists():  # each plan in a root of its own
+      timings.unlink()
+    calls = []
+    collect = lambda: calls.append(json.load(open(timings))) or [names]
+    assert executor.execute([run(n) for n in names], str(tmp_path), collect) == ([names], True)
+    # Each collect saw the timings of every run before it.
+    assert [sorted(set(c) - {"total"}) for c in calls] == expected, names
+  assert executor.execute([], str(tmp_path), lambda: pytest.fail("nothing ran")) == ([], True)
+
+
 def test_bad_baseline_rates_are_refused(bases, tmp_path):
   config = TrainConfig(model_dir=str(tmp_path), **TINY)
   for rates in ((0.0,), (1.0, 1.0), (0.5,)):  # 0.5: a codec's rate

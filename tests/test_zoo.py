@@ -269,7 +269,8 @@ def test_selecting_one_variant_again_keeps_the_order_ties_are_broken_by(tmp_path
       validation_accuracy={"label": {"1": 0.6}, "magnitude": {"1": 0.6}},
       chosen_tau={"label": 1.0, "magnitude": 1.0}, kd_validation_accuracy={"0": 0.5},
       chosen_kd_feature_weight=0.0))
-  monkeypatch.setattr(trainer, "train", lambda *_, **__: dict(chief=False))  # no timings
+  monkeypatch.setattr(trainer, "train", lambda *_, **__: dict(  # not the chief: no timings
+      chief=False, test_metrics=None))
   monkeypatch.setattr(executor, "evaluate_run", lambda spec, chief: None)
   monkeypatch.setattr(gsw_study, "_validation_accuracy", lambda run: 0.6)
   settings = gsw_study.StudySettings(bases=(NAME,), variants=("label",), select_taus=(1.0,),

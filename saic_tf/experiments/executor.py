@@ -2,8 +2,9 @@
 evaluates and starts from, as plain data) that bin/sweep_tau (sweep.py), bin/gsw_study
 (gsw_study.py) and bin/reproduce (reproduce.py) build and `execute` runs. For each spec in
 order it trains the run, resumes it or passes over a finished one, evaluates it unless its
-evaluation is current, adds the time spent to ROOT/timings.json and rewrites the study's
-results: the same command continues an interrupted study.
+evaluation is current, and adds the time spent to ROOT/timings.json. It rewrites the study's
+results after each run that trained or evaluated, and at the end: the same command continues
+an interrupted study.
 """
 import dataclasses
 import os
@@ -93,26 +94,29 @@ def is_current(spec: RunSpec):
 
 
 def evaluate_run(spec: RunSpec, chief):
-  """Evaluates a spec unless there is nothing to evaluate or it is current. Under
-  --strategy=multi_worker the chief alone evaluates (the others would read files the chief is
-  still writing), but for a spec of `every_worker`."""
+  """Evaluates a spec unless there is nothing to evaluate or it is current; returns whether it
+  did. Under --strategy=multi_worker the chief alone evaluates (the others would read files the
+  chief is still writing), but for a spec of `every_worker`."""
   if spec.evaluation is None:
-    return
+    return False
   if not (chief or spec.every_worker):
     logging.info("%s: evaluation is left to the chief worker", spec.run_dir)
   elif is_current(spec):
     logging.info("%s: already evaluated, skipping", spec.run_dir)
   else:
     evaluate.evaluate(spec.evaluated or spec.run_dir, spec.evaluation)
+    return True
+  return False
 
 
 def execute(plan, root=None, collect=None, command="study: run"):
   """Runs each RunSpec of `plan` in order (module doc). The chief then adds the run's wall-clock
-  and CPU seconds (every thread of this process) to ROOT/timings.json and calls `collect`, which
-  writes the results and returns their files; without `root` (bin/sweep_tau), neither. A spec
-  that trains nothing is passed over when its evaluation is current, and on other workers.
-  Returns (the last collect's files, whether this process is the chief)."""
-  files, chief = [], True
+  and CPU seconds (every thread of this process) to ROOT/timings.json, and calls `collect`,
+  which writes the results and returns their files, after each run trained or evaluated and at
+  the end; without `root` (bin/sweep_tau), neither. A spec that trains nothing is passed over
+  when its evaluation is current, and on other workers. Returns (the last collect's files,
+  whether this process is the chief)."""
+  files, chief, pending = [], True, False
   for index, spec in enumerate(plan):
     later = spec.needs & {s.run_dir for s in plan[index:]}
     if later:
@@ -121,15 +125,24 @@ def execute(plan, root=None, collect=None, command="study: run"):
       continue
     logging.info("%s %d/%d: %s", command, index + 1, len(plan), spec.run_dir)
     start, start_cpu = time.time(), time.process_time()
+    changed = False
     if spec.config:  # a finished run is passed over at once, without loading its data
-      chief = trainer.train(spec.config, skip_complete=True)["chief"]
+      summary = trainer.train(spec.config, skip_complete=True)
+      chief, changed = summary["chief"], summary["test_metrics"] is not None
     trained, trained_cpu = time.time(), time.process_time()
-    evaluate_run(spec, chief)
+    changed = evaluate_run(spec, chief) or changed
     end, end_cpu = time.time(), time.process_time()
     if chief and root:
       record_time(root, spec.run_dir, dict(zip(PARTS, (
           trained - start, end - trained, trained_cpu - start_cpu, end_cpu - trained_cpu))))
-      files = collect() if collect else files
+      # A run passed over changes only the seconds in timings.json: the results are written
+      # again at the end, not after each of a resumed study's finished runs (each collect
+      # reads every run's results again).
+      pending = True
+      if collect and changed:
+        files, pending = collect(), False
+  if collect and pending:
+    files = collect()
   return files, chief
 
 

@@ -26,7 +26,8 @@ summary.md.
 
 Both phases are plans run by executor.execute: every run is trained, resumed or skipped, and
 evaluated unless its evaluation matches its checkpoints, so the same command continues an
-interrupted study; RESULTS/ is rewritten after every run of phase 2.
+interrupted study; RESULTS/ is rewritten after every run of phase 2 that trained or
+evaluated, and at its end.
 """
 import dataclasses
 import os

@@ -27,9 +27,9 @@ README.md, written from README_TEMPLATE with every number read from those JSON f
 
 A plan run by executor.execute, in order of importance (the first seed's rows at every rate,
 the other seeds', the sweep, the baselines alone), each run trained, resumed or skipped, then
-evaluated unless its evaluation matches its checkpoints; RESULTS/ is rewritten after every run,
-so an interrupted reproduction leaves consistent partial results and the same command
-continues it.
+evaluated unless its evaluation matches its checkpoints; RESULTS/ is rewritten after every run
+trained or evaluated, and at the end, so an interrupted reproduction leaves consistent partial
+results and the same command continues it.
 """
 import dataclasses
 import os
