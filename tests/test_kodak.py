@@ -43,7 +43,18 @@ def test_kodak_points_of_runs_codecs_and_published_curves(tdic_run, photos_dir, 
   [there] = record["beside"]["TDIC"]
   assert set(there) == {"bpp", "JPEG", "WebP", "AVIF", "Toderici 2017", "Ballé 2018"}
 
-  # Measured once per codec: kept beside the run, keyed by the codec's fingerprint.
+  # In this process, a codec whose files stay as they were is not even loaded again (a study
+  # collects after each run); a change to them (a run trained further) loads it again.
+  file_codec = kodak.FileCodec
+  monkeypatch.setattr(kodak, "FileCodec", lambda *a, **k: pytest.fail("loaded again"))
+  assert kodak.measure({"TDIC": [[run, twin]]}, photos_dir, str(tmp_path)) == record
+  os.utime(os.path.join(twin, "tdic", layout.ENTROPY_MODEL_FILE), ns=(1, 1))
+  with pytest.raises(pytest.fail.Exception, match="loaded again"):
+    kodak.measure({"TDIC": [[run, twin]]}, photos_dir, str(tmp_path))
+  monkeypatch.setattr(kodak, "FileCodec", file_codec)
+  # Measured once per codec, in any process: kept beside the run, keyed by the codec's
+  # fingerprint.
+  monkeypatch.setattr(kodak, "_LEARNED", {})
   kept = os.path.join(run, layout.KODAK_FILE)
   assert os.path.exists(kept)
   monkeypatch.setattr(model_zoo, "measure_images", lambda *a, **k: pytest.fail("measured again"))
@@ -79,6 +90,7 @@ def test_a_shipped_codec_is_measured_once_and_nothing_is_written_into_the_packag
   assert os.path.exists(tmp_path / "kodak_tdic-0.25.json")
   assert sorted(os.walk(zoo_root)) == before
   monkeypatch.setattr(model_zoo, "measure_images", lambda *a, **k: pytest.fail("measured again"))
+  monkeypatch.setattr(kodak, "_LEARNED", {})  # as another process would: from the file
   assert kodak.learned("tdic-0.25", images, cache_dir=str(tmp_path)) == first
 
 

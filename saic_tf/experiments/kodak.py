@@ -11,8 +11,11 @@
 
 PSNR is of the decoded uint8 RGB image against the original (max 255), as the published RGB
 curves are. A run's figures are kept beside its checkpoints (<run>/kodak.json, with the
-codec's fingerprint), so a resumed experiment measures each run once.
+codec's fingerprint), so a resumed experiment measures each run once; within one process its
+codec is not even loaded again while its files stay as they were (a study collects its results
+after each run, each time over every run so far).
 """
+import hashlib
 import os
 import re
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from saic_tf.common import layout
 from saic_tf.common.files import read_json, write_json
+from saic_tf.common.run import Run
 from saic_tf.deploy.file_codec import FileCodec
 from saic_tf.evaluation import baselines
 from saic_tf.evaluation import report
@@ -50,24 +54,54 @@ QUALITIES = {"jpeg": (2, 5, 10, 20, 35, 50), "webp": (0, 5, 15, 30, 50, 70),
              "avif": (5, 15, 30, 45, 60)}
 
 
-def learned(model_dir, images, stage=None, cache_dir=None):
+# learned's figures in this process, by codec files and photos (module doc).
+_LEARNED = {}
+
+
+def _codec_files(run: Run):
+  """(path, size, modification time) of each file of a run's codec stages: what its
+  fingerprint (weights and entropy model) is made of."""
+  state = []
+  for _, checkpoint in layout.codec_stages(run.config, run.directory):
+    for entry in sorted(os.scandir(os.path.dirname(checkpoint)), key=lambda e: e.name):
+      if entry.is_file():
+        state.append((entry.path, entry.stat().st_size, entry.stat().st_mtime_ns))
+  return tuple(state)
+
+
+def images_digest(images):
+  """A digest of the photos `learned` measures on (its key within a process)."""
+  digest = hashlib.sha256()
+  for image in images:
+    digest.update(str(image.shape).encode() + image.tobytes())
+  return digest.hexdigest()
+
+
+def learned(model_dir, images, stage=None, cache_dir=None, digest=None):
   """{psnr, bpp, images, stage, fingerprint} of a run's (or shipped codec's) .saic files,
   measured once per codec (its fingerprint: weights and entropy model): kept in
   <run>/kodak.json, or for a shipped codec in `cache_dir`/kodak_<name>.json (nothing is written
-  into the package; without `cache_dir`, measured every time)."""
-  codec = FileCodec(model_dir, stage)
+  into the package; without `cache_dir`, measured every time). `digest`: images_digest(images),
+  when the caller has it."""
+  run = Run.resolve(model_dir)
+  path = (os.path.join(cache_dir, f"kodak_{model_dir}.json") if cache_dir else None
+          ) if run.shipped else os.path.join(model_dir, layout.KODAK_FILE)
+  key = (model_dir, stage, path, digest or images_digest(images), _codec_files(run))
+  if path and key in _LEARNED and os.path.exists(path):
+    return _LEARNED[key]
+  codec = FileCodec(run, stage)
   fingerprint = codec.fingerprint.hex()
-  shipped = codec.run is not None and codec.run.shipped
-  path = (os.path.join(cache_dir, f"kodak_{model_dir}.json") if shipped and cache_dir else
-          None if shipped else os.path.join(model_dir, layout.KODAK_FILE))
+  figures = None
   if path and os.path.exists(path):
     kept = read_json(path, "delete it to measure again")
     if kept.get("fingerprint") == fingerprint and kept.get("images") == len(images):
-      return kept
-  figures = dict(model_zoo.measure_images(codec, images), stage=codec.stage,
-                 fingerprint=fingerprint)
-  if path:
-    write_json(path, figures)
+      figures = kept
+  if figures is None:
+    figures = dict(model_zoo.measure_images(codec, images), stage=codec.stage,
+                   fingerprint=fingerprint)
+    if path:
+      write_json(path, figures)
+  _LEARNED[key] = figures
   return figures
 
 
@@ -116,11 +150,12 @@ def measure(groups, kodak_dir, cache_dir=None, log=logging.info):
   rate (its seeds) becoming one point (mean PSNR and bpp, PSNR's std over the runs). The codecs'
   curves are kept in `cache_dir`/kodak_codecs.json when given."""
   images = model_zoo.kodak_photos(kodak_dir)
+  digest = images_digest(images)
   learned_points = {}
   for method, rates in groups.items():
     points = []
     for runs in rates:
-      measured = [learned(run, images, cache_dir=cache_dir) for run in runs]
+      measured = [learned(run, images, cache_dir=cache_dir, digest=digest) for run in runs]
       psnr = [m["psnr"] for m in measured]
       points.append(dict(psnr=float(np.mean(psnr)),
                          bpp=float(np.mean([m["bpp"] for m in measured])),
