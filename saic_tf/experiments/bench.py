@@ -201,15 +201,22 @@ def input_pipeline(settings: BenchSettings, source):
   return settings.input_batches * settings.batch_size / (time.perf_counter() - start)
 
 
-def codec_latency(settings: BenchSettings, images_uint8, codec, log):
-  """Per-image latency of each way to code the images, at the codec's nominal bpp."""
+def saved_model_signatures(codec, directory):
+  """(encode, decode): the codec's serving signatures, saved into `directory` and loaded back
+  (their shapes are free: one SavedModel serves every size timed)."""
+  module = serving.ServingCodec(codec)
+  tf.saved_model.save(module, directory, signatures={"encode": module.encode,
+                                                     "decode": module.decode})
+  loaded = tf.saved_model.load(directory)
+  return loaded.signatures["encode"], loaded.signatures["decode"]
+
+
+def codec_latency(settings: BenchSettings, images_uint8, codec, signatures, log):
+  """Per-image latency of each way to code the images, at the codec's nominal bpp
+  (`signatures`: saved_model_signatures of the codec)."""
   height, width = images_uint8[0].shape[:2]
+  encode, decode = signatures
   with tempfile.TemporaryDirectory() as tmp:
-    module = serving.ServingCodec(codec)
-    tf.saved_model.save(module, tmp, signatures={"encode": module.encode,
-                                                  "decode": module.decode})
-    loaded = tf.saved_model.load(tmp)
-    encode, decode = loaded.signatures["encode"], loaded.signatures["decode"]
     tflite_path = os.path.join(tmp, tflite.TFLITE_FLOAT)
     with open(tflite_path, "wb") as f:
       f.write(tflite.tflite_decoder(codec.decoder))
@@ -311,11 +318,13 @@ def run(settings: BenchSettings, log=print):
   test = datasets.load(settings.dataset, "test", settings.data_dir)
   codec = networks.build_codec(settings)
   record["latency"] = {}
-  for size in ((settings.image_size, settings.image_size), tuple(settings.large_size)):
-    real = datasets.eval_dataset(test, size, settings.images, limit=settings.images)
-    images_uint8 = [to_uint8(x).numpy() for x in next(iter(real))[0]]
-    record["latency"]["x".join(map(str, size))] = codec_latency(settings, images_uint8, codec,
-                                                                log)
+  with tempfile.TemporaryDirectory() as tmp:
+    signatures = saved_model_signatures(codec, tmp)
+    for size in ((settings.image_size, settings.image_size), tuple(settings.large_size)):
+      real = datasets.eval_dataset(test, size, settings.images, limit=settings.images)
+      images_uint8 = [to_uint8(x).numpy() for x in next(iter(real))[0]]
+      record["latency"]["x".join(map(str, size))] = codec_latency(
+          settings, images_uint8, codec, signatures, log)
   record["peak_memory_mib"] = peak_memory(settings)
   return record
 
