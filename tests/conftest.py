@@ -74,14 +74,11 @@ def pytest_addoption(parser):
                    "out the tests marked slow (end to end, each several seconds or more).")
 
 
-# The modules that hold the longest tests (a minute or more) run first: bin/test's workers
-# then take them in parallel and fill the end with short tests, instead of one worker
-# finishing a long test alone.
-LONGEST_FIRST = ("test_reproduce.py", "test_trainer.py", "test_bench.py", "test_evaluate.py",
-                 "test_cli.py", "test_zoo.py", "test_shipped_models.py")
-# Module fixtures that train (tens of seconds each): the tests that use one run on one worker
-# (an xdist_group, which bin/test's --dist=loadgroup keeps together), so it is built once.
-SHARED_FIXTURES = ("bases", "apic_run", "sweep_root", "task_zoo", "exported")
+# bin/test gives each worker whole modules (--dist=loadscope: a module fixture that trains is
+# built once), in this order: the modules of the most test time first, so that the workers
+# fill the end with short modules instead of one worker finishing a long one alone.
+LONGEST_FIRST = ("test_trainer.py", "test_reproduce.py", "test_bench.py", "test_shipped_models.py",
+                 "test_zoo.py", "test_evaluate.py", "test_cli.py", "test_robustness.py")
 
 
 def _module_rank(item):
@@ -89,13 +86,8 @@ def _module_rank(item):
   return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
   items.sort(key=_module_rank)  # stable: each module's own order stays
-  for item in items:
-    shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
-    if shared:
-      item.add_marker(pytest.mark.xdist_group(shared[0]))
   if config.getoption("--fast"):
     slow = [item for item in items if item.get_closest_marker("slow")]
     config.hook.pytest_deselected(items=slow)
