@@ -84,8 +84,10 @@ def learned(model_dir, images, stage=None, cache_dir=None, digest=None):
   into the package; without `cache_dir`, measured every time). `digest`: images_digest(images),
   when the caller has it."""
   run = Run.resolve(model_dir)
-  path = (os.path.join(cache_dir, f"kodak_{model_dir}.json") if cache_dir else None
-          ) if run.shipped else os.path.join(model_dir, layout.KODAK_FILE)
+  if run.shipped:  # nothing is written into the package
+    path = os.path.join(cache_dir, f"kodak_{model_dir}.json") if cache_dir else None
+  else:
+    path = os.path.join(model_dir, layout.KODAK_FILE)
   key = (model_dir, stage, path, digest or images_digest(images), _codec_files(run))
   if path and key in _LEARNED and os.path.exists(path):
     return _LEARNED[key]

@@ -132,10 +132,11 @@ def load_keras(path):
 
 
 def _stored(path, directory):
-  """`path`, or for a .keras archive whose members are compressed (Keras saves them deflated) an
-  uncompressed copy of it in `directory`. Keras reads the weights' HDF5 file through zipfile,
-  whose every backward seek in a deflated member decompresses it again from its start: the
-  shipped 20 MB classifier took 6 s to load that way, 2 s from the copy."""
+  """`path`, or for a .keras archive whose members are compressed (the shipped classifiers'
+  are: task_codecs.save_float16_keras) an uncompressed copy of it in `directory`. Keras reads
+  the weights' HDF5 file through zipfile, whose every backward seek in a deflated member
+  decompresses it again from its start: the shipped 20 MB classifier took 6 s to load that way
+  here, 2 s from the copy."""
   if not zipfile.is_zipfile(path):
     return path  # .h5
   with zipfile.ZipFile(path) as archive:
